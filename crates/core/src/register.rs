@@ -1,0 +1,784 @@
+//! One key's consensus instance: merging peers' states and deciding what to vote.
+//!
+//! This is Algorithm 1 of the BeauForT paper with the locking rule that makes it safe (see
+//! docs/PROTOCOL.md §5). Pure: it gets its signer, verifier and hook through [`Context`] and
+//! returns what happened; the caller persists and sends.
+
+use crate::auth::{SignatureCheck, Verifier, VoteSigner};
+use crate::hook::ValidationHook;
+use crate::state::{Ballot, Certified, RegisterState};
+use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
+use crate::vote::{vote_message, Equivocation, SignedVote, VoteKind, VoteSubject};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Everything a register needs from its replica to take a step.
+pub struct Context<'a> {
+    /// The key this register is for (part of every signed message).
+    pub key: &'a Key,
+    /// The local member's signer.
+    pub signer: &'a dyn VoteSigner,
+    /// The consortium's verifier.
+    pub verifier: &'a dyn Verifier,
+    /// The application's validation hook.
+    pub hook: &'a dyn ValidationHook,
+    /// Members proven to have equivocated; their votes no longer count towards decisions.
+    pub excluded: &'a BTreeSet<MemberIndex>,
+}
+
+impl Context<'_> {
+    fn quorum(&self) -> usize {
+        self.verifier.quorum()
+    }
+
+    fn me(&self) -> MemberIndex {
+        self.signer.member()
+    }
+
+    fn message(&self, subject: &VoteSubject) -> beaufort_crypto::hash::Digest {
+        vote_message(&self.verifier.network_id(), self.key, subject)
+    }
+}
+
+/// One vote slot as it travels in an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireBallot {
+    /// PRE-COMMIT or COMMIT.
+    pub kind: VoteKind,
+    /// The round.
+    pub round: Round,
+    /// The member the slot belongs to.
+    pub member: MemberIndex,
+    /// The slot's content.
+    pub ballot: Ballot,
+}
+
+/// Part or all of a peer's state for one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUpdate {
+    /// The register.
+    pub key: Key,
+    /// The sender's open view.
+    pub view: View,
+    /// The sender's certified value, when the receiver may lack it.
+    pub accepted: Option<Certified>,
+    /// Bodies of proposed values the receiver may lack.
+    pub values: Vec<Value>,
+    /// Vote slots the receiver may lack.
+    pub votes: Vec<WireBallot>,
+    /// True if this is the sender's whole state for the key, so anything it cannot justify is the
+    /// sender's fault rather than a gap in what the receiver already had.
+    pub complete: bool,
+}
+
+/// Why a peer's state was refused. Each is something an honest peer never sends.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidState {
+    /// A field was out of bounds or inconsistent.
+    #[error("malformed state: {0}")]
+    Malformed(&'static str),
+    /// A higher view came with a certificate that does not verify.
+    #[error("invalid certificate for view {0}")]
+    InvalidCertificate(View),
+    /// A vote for a value the validation hook rejects.
+    #[error("value rejected by the validation hook: {0}")]
+    HookRejected(String),
+    /// A complete state holding votes its own content does not justify.
+    #[error("unjustified vote: {0:?} round {1} by member {2}")]
+    Unjustified(VoteKind, Round, MemberIndex),
+    /// Signatures the sender claimed to have verified are invalid.
+    #[error("{0} invalid signature(s) in a message marked verified")]
+    InvalidSignatures(usize),
+    /// An equivocation proof whose signatures do not verify.
+    #[error("forged equivocation proof against member {0}")]
+    ForgedEvidence(MemberIndex),
+}
+
+/// What merging an update did.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct MergeOutcome {
+    /// The local state changed (persist it, push the change to neighbours).
+    pub changed: bool,
+    /// The update came with a higher view whose certificate we adopted.
+    pub learned: Option<Certified>,
+    /// The sender is behind us (send it our state).
+    pub sender_behind: bool,
+    /// Some votes could not be justified from what we hold; ask the sender for its whole state.
+    pub need_full_state: bool,
+    /// New proofs of equivocation.
+    pub evidence: Vec<Equivocation>,
+    /// Invalid signatures were found (not necessarily the sender's fault).
+    pub invalid_signatures: usize,
+}
+
+/// What an [`Register::advance`] did.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct AdvanceOutcome {
+    /// Our own new votes (the state changed; persist before sending).
+    pub cast: Vec<SignedVote>,
+    /// A decision reached by forming a certificate.
+    pub decided: Option<Certified>,
+    /// Invalid signatures were found and removed during deferred verification.
+    pub invalid_signatures: usize,
+}
+
+/// Result of a local proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proposed {
+    /// Our round-0 vote for the value is cast.
+    Voted,
+    /// We already voted in this view; the value waits for the next view.
+    Queued,
+}
+
+/// A local proposal the hook refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("proposal rejected by the validation hook: {0}")]
+pub struct ProposalRejected(pub String);
+
+/// One key's register: the replicated state plus what only this member knows.
+#[derive(Clone, Debug, Default)]
+pub struct Register {
+    /// The replicated state (persisted as is).
+    pub state: RegisterState,
+    verified: BTreeSet<(VoteKind, Round, MemberIndex)>,
+    strict: bool,
+    pending: Option<Value>,
+}
+
+/// A planned own vote.
+struct Plan {
+    kind: VoteKind,
+    round: Round,
+    value: ValueHash,
+}
+
+impl Register {
+    /// Restores a register from persisted state. Every vote in it was verified or cast before it
+    /// was persisted, but verification is cheap to redo, so restored votes count as unverified.
+    pub fn restore(state: RegisterState) -> Register {
+        Register {
+            state,
+            ..Register::default()
+        }
+    }
+
+    /// True after invalid signatures were seen in this view: votes are then checked on arrival.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// The value waiting for the next view, if any.
+    pub fn pending(&self) -> Option<&Value> {
+        self.pending.as_ref()
+    }
+
+    /// Drops the waiting proposal (the caller gave up on it).
+    pub fn clear_pending(&mut self) -> Option<Value> {
+        self.pending.take()
+    }
+
+    /// The highest round we PRE-COMMIT-voted in this view.
+    pub fn my_round(&self, me: MemberIndex) -> Option<Round> {
+        self.state
+            .precommits
+            .iter()
+            .rev()
+            .find(|(_, b)| b.contains_key(&me))
+            .map(|(r, _)| *r)
+    }
+
+    /// Our lock: the highest round we COMMIT-voted in this view, and the value.
+    pub fn lock(&self, me: MemberIndex) -> Option<(Round, ValueHash)> {
+        self.state.commits.iter().rev().find_map(|(r, b)| {
+            b.get(&me)
+                .and_then(|ballot| ballot.vote_value())
+                .map(|v| (*r, v))
+        })
+    }
+
+    /// Proposes `value` in the current view, or queues it for the next one.
+    pub fn propose(
+        &mut self,
+        ctx: &Context<'_>,
+        value: Value,
+    ) -> Result<(Proposed, AdvanceOutcome), ProposalRejected> {
+        ctx.hook
+            .validate(ctx.key, self.state.current_value(), &value)
+            .map_err(ProposalRejected)?;
+        if self.my_round(ctx.me()).is_some() {
+            self.pending = Some(value);
+            return Ok((Proposed::Queued, AdvanceOutcome::default()));
+        }
+        let hash = value.hash();
+        self.state.values.insert(hash, value.clone());
+        self.pending = Some(value);
+        let mut outcome = AdvanceOutcome::default();
+        self.cast(
+            ctx,
+            Plan {
+                kind: VoteKind::PreCommit,
+                round: 0,
+                value: hash,
+            },
+            &mut outcome,
+        );
+        let more = self.advance(ctx);
+        outcome.cast.extend(more.cast);
+        outcome.decided = more.decided;
+        outcome.invalid_signatures += more.invalid_signatures;
+        Ok((Proposed::Voted, outcome))
+    }
+
+    /// After a decision, re-proposes the waiting value in the new view unless it was the one
+    /// decided or the hook now refuses it. Returns the value if it was dropped.
+    pub fn repropose_pending(
+        &mut self,
+        ctx: &Context<'_>,
+    ) -> (Option<Value>, Option<AdvanceOutcome>) {
+        let Some(value) = self.pending.take() else {
+            return (None, None);
+        };
+        if self.state.current_value() == Some(&value) {
+            return (None, None);
+        }
+        match self.propose(ctx, value.clone()) {
+            Ok((_, outcome)) => (None, Some(outcome)),
+            Err(_) => (Some(value), None),
+        }
+    }
+
+    /// Merges part or all of a peer's state. `sender_verified` says the sender checked every
+    /// signature in the message itself, which makes invalid ones the sender's fault.
+    pub fn merge(
+        &mut self,
+        ctx: &Context<'_>,
+        update: KeyUpdate,
+        sender_verified: bool,
+    ) -> Result<MergeOutcome, InvalidState> {
+        let mut outcome = MergeOutcome::default();
+        let q = ctx.quorum();
+        let n = ctx.verifier.members();
+        if update.view < self.state.view {
+            outcome.sender_behind = true;
+            return Ok(outcome);
+        }
+        if update.view > self.state.view {
+            let cert = update
+                .accepted
+                .clone()
+                .ok_or(InvalidState::Malformed("higher view without a certificate"))?;
+            if cert.view.checked_add(1) != Some(update.view) {
+                return Err(InvalidState::Malformed("certificate view does not match"));
+            }
+            let message = ctx.message(&cert.subject());
+            if !ctx.verifier.verify_certificate(&cert.qc, &message) {
+                return Err(InvalidState::InvalidCertificate(cert.view));
+            }
+            self.jump_to(cert.clone());
+            outcome.learned = Some(cert);
+            outcome.changed = true;
+        }
+
+        let mut merged = self.state.clone();
+        let old = self.state.current_value().cloned();
+        for value in update.values {
+            value
+                .validate()
+                .map_err(|_| InvalidState::Malformed("value too large"))?;
+            let hash = value.hash();
+            if merged.values.contains_key(&hash) {
+                continue;
+            }
+            ctx.hook
+                .validate(ctx.key, old.as_ref(), &value)
+                .map_err(InvalidState::HookRejected)?;
+            merged.values.insert(hash, value);
+        }
+
+        let mut fresh: Vec<WireBallot> = Vec::new();
+        let mut strict_checks: Vec<(WireBallot, SignatureCheck)> = Vec::new();
+        for wire in update.votes {
+            if usize::from(wire.member) >= n || wire.round > MAX_ROUNDS {
+                return Err(InvalidState::Malformed("vote slot out of range"));
+            }
+            if let Ballot::Equivocated { first, second } = wire.ballot {
+                if first.0 >= second.0 {
+                    return Err(InvalidState::Malformed("equivocation values not ordered"));
+                }
+            }
+            let existing = merged.ballot(wire.kind, wire.round, wire.member).copied();
+            match (existing, wire.ballot) {
+                (Some(Ballot::Equivocated { .. }), _) => {}
+                (Some(a), b) if a == b => {}
+                (
+                    Some(Ballot::Vote {
+                        value: mine_value, ..
+                    }),
+                    Ballot::Vote { value, .. },
+                ) if mine_value == value => {
+                    // Same vote, different signature bytes: BLS signatures are unique, so one of
+                    // the two is invalid; keep ours, deferred verification will tell.
+                }
+                (_, Ballot::Equivocated { first, second }) => {
+                    let evidence = self.check_evidence(ctx, &wire, first, second)?;
+                    merged
+                        .ballots_mut(wire.kind)
+                        .entry(wire.round)
+                        .or_default()
+                        .insert(wire.member, wire.ballot);
+                    outcome.evidence.push(evidence);
+                    fresh.push(wire);
+                }
+                (Some(Ballot::Vote { value: a, signature: sa }), Ballot::Vote { value: b, signature: sb }) => {
+                    // Two values in one slot: a proof of equivocation if both signatures hold.
+                    let view = merged.view;
+                    let subject = |value| VoteSubject {
+                        view,
+                        round: wire.round,
+                        kind: wire.kind,
+                        value,
+                    };
+                    let checks = [
+                        SignatureCheck {
+                            member: wire.member,
+                            message: ctx.message(&subject(a)),
+                            signature: sa,
+                        },
+                        SignatureCheck {
+                            member: wire.member,
+                            message: ctx.message(&subject(b)),
+                            signature: sb,
+                        },
+                    ];
+                    let bad = ctx.verifier.verify_batch(&checks);
+                    outcome.invalid_signatures += bad.len();
+                    if bad.is_empty() {
+                        let (first, second) = if a < b { ((a, sa), (b, sb)) } else { ((b, sb), (a, sa)) };
+                        let ballot = Ballot::Equivocated { first, second };
+                        merged
+                            .ballots_mut(wire.kind)
+                            .entry(wire.round)
+                            .or_default()
+                            .insert(wire.member, ballot);
+                        let vote = |(value, signature): (ValueHash, _)| SignedVote {
+                            member: wire.member,
+                            subject: subject(value),
+                            signature,
+                        };
+                        outcome
+                            .evidence
+                            .push(Equivocation::new(ctx.key.clone(), vote(first), vote(second)));
+                        fresh.push(WireBallot { ballot, ..wire });
+                    } else if bad.contains(&1) && sender_verified {
+                        return Err(InvalidState::InvalidSignatures(1));
+                    } else if bad.contains(&0) && !bad.contains(&1) {
+                        // Ours was the bad one (it arrived unverified): theirs replaces it.
+                        self.verified.insert((wire.kind, wire.round, wire.member));
+                        merged
+                            .ballots_mut(wire.kind)
+                            .entry(wire.round)
+                            .or_default()
+                            .insert(wire.member, wire.ballot);
+                        fresh.push(wire);
+                    }
+                }
+                (None, Ballot::Vote { value, signature }) => {
+                    let check = SignatureCheck {
+                        member: wire.member,
+                        message: ctx.message(&VoteSubject {
+                            view: merged.view,
+                            round: wire.round,
+                            kind: wire.kind,
+                            value,
+                        }),
+                        signature,
+                    };
+                    if self.strict || wire.member == ctx.me() {
+                        strict_checks.push((wire, check));
+                    } else {
+                        merged
+                            .ballots_mut(wire.kind)
+                            .entry(wire.round)
+                            .or_default()
+                            .insert(wire.member, wire.ballot);
+                        fresh.push(wire);
+                    }
+                }
+            }
+        }
+
+        if !strict_checks.is_empty() {
+            let checks: Vec<SignatureCheck> = strict_checks.iter().map(|(_, c)| *c).collect();
+            let bad: BTreeSet<usize> = ctx.verifier.verify_batch(&checks).into_iter().collect();
+            if !bad.is_empty() && sender_verified {
+                return Err(InvalidState::InvalidSignatures(bad.len()));
+            }
+            outcome.invalid_signatures += bad.len();
+            for (i, (wire, _)) in strict_checks.into_iter().enumerate() {
+                if bad.contains(&i) {
+                    continue;
+                }
+                self.verified.insert((wire.kind, wire.round, wire.member));
+                merged
+                    .ballots_mut(wire.kind)
+                    .entry(wire.round)
+                    .or_default()
+                    .insert(wire.member, wire.ballot);
+                fresh.push(wire);
+            }
+        }
+
+        // Justification: drop fresh slots the merged state cannot justify, to a fixpoint (a
+        // dropped vote may have been what justified another).
+        loop {
+            let unjustified: Vec<WireBallot> = fresh
+                .iter()
+                .filter(|w| !merged.ballot_justified(w.kind, w.round, &w.ballot, q))
+                .copied()
+                .collect();
+            if unjustified.is_empty() {
+                break;
+            }
+            if update.complete {
+                let w = unjustified[0];
+                return Err(InvalidState::Unjustified(w.kind, w.round, w.member));
+            }
+            outcome.need_full_state = true;
+            for w in &unjustified {
+                if let Some(round) = merged.ballots_mut(w.kind).get_mut(&w.round) {
+                    round.remove(&w.member);
+                    if round.is_empty() {
+                        merged.ballots_mut(w.kind).remove(&w.round);
+                    }
+                }
+                self.verified.remove(&(w.kind, w.round, w.member));
+            }
+            fresh.retain(|w| !unjustified.contains(w));
+            // An equivocation proof stays valid on its own even if unjustified here.
+        }
+        let referenced = merged.round_values(0);
+        merged.values.retain(|hash, _| referenced.contains(hash));
+        if merged.vote_count() > 2 * n * (MAX_ROUNDS as usize + 1) {
+            return Err(InvalidState::Malformed("too many votes"));
+        }
+        if merged != self.state {
+            outcome.changed = true;
+            self.state = merged;
+        }
+        Ok(outcome)
+    }
+
+    fn check_evidence(
+        &self,
+        ctx: &Context<'_>,
+        wire: &WireBallot,
+        first: (ValueHash, beaufort_crypto::bls::Signature),
+        second: (ValueHash, beaufort_crypto::bls::Signature),
+    ) -> Result<Equivocation, InvalidState> {
+        let vote = |(value, signature)| SignedVote {
+            member: wire.member,
+            subject: VoteSubject {
+                view: self.state.view,
+                round: wire.round,
+                kind: wire.kind,
+                value,
+            },
+            signature,
+        };
+        let (a, b) = (vote(first), vote(second));
+        let checks = [a, b].map(|v| SignatureCheck {
+            member: v.member,
+            message: ctx.message(&v.subject),
+            signature: v.signature,
+        });
+        if !ctx.verifier.verify_batch(&checks).is_empty() {
+            return Err(InvalidState::ForgedEvidence(wire.member));
+        }
+        Ok(Equivocation::new(ctx.key.clone(), a, b))
+    }
+
+    /// Takes every step the protocol allows from the current state: forms a certificate and
+    /// accepts, or casts our next PRE-COMMIT or COMMIT vote. Signatures are verified in one batch
+    /// just before each decision.
+    pub fn advance(&mut self, ctx: &Context<'_>) -> AdvanceOutcome {
+        let mut outcome = AdvanceOutcome::default();
+        // Each iteration either casts a vote (at most two per round), removes invalid votes, or
+        // stops; the bound keeps a hostile state from spinning us.
+        for _ in 0..(4 * (MAX_ROUNDS as usize + 2)) {
+            match self.try_certify(ctx, &mut outcome) {
+                Certify::Decided(cert) => {
+                    outcome.decided = Some(cert);
+                    return outcome;
+                }
+                Certify::Retry => continue,
+                Certify::Nothing => {}
+            }
+            let Some(plan) = self.plan(ctx) else { break };
+            let needs_check = plan.kind == VoteKind::Commit || plan.round > 0;
+            if needs_check && !self.verify_unverified(ctx, &mut outcome) {
+                continue;
+            }
+            self.cast(ctx, plan, &mut outcome);
+        }
+        outcome
+    }
+
+    fn cast(&mut self, ctx: &Context<'_>, plan: Plan, outcome: &mut AdvanceOutcome) {
+        let me = ctx.me();
+        debug_assert!(self.state.ballot(plan.kind, plan.round, me).is_none());
+        let subject = VoteSubject {
+            view: self.state.view,
+            round: plan.round,
+            kind: plan.kind,
+            value: plan.value,
+        };
+        let signature = ctx.signer.sign(&ctx.message(&subject));
+        self.state
+            .ballots_mut(plan.kind)
+            .entry(plan.round)
+            .or_default()
+            .insert(
+                me,
+                Ballot::Vote {
+                    value: plan.value,
+                    signature,
+                },
+            );
+        self.verified.insert((plan.kind, plan.round, me));
+        outcome.cast.push(SignedVote {
+            member: me,
+            subject,
+            signature,
+        });
+    }
+
+    /// The value with a quorum of counted (non-excluded) PRE-COMMITs in `round`.
+    fn quorum_value(&self, ctx: &Context<'_>, round: Round) -> Option<ValueHash> {
+        let mut counts: BTreeMap<ValueHash, usize> = BTreeMap::new();
+        for (member, ballot) in self.state.precommits.get(&round)? {
+            if let Some(value) = ballot.vote_value() {
+                if !ctx.excluded.contains(member) {
+                    *counts.entry(value).or_default() += 1;
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .find(|(_, c)| *c >= ctx.quorum())
+            .map(|(v, _)| v)
+    }
+
+    /// The round-0 value with the most counted votes, ties to the highest hash.
+    fn round0_winner(&self, ctx: &Context<'_>) -> Option<ValueHash> {
+        let mut counts: BTreeMap<ValueHash, usize> = BTreeMap::new();
+        for (member, ballot) in self.state.precommits.get(&0)? {
+            if let Some(value) = ballot.vote_value() {
+                if !ctx.excluded.contains(member) && self.state.values.contains_key(&value) {
+                    *counts.entry(value).or_default() += 1;
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(v, c)| (*c, *v))
+            .map(|(v, _)| v)
+    }
+
+    /// The value we PRE-COMMIT in `round`: the value of the highest-round quorum we know at or
+    /// above our lock round; else our locked value; else the round-0 winner.
+    fn choose_value(&self, ctx: &Context<'_>, round: Round) -> Option<ValueHash> {
+        let lock = self.lock(ctx.me());
+        let floor = lock.map_or(0, |(l, _)| l);
+        for h in (floor..=round).rev() {
+            if let Some(value) = self.quorum_value(ctx, h) {
+                return Some(value);
+            }
+        }
+        if let Some((_, value)) = lock {
+            return Some(value);
+        }
+        self.round0_winner(ctx)
+    }
+
+    /// Our next vote, if the state calls for one.
+    fn plan(&self, ctx: &Context<'_>) -> Option<Plan> {
+        let me = ctx.me();
+        let top = self.state.top_round()?;
+        let target = if self.my_round(me) == Some(top) {
+            if let Some(value) = self.quorum_value(ctx, top) {
+                // Commit only in our current round: never for a round below it.
+                if self.state.ballot(VoteKind::Commit, top, me).is_some() {
+                    return None;
+                }
+                return Some(Plan {
+                    kind: VoteKind::Commit,
+                    round: top,
+                    value,
+                });
+            }
+            if self.state.signers(top) >= ctx.quorum() && top < MAX_ROUNDS {
+                top + 1
+            } else {
+                return None;
+            }
+        } else {
+            top
+        };
+        let value = self.choose_value(ctx, target)?;
+        Some(Plan {
+            kind: VoteKind::PreCommit,
+            round: target,
+            value,
+        })
+    }
+
+    fn try_certify(&mut self, ctx: &Context<'_>, outcome: &mut AdvanceOutcome) -> Certify {
+        let q = ctx.quorum();
+        let mut candidate = None;
+        'search: for (&round, ballots) in self.state.commits.iter().rev() {
+            let mut by_value: BTreeMap<ValueHash, Vec<MemberIndex>> = BTreeMap::new();
+            for (member, ballot) in ballots {
+                if let Some(value) = ballot.vote_value() {
+                    by_value.entry(value).or_default().push(*member);
+                }
+            }
+            for (value, members) in by_value {
+                if members.len() >= q {
+                    candidate = Some((round, value, members));
+                    break 'search;
+                }
+            }
+        }
+        let Some((round, value, members)) = candidate else {
+            return Certify::Nothing;
+        };
+        if !self.verify_unverified(ctx, outcome) {
+            return Certify::Retry;
+        }
+        let Some(body) = self.state.values.get(&value).cloned() else {
+            return Certify::Nothing;
+        };
+        let subject = VoteSubject {
+            view: self.state.view,
+            round,
+            kind: VoteKind::Commit,
+            value,
+        };
+        let shares: Vec<_> = members
+            .iter()
+            .filter_map(|m| match self.state.ballot(VoteKind::Commit, round, *m) {
+                Some(Ballot::Vote { signature, .. }) => Some((*m, *signature)),
+                _ => None,
+            })
+            .collect();
+        let Some(qc) = ctx.verifier.certify(&ctx.message(&subject), &shares) else {
+            return Certify::Nothing;
+        };
+        let cert = Certified {
+            view: self.state.view,
+            round,
+            value: body,
+            qc,
+        };
+        self.jump_to(cert.clone());
+        Certify::Decided(cert)
+    }
+
+    /// Verifies every not-yet-verified vote in one batch; removes invalid ones and switches to
+    /// verify-on-arrival. Returns true if all were valid.
+    fn verify_unverified(&mut self, ctx: &Context<'_>, outcome: &mut AdvanceOutcome) -> bool {
+        let pending: Vec<SignedVote> = self
+            .state
+            .signed_votes()
+            .into_iter()
+            .filter(|v| {
+                !self
+                    .verified
+                    .contains(&(v.subject.kind, v.subject.round, v.member))
+            })
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        let checks: Vec<SignatureCheck> = pending
+            .iter()
+            .map(|v| SignatureCheck {
+                member: v.member,
+                message: ctx.message(&v.subject),
+                signature: v.signature,
+            })
+            .collect();
+        let bad: BTreeSet<usize> = ctx.verifier.verify_batch(&checks).into_iter().collect();
+        for (i, vote) in pending.iter().enumerate() {
+            let slot = (vote.subject.kind, vote.subject.round, vote.member);
+            if !bad.contains(&i) {
+                self.verified.insert(slot);
+                continue;
+            }
+            let ballots = self.state.ballots_mut(vote.subject.kind);
+            if let Some(round) = ballots.get_mut(&vote.subject.round) {
+                round.remove(&vote.member);
+                if round.is_empty() {
+                    ballots.remove(&vote.subject.round);
+                }
+            }
+        }
+        if bad.is_empty() {
+            return true;
+        }
+        outcome.invalid_signatures += bad.len();
+        self.strict = true;
+        self.prune_unjustified(ctx.quorum(), ctx.me());
+        false
+    }
+
+    /// After removing votes, drops any that lost their justification (to a fixpoint). Our own
+    /// votes are never dropped: forgetting one could let us vote twice in a round.
+    fn prune_unjustified(&mut self, q: usize, me: MemberIndex) {
+        loop {
+            let mut doomed = Vec::new();
+            for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+                for (&round, ballots) in self.state.ballots(kind) {
+                    for (&member, ballot) in ballots {
+                        if member != me && !self.state.ballot_justified(kind, round, ballot, q) {
+                            doomed.push((kind, round, member));
+                        }
+                    }
+                }
+            }
+            if doomed.is_empty() {
+                break;
+            }
+            for (kind, round, member) in doomed {
+                let ballots = self.state.ballots_mut(kind);
+                if let Some(r) = ballots.get_mut(&round) {
+                    r.remove(&member);
+                    if r.is_empty() {
+                        ballots.remove(&round);
+                    }
+                }
+            }
+        }
+        let referenced = self.state.round_values(0);
+        self.state.values.retain(|hash, _| referenced.contains(hash));
+    }
+
+    fn jump_to(&mut self, cert: Certified) {
+        self.state = RegisterState {
+            view: cert.view + 1,
+            accepted: Some(cert),
+            ..RegisterState::default()
+        };
+        self.verified.clear();
+        self.strict = false;
+    }
+}
+
+enum Certify {
+    Decided(Certified),
+    Retry,
+    Nothing,
+}

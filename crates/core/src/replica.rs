@@ -1,0 +1,683 @@
+//! A member's whole replica: all registers, the Merkle index, evidence, and the sync protocol with
+//! each neighbour. The node runtime and the simulator both drive this and nothing else.
+//!
+//! Inputs are method calls ([`Replica::propose`], [`Replica::receive`], [`Replica::flush`],
+//! [`Replica::start_anti_entropy`], peer up/down); each returns a [`Step`] of effects. The runtime
+//! must make the keys in [`Step::persist`] durable *before* it sends [`Step::messages`]: that is
+//! what keeps a restarted member from voting twice in one view and round.
+
+use crate::auth::{SignatureCheck, Verifier, VoteSigner};
+use crate::hook::ValidationHook;
+use crate::merkle::{MerkleDiff, MerkleIndex};
+use crate::register::{
+    AdvanceOutcome, Context, InvalidState, KeyUpdate, MergeOutcome, ProposalRejected, Proposed,
+    Register, WireBallot,
+};
+use crate::state::{Ballot, Certified, RegisterState};
+use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View};
+use crate::vote::{vote_message, Equivocation, VoteKind};
+use crate::wire::{SyncMessage, MAX_KEYS_PER_MESSAGE, MAX_PROOFS_PER_MESSAGE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Most keys whose per-peer delta bookkeeping we keep; beyond it the bookkeeping is reset, which
+/// only costs resending whole states.
+const MAX_TRACKED_KEYS_PER_PEER: usize = 100_000;
+
+/// A value certified for a key, as the application sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The key.
+    pub key: Key,
+    /// The value and its certificate.
+    pub certified: Certified,
+    /// This member proposed the decided value.
+    pub mine: bool,
+}
+
+/// Misbehaviour by a neighbour, for the runtime to act on (drop the connection, back off).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerFault {
+    /// The neighbour that sent it.
+    pub peer: MemberIndex,
+    /// What was wrong.
+    pub reason: FaultReason,
+}
+
+/// What a neighbour did wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FaultReason {
+    /// A state that failed validation.
+    #[error("invalid state for key {key}: {error}")]
+    InvalidState {
+        /// The key.
+        key: Key,
+        /// Why.
+        error: InvalidState,
+    },
+    /// A Merkle answer that did not match the question.
+    #[error("bad anti-entropy answer: {0}")]
+    Merkle(#[from] crate::merkle::MerkleError),
+    /// A request out of bounds.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+/// Counters a runtime exports as metrics and a simulator uses to charge costs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepStats {
+    /// Invalid signatures found (deferred or on arrival).
+    pub invalid_signatures: usize,
+    /// Votes this member cast.
+    pub votes_cast: usize,
+}
+
+/// The effects of one input.
+#[derive(Debug, Default)]
+#[must_use = "persist, then send the messages, then report decisions and faults"]
+pub struct Step {
+    /// Keys whose state changed: write `replica.state(key)` durably before sending anything.
+    pub persist: BTreeSet<Key>,
+    /// New equivocation proofs: store them durably too.
+    pub evidence: Vec<Equivocation>,
+    /// Messages to neighbours.
+    pub messages: Vec<(MemberIndex, SyncMessage)>,
+    /// Newly certified values.
+    pub decisions: Vec<Decision>,
+    /// Our own proposals that lost and that the hook no longer allows re-proposing.
+    pub dropped_proposals: Vec<(Key, Value)>,
+    /// Neighbours that misbehaved.
+    pub faults: Vec<PeerFault>,
+    /// Counters.
+    pub stats: StepStats,
+}
+
+impl Step {
+    /// Appends another step's effects (a runtime that batches several inputs sends once).
+    pub fn absorb(&mut self, other: Step) {
+        self.persist.extend(other.persist);
+        self.evidence.extend(other.evidence);
+        self.messages.extend(other.messages);
+        self.decisions.extend(other.decisions);
+        self.dropped_proposals.extend(other.dropped_proposals);
+        self.faults.extend(other.faults);
+        self.stats.invalid_signatures += other.stats.invalid_signatures;
+        self.stats.votes_cast += other.stats.votes_cast;
+    }
+}
+
+/// What we believe a neighbour holds for one key: what it sent us and what we sent it.
+#[derive(Clone, Debug, Default)]
+struct Known {
+    view: Option<View>,
+    slots: BTreeSet<(VoteKind, Round, MemberIndex, bool)>,
+    values: BTreeSet<ValueHash>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    known: BTreeMap<Key, Known>,
+    diff: Option<MerkleDiff>,
+    /// Keys to send this peer whole on the next flush.
+    owed: BTreeSet<Key>,
+}
+
+/// One member's replica.
+pub struct Replica {
+    signer: Box<dyn VoteSigner>,
+    verifier: Arc<dyn Verifier>,
+    hook: Arc<dyn ValidationHook>,
+    registers: BTreeMap<Key, Register>,
+    excluded: BTreeMap<MemberIndex, Equivocation>,
+    excluded_set: BTreeSet<MemberIndex>,
+    merkle: MerkleIndex,
+    peers: BTreeMap<MemberIndex, Peer>,
+    dirty: BTreeSet<Key>,
+}
+
+/// A local proposal could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// The hook refused the value.
+    #[error(transparent)]
+    Rejected(#[from] ProposalRejected),
+}
+
+impl Replica {
+    /// A replica with no state.
+    pub fn new(
+        signer: Box<dyn VoteSigner>,
+        verifier: Arc<dyn Verifier>,
+        hook: Arc<dyn ValidationHook>,
+    ) -> Replica {
+        Replica {
+            signer,
+            verifier,
+            hook,
+            registers: BTreeMap::new(),
+            excluded: BTreeMap::new(),
+            excluded_set: BTreeSet::new(),
+            merkle: MerkleIndex::new(),
+            peers: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Rebuilds a replica after a restart from what it persisted. Neighbours are re-added by the
+    /// runtime as connections come back; Merkle repair then fetches what was missed.
+    pub fn restore(
+        signer: Box<dyn VoteSigner>,
+        verifier: Arc<dyn Verifier>,
+        hook: Arc<dyn ValidationHook>,
+        states: impl IntoIterator<Item = (Key, RegisterState)>,
+        evidence: impl IntoIterator<Item = Equivocation>,
+    ) -> Replica {
+        let mut replica = Replica::new(signer, verifier, hook);
+        for (key, state) in states {
+            replica.merkle.insert(key.as_bytes(), state.digest());
+            replica.registers.insert(key, Register::restore(state));
+        }
+        for proof in evidence {
+            replica.excluded_set.insert(proof.member());
+            replica.excluded.insert(proof.member(), proof);
+        }
+        replica
+    }
+
+    /// This member's index.
+    pub fn me(&self) -> MemberIndex {
+        self.signer.member()
+    }
+
+    /// The replicated state of a key (what to persist).
+    pub fn state(&self, key: &Key) -> Option<&RegisterState> {
+        self.registers.get(key).map(|r| &r.state)
+    }
+
+    /// The certified value of a key.
+    pub fn get(&self, key: &Key) -> Option<&Certified> {
+        self.registers.get(key)?.state.accepted.as_ref()
+    }
+
+    /// All keys with their state, in key order.
+    pub fn states(&self) -> impl Iterator<Item = (&Key, &RegisterState)> {
+        self.registers.iter().map(|(k, r)| (k, &r.state))
+    }
+
+    /// Members proven to have equivocated, with the proof.
+    pub fn excluded(&self) -> &BTreeMap<MemberIndex, Equivocation> {
+        &self.excluded
+    }
+
+    /// Whether a key is in verify-on-arrival mode (invalid signatures were seen in its view).
+    pub fn is_strict(&self, key: &Key) -> bool {
+        self.registers.get(key).is_some_and(|r| r.is_strict())
+    }
+
+    /// The root of the Merkle index over all keys.
+    pub fn merkle_root(&mut self) -> beaufort_crypto::hash::Digest {
+        self.merkle.root()
+    }
+
+    /// The current neighbours.
+    pub fn peers(&self) -> impl Iterator<Item = MemberIndex> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// A neighbour connected. It learns our changes from now on; Merkle repair covers the past.
+    pub fn add_peer(&mut self, peer: MemberIndex) {
+        if peer != self.me() && usize::from(peer) < self.verifier.members() {
+            self.peers.entry(peer).or_default();
+        }
+    }
+
+    /// A neighbour disconnected (or was dropped for a fault).
+    pub fn remove_peer(&mut self, peer: MemberIndex) {
+        self.peers.remove(&peer);
+    }
+
+    /// Proposes a value for a key (a write; [`Value::Tombstone`] deletes).
+    pub fn propose(&mut self, key: Key, value: Value) -> Result<(Step, Proposed), ProposeError> {
+        let mut step = Step::default();
+        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
+        let register = self.registers.entry(key.clone()).or_default();
+        let ctx = Context {
+            key: &key,
+            signer: self.signer.as_ref(),
+            verifier: verifier.as_ref(),
+            hook: hook.as_ref(),
+            excluded: &self.excluded_set,
+        };
+        let (proposed, outcome) = register.propose(&ctx, value)?;
+        self.after_advance(&key, outcome, &mut step);
+        Ok((step, proposed))
+    }
+
+    /// Handles a message from a neighbour.
+    pub fn receive(&mut self, from: MemberIndex, message: SyncMessage) -> Step {
+        let mut step = Step::default();
+        if !self.peers.contains_key(&from) {
+            self.add_peer(from);
+        }
+        match message {
+            SyncMessage::Updates { verified, updates } => {
+                for update in updates {
+                    self.merge_update(from, update, verified, &mut step);
+                }
+            }
+            SyncMessage::NeedState { keys } => {
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    for key in keys {
+                        if self.registers.contains_key(&key) {
+                            peer.known.remove(&key);
+                            peer.owed.insert(key);
+                        }
+                    }
+                }
+            }
+            SyncMessage::Evidence { proofs } => {
+                for proof in proofs {
+                    if let Err(reason) = self.accept_evidence(proof, &mut step) {
+                        step.faults.push(PeerFault { peer: from, reason });
+                        break;
+                    }
+                }
+            }
+            SyncMessage::MerkleRoot { root } => {
+                let mut diff = MerkleDiff::new(root);
+                let ask = diff.start(&mut self.merkle);
+                self.continue_diff(from, diff, ask, &mut step);
+            }
+            SyncMessage::MerkleQuery { paths } => {
+                let nodes = paths
+                    .into_iter()
+                    .map(|p| {
+                        let summary = self.merkle.node(&p);
+                        (p, summary)
+                    })
+                    .collect();
+                step.messages
+                    .push((from, SyncMessage::MerkleNodes { nodes }));
+            }
+            SyncMessage::MerkleNodes { nodes } => {
+                let Some(mut diff) = self.peers.get_mut(&from).and_then(|p| p.diff.take()) else {
+                    step.faults.push(PeerFault {
+                        peer: from,
+                        reason: FaultReason::BadRequest("anti-entropy answer without a question"),
+                    });
+                    return step;
+                };
+                match diff.on_answers(&mut self.merkle, nodes) {
+                    Ok(ask) => self.continue_diff(from, diff, ask, &mut step),
+                    Err(e) => step.faults.push(PeerFault {
+                        peer: from,
+                        reason: FaultReason::Merkle(e),
+                    }),
+                }
+            }
+        }
+        step
+    }
+
+    /// Sends each neighbour what changed since the last flush (the eager push, batched). The
+    /// runtime calls this every few milliseconds.
+    pub fn flush(&mut self) -> Step {
+        let mut step = Step::default();
+        let dirty = std::mem::take(&mut self.dirty);
+        let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
+        for peer_id in peers {
+            let Some(mut peer) = self.peers.remove(&peer_id) else {
+                continue;
+            };
+            let owed = std::mem::take(&mut peer.owed);
+            let mut updates = Vec::new();
+            let mut verified = true;
+            for key in dirty.union(&owed) {
+                let Some(register) = self.registers.get(key) else {
+                    continue;
+                };
+                if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER && !peer.known.contains_key(key)
+                {
+                    peer.known.clear();
+                }
+                let known = peer.known.entry(key.clone()).or_default();
+                if let Some(update) = delta(key, &register.state, known) {
+                    verified &= register.is_strict();
+                    updates.push(update);
+                }
+            }
+            for chunk in updates.chunks(MAX_KEYS_PER_MESSAGE) {
+                step.messages.push((
+                    peer_id,
+                    SyncMessage::Updates {
+                        verified,
+                        updates: chunk.to_vec(),
+                    },
+                ));
+            }
+            self.peers.insert(peer_id, peer);
+        }
+        step
+    }
+
+    /// Opens a Merkle anti-entropy exchange with a neighbour (the runtime does this periodically
+    /// and after reconnects).
+    pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
+        let mut step = Step::default();
+        if self.peers.contains_key(&peer) {
+            let root = self.merkle.root();
+            step.messages.push((peer, SyncMessage::MerkleRoot { root }));
+        }
+        step
+    }
+
+    fn continue_diff(
+        &mut self,
+        from: MemberIndex,
+        diff: MerkleDiff,
+        ask: Vec<crate::merkle::NodePath>,
+        step: &mut Step,
+    ) {
+        if !ask.is_empty() {
+            if let Some(peer) = self.peers.get_mut(&from) {
+                peer.diff = Some(diff);
+            }
+            step.messages
+                .push((from, SyncMessage::MerkleQuery { paths: ask }));
+            return;
+        }
+        let outcome = diff.finish();
+        let mut wanted = Vec::new();
+        for raw in outcome.differing.iter().chain(outcome.local_only.iter()) {
+            let Ok(key) = Key::new(raw.clone()) else {
+                continue;
+            };
+            if let Some(peer) = self.peers.get_mut(&from) {
+                if self.registers.contains_key(&key) {
+                    peer.known.remove(&key);
+                    peer.owed.insert(key.clone());
+                }
+            }
+            if outcome.differing.contains(raw) {
+                wanted.push(key);
+            }
+        }
+        for chunk in wanted.chunks(MAX_KEYS_PER_MESSAGE) {
+            step.messages.push((
+                from,
+                SyncMessage::NeedState {
+                    keys: chunk.to_vec(),
+                },
+            ));
+        }
+    }
+
+    fn accept_evidence(
+        &mut self,
+        proof: Equivocation,
+        step: &mut Step,
+    ) -> Result<(), FaultReason> {
+        if self.excluded.contains_key(&proof.member()) {
+            return Ok(());
+        }
+        let forged = || FaultReason::InvalidState {
+            key: proof.key.clone(),
+            error: InvalidState::ForgedEvidence(proof.member()),
+        };
+        if !proof.is_well_formed() || usize::from(proof.member()) >= self.verifier.members() {
+            return Err(forged());
+        }
+        let network = self.verifier.network_id();
+        let checks = [proof.first, proof.second].map(|v| SignatureCheck {
+            member: v.member,
+            message: vote_message(&network, &proof.key, &v.subject),
+            signature: v.signature,
+        });
+        if !self.verifier.verify_batch(&checks).is_empty() {
+            return Err(forged());
+        }
+        self.record_evidence(proof, step);
+        Ok(())
+    }
+
+    fn record_evidence(&mut self, proof: Equivocation, step: &mut Step) {
+        if self.excluded.contains_key(&proof.member()) {
+            return;
+        }
+        self.excluded_set.insert(proof.member());
+        self.excluded.insert(proof.member(), proof.clone());
+        step.evidence.push(proof.clone());
+        for peer in self.peers.keys() {
+            step.messages.push((
+                *peer,
+                SyncMessage::Evidence {
+                    proofs: vec![proof.clone()],
+                },
+            ));
+        }
+        // Votes by the excluded member stop counting: registers may now be able to move.
+        let keys: Vec<Key> = self.registers.keys().cloned().collect();
+        for key in keys {
+            self.advance_key(&key, step);
+        }
+    }
+
+    fn merge_update(
+        &mut self,
+        from: MemberIndex,
+        update: KeyUpdate,
+        verified: bool,
+        step: &mut Step,
+    ) {
+        let key = update.key.clone();
+        if key.validate().is_err() {
+            step.faults.push(PeerFault {
+                peer: from,
+                reason: FaultReason::BadRequest("invalid key"),
+            });
+            return;
+        }
+        // Record what the sender evidently holds, so we never send it back.
+        if let Some(peer) = self.peers.get_mut(&from) {
+            let known = peer.known.entry(key.clone()).or_default();
+            if known.view.is_none_or(|view| update.view > view) {
+                *known = Known {
+                    view: Some(update.view),
+                    ..Known::default()
+                };
+            }
+            if known.view == Some(update.view) {
+                for w in &update.votes {
+                    known.slots.insert(slot_id(w));
+                }
+                known.values.extend(update.values.iter().map(|v| v.hash()));
+            }
+        }
+        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
+        let register = self.registers.entry(key.clone()).or_default();
+        let ctx = Context {
+            key: &key,
+            signer: self.signer.as_ref(),
+            verifier: verifier.as_ref(),
+            hook: hook.as_ref(),
+            excluded: &self.excluded_set,
+        };
+        let result = register.merge(&ctx, update, verified);
+        let outcome: MergeOutcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if register.state == RegisterState::default() {
+                    self.registers.remove(&key);
+                }
+                step.faults.push(PeerFault {
+                    peer: from,
+                    reason: FaultReason::InvalidState { key, error },
+                });
+                return;
+            }
+        };
+        step.stats.invalid_signatures += outcome.invalid_signatures;
+        if outcome.sender_behind {
+            if let Some(peer) = self.peers.get_mut(&from) {
+                peer.known.remove(&key);
+                peer.owed.insert(key.clone());
+            }
+        }
+        if outcome.need_full_state {
+            step.messages.push((
+                from,
+                SyncMessage::NeedState {
+                    keys: vec![key.clone()],
+                },
+            ));
+        }
+        if let Some(cert) = outcome.learned {
+            self.on_decided(&key, cert, step);
+        }
+        if outcome.changed {
+            self.touch(&key, step);
+        }
+        for proof in outcome.evidence {
+            self.record_evidence(proof, step);
+        }
+        self.advance_key(&key, step);
+    }
+
+    fn advance_key(&mut self, key: &Key, step: &mut Step) {
+        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
+        let Some(register) = self.registers.get_mut(key) else {
+            return;
+        };
+        let ctx = Context {
+            key,
+            signer: self.signer.as_ref(),
+            verifier: verifier.as_ref(),
+            hook: hook.as_ref(),
+            excluded: &self.excluded_set,
+        };
+        let outcome = register.advance(&ctx);
+        self.after_advance(key, outcome, step);
+    }
+
+    fn after_advance(&mut self, key: &Key, outcome: AdvanceOutcome, step: &mut Step) {
+        step.stats.invalid_signatures += outcome.invalid_signatures;
+        step.stats.votes_cast += outcome.cast.len();
+        let changed = !outcome.cast.is_empty() || outcome.decided.is_some();
+        if changed {
+            self.touch(key, step);
+        }
+        if let Some(cert) = outcome.decided {
+            self.on_decided(key, cert, step);
+            self.advance_key(key, step);
+        }
+    }
+
+    /// A view closed for `key` (we formed or learned its certificate): report it and move our
+    /// waiting proposal, if any, to the new view.
+    fn on_decided(&mut self, key: &Key, cert: Certified, step: &mut Step) {
+        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
+        let Some(register) = self.registers.get_mut(key) else {
+            return;
+        };
+        let mine = register.pending() == Some(&cert.value);
+        if mine {
+            register.clear_pending();
+        }
+        step.decisions.push(Decision {
+            key: key.clone(),
+            certified: cert,
+            mine,
+        });
+        let ctx = Context {
+            key,
+            signer: self.signer.as_ref(),
+            verifier: verifier.as_ref(),
+            hook: hook.as_ref(),
+            excluded: &self.excluded_set,
+        };
+        let (dropped, outcome) = register.repropose_pending(&ctx);
+        if let Some(value) = dropped {
+            step.dropped_proposals.push((key.clone(), value));
+        }
+        if let Some(outcome) = outcome {
+            self.after_advance(key, outcome, step);
+        }
+    }
+
+    fn touch(&mut self, key: &Key, step: &mut Step) {
+        if let Some(register) = self.registers.get(key) {
+            self.merkle.insert(key.as_bytes(), register.state.digest());
+            step.persist.insert(key.clone());
+            self.dirty.insert(key.clone());
+        }
+    }
+}
+
+fn slot_id(w: &WireBallot) -> (VoteKind, Round, MemberIndex, bool) {
+    (
+        w.kind,
+        w.round,
+        w.member,
+        matches!(w.ballot, Ballot::Equivocated { .. }),
+    )
+}
+
+/// What `state` has that a peer believed to hold `known` may lack; updates `known` as sent.
+/// A peer not known to be in our view gets the whole state, marked complete.
+fn delta(key: &Key, state: &RegisterState, known: &mut Known) -> Option<KeyUpdate> {
+    match known.view {
+        Some(view) if view > state.view => return None,
+        Some(view) if view == state.view => {}
+        _ => {
+            *known = Known {
+                view: Some(state.view),
+                ..Known::default()
+            }
+        }
+    }
+    let whole = known.slots.is_empty() && known.values.is_empty();
+    let mut votes = Vec::new();
+    for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+        for (&round, ballots) in state.ballots(kind) {
+            for (&member, &ballot) in ballots {
+                let wire = WireBallot {
+                    kind,
+                    round,
+                    member,
+                    ballot,
+                };
+                if known.slots.insert(slot_id(&wire)) {
+                    votes.push(wire);
+                }
+            }
+        }
+    }
+    let values: Vec<Value> = state
+        .values
+        .iter()
+        .filter(|(hash, _)| known.values.insert(**hash))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let empty = votes.is_empty() && values.is_empty();
+    if empty && !(whole && state.accepted.is_some()) {
+        return None;
+    }
+    Some(KeyUpdate {
+        key: key.clone(),
+        view: state.view,
+        accepted: if whole { state.accepted.clone() } else { None },
+        values,
+        votes,
+        complete: whole,
+    })
+}
+
+impl Replica {
+    /// Bounds how many proofs one message may carry when the runtime forwards them in bulk.
+    pub fn evidence_batches(&self) -> Vec<Vec<Equivocation>> {
+        let all: Vec<Equivocation> = self.excluded.values().cloned().collect();
+        all.chunks(MAX_PROOFS_PER_MESSAGE)
+            .map(|c| c.to_vec())
+            .collect()
+    }
+}

@@ -1,0 +1,262 @@
+//! A register's replicated state (the CRDT) and the monotone rules that say which states are valid.
+//!
+//! Within a view the state is a grow-only set of signed votes, one slot per (kind, round, member);
+//! a slot that receives two different values becomes an equivocation proof. A state with a higher
+//! view and a valid certificate replaces an older one. Every validity rule here is *monotone*: a
+//! state that satisfies it keeps satisfying it when more signed votes are added. That is what lets
+//! honest members merge in any order without ever holding a state they would later have to reject.
+
+use crate::types::{MemberIndex, Round, Value, ValueHash, View};
+use crate::vote::{SignedVote, VoteKind, VoteSubject};
+use beaufort_crypto::bls::Signature;
+use beaufort_crypto::hash::{hash, Digest, Domain};
+use beaufort_crypto::qc::QuorumCertificate;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A value together with the certificate that decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certified {
+    /// The view that decided the value.
+    pub view: View,
+    /// The round whose COMMIT votes form the certificate.
+    pub round: Round,
+    /// The decided value.
+    pub value: Value,
+    /// A quorum of COMMIT signatures on (view, round, value), aggregated.
+    pub qc: QuorumCertificate,
+}
+
+impl Certified {
+    /// What the certificate's signers signed.
+    pub fn subject(&self) -> VoteSubject {
+        VoteSubject {
+            view: self.view,
+            round: self.round,
+            kind: VoteKind::Commit,
+            value: self.value.hash(),
+        }
+    }
+}
+
+/// One member's slot for one (kind, round) of a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ballot {
+    /// A single signed vote.
+    Vote {
+        /// The value voted for.
+        value: ValueHash,
+        /// The member's signature share.
+        signature: Signature,
+    },
+    /// The member signed two different values here; both signatures were checked. This is the
+    /// equivocation proof, kept and gossiped inside the state itself.
+    Equivocated {
+        /// The lower of the two value hashes, with its signature.
+        first: (ValueHash, Signature),
+        /// The higher one.
+        second: (ValueHash, Signature),
+    },
+}
+
+impl Ballot {
+    /// The values this slot supports (one, or two for an equivocation).
+    pub fn values(&self) -> impl Iterator<Item = ValueHash> {
+        let (a, b) = match *self {
+            Ballot::Vote { value, .. } => (value, None),
+            Ballot::Equivocated { first, second } => (first.0, Some(second.0)),
+        };
+        std::iter::once(a).chain(b)
+    }
+
+    /// The single value of an honest-looking slot.
+    pub fn vote_value(&self) -> Option<ValueHash> {
+        match *self {
+            Ballot::Vote { value, .. } => Some(value),
+            Ballot::Equivocated { .. } => None,
+        }
+    }
+}
+
+/// The votes of one kind in one round: at most one slot per member.
+pub type RoundBallots = BTreeMap<MemberIndex, Ballot>;
+
+/// A register's replicated state: the certified value and the votes of the open view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterState {
+    /// The open view (the one being decided now).
+    pub view: View,
+    /// The value decided in view `view - 1`; `None` exactly when `view == 0`.
+    pub accepted: Option<Certified>,
+    /// Bodies of the values proposed in this view (every one is referenced by a round-0 vote).
+    pub values: BTreeMap<ValueHash, Value>,
+    /// PRE-COMMIT votes by round.
+    pub precommits: BTreeMap<Round, RoundBallots>,
+    /// COMMIT votes by round.
+    pub commits: BTreeMap<Round, RoundBallots>,
+}
+
+impl RegisterState {
+    /// The currently certified value (`None` before the first decision).
+    pub fn current_value(&self) -> Option<&Value> {
+        self.accepted.as_ref().map(|c| &c.value)
+    }
+
+    /// The ballots of one kind.
+    pub fn ballots(&self, kind: VoteKind) -> &BTreeMap<Round, RoundBallots> {
+        match kind {
+            VoteKind::PreCommit => &self.precommits,
+            VoteKind::Commit => &self.commits,
+        }
+    }
+
+    /// Mutable ballots of one kind.
+    pub fn ballots_mut(&mut self, kind: VoteKind) -> &mut BTreeMap<Round, RoundBallots> {
+        match kind {
+            VoteKind::PreCommit => &mut self.precommits,
+            VoteKind::Commit => &mut self.commits,
+        }
+    }
+
+    /// The slot of `member` for (kind, round).
+    pub fn ballot(&self, kind: VoteKind, round: Round, member: MemberIndex) -> Option<&Ballot> {
+        self.ballots(kind).get(&round)?.get(&member)
+    }
+
+    /// Number of vote slots (for bounds and metrics).
+    pub fn vote_count(&self) -> usize {
+        self.precommits.values().map(|r| r.len()).sum::<usize>()
+            + self.commits.values().map(|r| r.len()).sum::<usize>()
+    }
+
+    /// Every single (non-equivocated) vote, as signed votes.
+    pub fn signed_votes(&self) -> Vec<SignedVote> {
+        let mut out = Vec::new();
+        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+            for (&round, ballots) in self.ballots(kind) {
+                for (&member, ballot) in ballots {
+                    if let Ballot::Vote { value, signature } = *ballot {
+                        out.push(SignedVote {
+                            member,
+                            subject: VoteSubject {
+                                view: self.view,
+                                round,
+                                kind,
+                                value,
+                            },
+                            signature,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The highest round holding a PRE-COMMIT vote.
+    pub fn top_round(&self) -> Option<Round> {
+        self.precommits
+            .iter()
+            .rev()
+            .find(|(_, b)| !b.is_empty())
+            .map(|(r, _)| *r)
+    }
+
+    /// Distinct signers of PRE-COMMIT votes in `round`, equivocators included.
+    pub fn signers(&self, round: Round) -> usize {
+        self.precommits.get(&round).map_or(0, |b| b.len())
+    }
+
+    /// Distinct values with a PRE-COMMIT vote in `round`, equivocators' both values included.
+    pub fn round_values(&self, round: Round) -> BTreeSet<ValueHash> {
+        self.precommits
+            .get(&round)
+            .map(|b| b.values().flat_map(|ballot| ballot.values()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Members whose slot in (kind, round) is a single vote for `value`, counting everyone
+    /// (equivocators' proven double votes excluded, since their slot is not a single vote).
+    pub fn supporters(&self, kind: VoteKind, round: Round, value: ValueHash) -> Vec<MemberIndex> {
+        self.ballots(kind)
+            .get(&round)
+            .map(|b| {
+                b.iter()
+                    .filter(|(_, ballot)| ballot.vote_value() == Some(value))
+                    .map(|(m, _)| *m)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Monotone rule: round `round` may hold votes. Round 0 always may; round r + 1 may once round
+    /// r has at least `quorum` signers who between them support at least two values. (Not "no
+    /// value has a quorum": that would stop holding when a late vote completes a quorum, and an
+    /// honest member would be left holding a state it must reject.)
+    pub fn round_exists(&self, round: Round, quorum: usize) -> bool {
+        round == 0 || {
+            let prev = round - 1;
+            self.signers(prev) >= quorum && self.round_values(prev).len() >= 2
+        }
+    }
+
+    /// Monotone rule: a PRE-COMMIT in `round` for `value` is justified. In round 0 any proposed
+    /// value may be voted (its body must be present; the hook checked it). In later rounds the
+    /// round must exist and the value must be one of the round-0 values: the honest choice (a
+    /// quorum's value, a lock, or the round-0 winner) is always one, and "the winner" itself cannot
+    /// be checked by others, who may see a different part of round 0.
+    pub fn precommit_justified(&self, round: Round, value: ValueHash, quorum: usize) -> bool {
+        if round == 0 {
+            self.values.contains_key(&value)
+        } else {
+            self.round_exists(round, quorum) && self.round_values(0).contains(&value)
+        }
+    }
+
+    /// Monotone rule: a COMMIT for `value` in `round` needs a quorum of single PRE-COMMIT votes for
+    /// it in that round.
+    pub fn commit_justified(&self, round: Round, value: ValueHash, quorum: usize) -> bool {
+        self.supporters(VoteKind::PreCommit, round, value).len() >= quorum
+    }
+
+    /// Whether one slot's content is justified by the rest of the state.
+    pub fn ballot_justified(&self, kind: VoteKind, round: Round, ballot: &Ballot, q: usize) -> bool {
+        ballot.values().all(|value| match kind {
+            VoteKind::PreCommit => self.precommit_justified(round, value, q),
+            // An equivocated COMMIT slot is proof by itself; each single one needs its quorum.
+            VoteKind::Commit => {
+                matches!(ballot, Ballot::Equivocated { .. })
+                    || self.commit_justified(round, value, q)
+            }
+        })
+    }
+
+    /// The digest stored in the Merkle index: the view, the certified value and round, and every
+    /// vote slot's content without signature bytes. Two replicas with the same votes compare
+    /// equal even if they hold different (equally valid) certificates for the same decision.
+    pub fn digest(&self) -> Digest {
+        let mut buf: Vec<u8> = Vec::with_capacity(64 + self.vote_count() * 40);
+        buf.extend_from_slice(&self.view.to_le_bytes());
+        if let Some(c) = &self.accepted {
+            buf.push(1);
+            buf.extend_from_slice(&c.view.to_le_bytes());
+            buf.extend_from_slice(&c.round.to_le_bytes());
+            buf.extend_from_slice(c.value.hash().0.as_bytes());
+        } else {
+            buf.push(0);
+        }
+        for (tag, kind) in [(1u8, VoteKind::PreCommit), (2u8, VoteKind::Commit)] {
+            for (round, ballots) in self.ballots(kind) {
+                for (member, ballot) in ballots {
+                    buf.push(tag);
+                    buf.extend_from_slice(&round.to_le_bytes());
+                    buf.extend_from_slice(&member.to_le_bytes());
+                    for value in ballot.values() {
+                        buf.extend_from_slice(value.0.as_bytes());
+                    }
+                }
+            }
+        }
+        hash(Domain::RegisterState, &[&buf])
+    }
+}

@@ -1,0 +1,161 @@
+//! The protocol's vocabulary: keys, values, views, rounds and the bounds on each.
+//!
+//! Every size here is bounded because every byte of it may come from a hostile peer.
+
+use beaufort_crypto::hash::{hash, Digest, Domain};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub use beaufort_crypto::membership::MemberIndex;
+
+/// A consensus instance number for one key. View `v` decides the value that follows the value
+/// certified in view `v - 1`; view 0 decides a key's first value.
+pub type View = u64;
+
+/// A voting round inside one view. Round 0 holds the proposals; later rounds exist only after a
+/// split vote in the round before.
+pub type Round = u32;
+
+/// Longest key in bytes. Keys are names, not data.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Largest value in bytes. Registers hold small records (tickets, asset states, contract sources).
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// Highest round number a view may reach. Honest members only open a round after a split vote, so
+/// a view that reaches this many rounds is under attack or misconfigured; states beyond it are
+/// rejected rather than letting a peer grow our memory without limit.
+pub const MAX_ROUNDS: Round = 64;
+
+/// A register's name.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Key(Vec<u8>);
+
+impl Key {
+    /// Checks the length bound; the only way to build a key from outside bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Key, BoundError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() || bytes.len() > MAX_KEY_LEN {
+            return Err(BoundError::KeyLength(bytes.len()));
+        }
+        Ok(Key(bytes))
+    }
+
+    /// The raw bytes, for hashing, signing and storage.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Re-checks the bound on a key that arrived through deserialization.
+    pub fn validate(&self) -> Result<(), BoundError> {
+        if self.0.is_empty() || self.0.len() > MAX_KEY_LEN {
+            return Err(BoundError::KeyLength(self.0.len()));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) => write!(f, "{s:?}"),
+            Err(_) => write!(f, "0x{}", hex_prefix(&self.0)),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What a register holds. A delete is a tombstone that goes through consensus like any write, so a
+/// deleted key cannot be resurrected by replaying an older certified value.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Value {
+    /// Application bytes.
+    Data(Vec<u8>),
+    /// The key was deleted.
+    Tombstone,
+}
+
+impl Value {
+    /// Builds a data value, checking the size bound.
+    pub fn data(bytes: impl Into<Vec<u8>>) -> Result<Value, BoundError> {
+        let value = Value::Data(bytes.into());
+        value.validate()?;
+        Ok(value)
+    }
+
+    /// Re-checks the bound on a value that arrived through deserialization.
+    pub fn validate(&self) -> Result<(), BoundError> {
+        match self {
+            Value::Data(bytes) if bytes.len() > MAX_VALUE_LEN => {
+                Err(BoundError::ValueLength(bytes.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The hash votes refer to. Data and tombstone hash under different tags, so no data value
+    /// can collide with a delete.
+    pub fn hash(&self) -> ValueHash {
+        match self {
+            Value::Data(bytes) => ValueHash(hash(Domain::Value, &[b"data", bytes])),
+            Value::Tombstone => ValueHash(hash(Domain::Value, &[b"tombstone"])),
+        }
+    }
+
+    /// The bytes, or `None` for a tombstone.
+    pub fn as_data(&self) -> Option<&[u8]> {
+        match self {
+            Value::Data(bytes) => Some(bytes),
+            Value::Tombstone => None,
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Data(bytes) => match std::str::from_utf8(bytes) {
+                Ok(s) if s.len() <= 40 => write!(f, "{s:?}"),
+                _ => write!(f, "<{} bytes {:?}>", bytes.len(), self.hash()),
+            },
+            Value::Tombstone => write!(f, "<tombstone>"),
+        }
+    }
+}
+
+/// The BLAKE3 hash of a [`Value`]; votes sign this, not the value itself, so a vote is small.
+/// Ordered, because ties in a split vote go to the highest hash.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ValueHash(pub Digest);
+
+impl fmt::Debug for ValueHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A size or range bound was exceeded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoundError {
+    /// Keys are 1 to [`MAX_KEY_LEN`] bytes.
+    #[error("key length {0} outside 1..={MAX_KEY_LEN}")]
+    KeyLength(usize),
+    /// Values are at most [`MAX_VALUE_LEN`] bytes.
+    #[error("value length {0} exceeds {MAX_VALUE_LEN}")]
+    ValueLength(usize),
+}
