@@ -71,6 +71,34 @@ pub struct KeyUpdate {
     pub complete: bool,
 }
 
+impl KeyUpdate {
+    /// A register's whole state as one complete update (what a peer gets when we do not know
+    /// what it holds, and what Merkle repair exchanges).
+    pub fn whole(key: &Key, state: &RegisterState) -> KeyUpdate {
+        let mut votes = Vec::with_capacity(state.vote_count());
+        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+            for (&round, ballots) in state.ballots(kind) {
+                for (&member, &ballot) in ballots {
+                    votes.push(WireBallot {
+                        kind,
+                        round,
+                        member,
+                        ballot,
+                    });
+                }
+            }
+        }
+        KeyUpdate {
+            key: key.clone(),
+            view: state.view,
+            accepted: state.accepted.clone(),
+            values: state.values.values().cloned().collect(),
+            votes,
+            complete: true,
+        }
+    }
+}
+
 /// Why a peer's state was refused. Each is something an honest peer never sends.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidState {
@@ -332,7 +360,16 @@ impl Register {
                     outcome.evidence.push(evidence);
                     fresh.push(wire);
                 }
-                (Some(Ballot::Vote { value: a, signature: sa }), Ballot::Vote { value: b, signature: sb }) => {
+                (
+                    Some(Ballot::Vote {
+                        value: a,
+                        signature: sa,
+                    }),
+                    Ballot::Vote {
+                        value: b,
+                        signature: sb,
+                    },
+                ) => {
                     // Two values in one slot: a proof of equivocation if both signatures hold.
                     let view = merged.view;
                     let subject = |value| VoteSubject {
@@ -356,7 +393,11 @@ impl Register {
                     let bad = ctx.verifier.verify_batch(&checks);
                     outcome.invalid_signatures += bad.len();
                     if bad.is_empty() {
-                        let (first, second) = if a < b { ((a, sa), (b, sb)) } else { ((b, sb), (a, sa)) };
+                        let (first, second) = if a < b {
+                            ((a, sa), (b, sb))
+                        } else {
+                            ((b, sb), (a, sa))
+                        };
                         let ballot = Ballot::Equivocated { first, second };
                         merged
                             .ballots_mut(wire.kind)
@@ -368,9 +409,11 @@ impl Register {
                             subject: subject(value),
                             signature,
                         };
-                        outcome
-                            .evidence
-                            .push(Equivocation::new(ctx.key.clone(), vote(first), vote(second)));
+                        outcome.evidence.push(Equivocation::new(
+                            ctx.key.clone(),
+                            vote(first),
+                            vote(second),
+                        ));
                         fresh.push(WireBallot { ballot, ..wire });
                     } else if bad.contains(&1) && sender_verified {
                         return Err(InvalidState::InvalidSignatures(1));
@@ -555,20 +598,12 @@ impl Register {
         });
     }
 
-    /// The value with a quorum of counted (non-excluded) PRE-COMMITs in `round`.
+    /// The value with a quorum of PRE-COMMITs in `round`. Equivocators count here (see
+    /// [`RegisterState::supporters`]): quorums must be monotone, or a member locked on a quorum
+    /// that later lost an excluded voter could never convince the others, and the view would
+    /// stall.
     fn quorum_value(&self, ctx: &Context<'_>, round: Round) -> Option<ValueHash> {
-        let mut counts: BTreeMap<ValueHash, usize> = BTreeMap::new();
-        for (member, ballot) in self.state.precommits.get(&round)? {
-            if let Some(value) = ballot.vote_value() {
-                if !ctx.excluded.contains(member) {
-                    *counts.entry(value).or_default() += 1;
-                }
-            }
-        }
-        counts
-            .into_iter()
-            .find(|(_, c)| *c >= ctx.quorum())
-            .map(|(v, _)| v)
+        self.state.quorum_value(round, ctx.quorum())
     }
 
     /// The round-0 value with the most counted votes, ties to the highest hash.
@@ -638,14 +673,9 @@ impl Register {
     fn try_certify(&mut self, ctx: &Context<'_>, outcome: &mut AdvanceOutcome) -> Certify {
         let q = ctx.quorum();
         let mut candidate = None;
-        'search: for (&round, ballots) in self.state.commits.iter().rev() {
-            let mut by_value: BTreeMap<ValueHash, Vec<MemberIndex>> = BTreeMap::new();
-            for (member, ballot) in ballots {
-                if let Some(value) = ballot.vote_value() {
-                    by_value.entry(value).or_default().push(*member);
-                }
-            }
-            for (value, members) in by_value {
+        'search: for &round in self.state.commits.keys().rev() {
+            for value in self.commit_values(round) {
+                let members = self.state.supporters(VoteKind::Commit, round, value);
                 if members.len() >= q {
                     candidate = Some((round, value, members));
                     break 'search;
@@ -669,9 +699,9 @@ impl Register {
         };
         let shares: Vec<_> = members
             .iter()
-            .filter_map(|m| match self.state.ballot(VoteKind::Commit, round, *m) {
-                Some(Ballot::Vote { signature, .. }) => Some((*m, *signature)),
-                _ => None,
+            .filter_map(|m| {
+                let ballot = self.state.ballot(VoteKind::Commit, round, *m)?;
+                ballot.signature_for(value).map(|signature| (*m, signature))
             })
             .collect();
         let Some(qc) = ctx.verifier.certify(&ctx.message(&subject), &shares) else {
@@ -685,6 +715,15 @@ impl Register {
         };
         self.jump_to(cert.clone());
         Certify::Decided(cert)
+    }
+
+    /// The values with any COMMIT vote in `round`.
+    fn commit_values(&self, round: Round) -> BTreeSet<ValueHash> {
+        self.state
+            .commits
+            .get(&round)
+            .map(|b| b.values().flat_map(|ballot| ballot.values()).collect())
+            .unwrap_or_default()
     }
 
     /// Verifies every not-yet-verified vote in one batch; removes invalid ones and switches to
@@ -763,7 +802,9 @@ impl Register {
             }
         }
         let referenced = self.state.round_values(0);
-        self.state.values.retain(|hash, _| referenced.contains(hash));
+        self.state
+            .values
+            .retain(|hash, _| referenced.contains(hash));
     }
 
     fn jump_to(&mut self, cert: Certified) {

@@ -336,8 +336,7 @@ impl Replica {
                 let Some(register) = self.registers.get(key) else {
                     continue;
                 };
-                if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER && !peer.known.contains_key(key)
-                {
+                if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER && !peer.known.contains_key(key) {
                     peer.known.clear();
                 }
                 let known = peer.known.entry(key.clone()).or_default();
@@ -412,11 +411,7 @@ impl Replica {
         }
     }
 
-    fn accept_evidence(
-        &mut self,
-        proof: Equivocation,
-        step: &mut Step,
-    ) -> Result<(), FaultReason> {
+    fn accept_evidence(&mut self, proof: Equivocation, step: &mut Step) -> Result<(), FaultReason> {
         if self.excluded.contains_key(&proof.member()) {
             return Ok(());
         }

@@ -69,6 +69,20 @@ impl Ballot {
         std::iter::once(a).chain(b)
     }
 
+    /// The signature this slot carries for `value`, if it supports it.
+    pub fn signature_for(&self, value: ValueHash) -> Option<Signature> {
+        match *self {
+            Ballot::Vote {
+                value: v,
+                signature,
+            } => (v == value).then_some(signature),
+            Ballot::Equivocated { first, second } => [first, second]
+                .into_iter()
+                .find(|(v, _)| *v == value)
+                .map(|(_, s)| s),
+        }
+    }
+
     /// The single value of an honest-looking slot.
     pub fn vote_value(&self) -> Option<ValueHash> {
         match *self {
@@ -175,18 +189,28 @@ impl RegisterState {
             .unwrap_or_default()
     }
 
-    /// Members whose slot in (kind, round) is a single vote for `value`, counting everyone
-    /// (equivocators' proven double votes excluded, since their slot is not a single vote).
+    /// Members whose slot in (kind, round) supports `value`, equivocators included (their slot
+    /// supports both its values). Counting them keeps every quorum monotone: a quorum someone saw
+    /// stays a quorum for everyone after the equivocation is discovered. That is safe because any
+    /// `quorum` slots still include at least f + 1 honest members.
     pub fn supporters(&self, kind: VoteKind, round: Round, value: ValueHash) -> Vec<MemberIndex> {
         self.ballots(kind)
             .get(&round)
             .map(|b| {
                 b.iter()
-                    .filter(|(_, ballot)| ballot.vote_value() == Some(value))
+                    .filter(|(_, ballot)| ballot.values().any(|v| v == value))
                     .map(|(m, _)| *m)
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The value with a quorum of PRE-COMMIT supporters in `round` (at most one can have it: two
+    /// quorums overlap in at least one honest member, who votes once per round).
+    pub fn quorum_value(&self, round: Round, quorum: usize) -> Option<ValueHash> {
+        self.round_values(round)
+            .into_iter()
+            .find(|value| self.supporters(VoteKind::PreCommit, round, *value).len() >= quorum)
     }
 
     /// Monotone rule: round `round` may hold votes. Round 0 always may; round r + 1 may once round
@@ -213,14 +237,20 @@ impl RegisterState {
         }
     }
 
-    /// Monotone rule: a COMMIT for `value` in `round` needs a quorum of single PRE-COMMIT votes for
+    /// Monotone rule: a COMMIT for `value` in `round` needs a quorum of PRE-COMMIT supporters for
     /// it in that round.
     pub fn commit_justified(&self, round: Round, value: ValueHash, quorum: usize) -> bool {
         self.supporters(VoteKind::PreCommit, round, value).len() >= quorum
     }
 
     /// Whether one slot's content is justified by the rest of the state.
-    pub fn ballot_justified(&self, kind: VoteKind, round: Round, ballot: &Ballot, q: usize) -> bool {
+    pub fn ballot_justified(
+        &self,
+        kind: VoteKind,
+        round: Round,
+        ballot: &Ballot,
+        q: usize,
+    ) -> bool {
         ballot.values().all(|value| match kind {
             VoteKind::PreCommit => self.precommit_justified(round, value, q),
             // An equivocated COMMIT slot is proof by itself; each single one needs its quorum.

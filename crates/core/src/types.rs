@@ -72,11 +72,7 @@ impl fmt::Display for Key {
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a register holds. A delete is a tombstone that goes through consensus like any write, so a

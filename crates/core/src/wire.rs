@@ -101,8 +101,8 @@ pub fn decode(bytes: &[u8], members: usize) -> Result<SyncMessage, WireError> {
         return Err(WireError::TooLarge(bytes.len()));
     }
     // The version comes first, so an incompatible peer gets a version error, not a decode error.
-    let (version, _) = postcard::take_from_bytes::<u16>(bytes)
-        .map_err(|e| WireError::Decode(e.to_string()))?;
+    let (version, _) =
+        postcard::take_from_bytes::<u16>(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
     if version != WIRE_VERSION {
         return Err(WireError::Version(version));
     }
@@ -121,7 +121,10 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                 return Err(WireError::Bounds("too many key updates"));
             }
             for update in updates {
-                update.key.validate().map_err(|_| WireError::Bounds("key"))?;
+                update
+                    .key
+                    .validate()
+                    .map_err(|_| WireError::Bounds("key"))?;
                 if update.values.len() > 2 * members {
                     return Err(WireError::Bounds("too many values"));
                 }
@@ -132,7 +135,9 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                     value.validate().map_err(|_| WireError::Bounds("value"))?;
                 }
                 if let Some(cert) = &update.accepted {
-                    cert.value.validate().map_err(|_| WireError::Bounds("value"))?;
+                    cert.value
+                        .validate()
+                        .map_err(|_| WireError::Bounds("value"))?;
                     cert.qc
                         .signers
                         .validate(members)

@@ -1,0 +1,92 @@
+//! A minimal all-to-all harness for core tests: messages are delivered in FIFO order, instantly.
+//! (The real simulator, with delays, loss and adversaries, lives in `beaufort-sim`.)
+
+use beaufort_core::auth::StandInCrypto;
+use beaufort_core::hook::{AcceptAll, ValidationHook};
+use beaufort_core::replica::{Decision, Replica, Step};
+use beaufort_core::types::{Key, MemberIndex, Value};
+use beaufort_core::wire::{decode, encode, SyncMessage};
+use beaufort_crypto::hash::{hash, Domain};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub struct Cluster {
+    pub replicas: Vec<Replica>,
+    pub queue: VecDeque<(MemberIndex, MemberIndex, SyncMessage)>,
+    pub decisions: Vec<(MemberIndex, Decision)>,
+}
+
+impl Cluster {
+    pub fn new(n: usize) -> Cluster {
+        Cluster::with_hook(n, Arc::new(AcceptAll))
+    }
+
+    pub fn with_hook(n: usize, hook: Arc<dyn ValidationHook>) -> Cluster {
+        let crypto = StandInCrypto::new(hash(Domain::NetworkId, &[b"test"]), n);
+        let mut replicas = Vec::new();
+        for i in 0..n {
+            let mut r = Replica::new(
+                Box::new(crypto.signer(i as MemberIndex)),
+                Arc::new(crypto.clone()),
+                hook.clone(),
+            );
+            for j in 0..n {
+                r.add_peer(j as MemberIndex);
+            }
+            replicas.push(r);
+        }
+        Cluster {
+            replicas,
+            queue: VecDeque::new(),
+            decisions: Vec::new(),
+        }
+    }
+
+    pub fn apply(&mut self, from: MemberIndex, step: Step) {
+        assert!(
+            step.faults.is_empty(),
+            "unexpected faults: {:?}",
+            step.faults
+        );
+        for d in step.decisions {
+            self.decisions.push((from, d));
+        }
+        for (to, msg) in step.messages {
+            // Every message goes through the real encoding and its limits.
+            let bytes = encode(&msg).expect("encode");
+            let msg = decode(&bytes, self.replicas.len()).expect("decode");
+            self.queue.push_back((from, to, msg));
+        }
+    }
+
+    pub fn propose(&mut self, member: MemberIndex, key: &str, value: &str) {
+        let (step, _) = self.replicas[member as usize]
+            .propose(Key::new(key).unwrap(), Value::data(value).unwrap())
+            .expect("propose");
+        self.apply(member, step);
+    }
+
+    /// Flushes every replica and delivers until quiet (bounded).
+    pub fn run(&mut self) {
+        for _ in 0..10_000 {
+            for i in 0..self.replicas.len() {
+                let step = self.replicas[i].flush();
+                self.apply(i as MemberIndex, step);
+            }
+            if self.queue.is_empty() {
+                return;
+            }
+            while let Some((from, to, msg)) = self.queue.pop_front() {
+                let step = self.replicas[to as usize].receive(from, msg);
+                self.apply(to, step);
+            }
+        }
+        panic!("cluster did not go quiet");
+    }
+
+    pub fn value(&self, member: usize, key: &str) -> Option<Value> {
+        self.replicas[member]
+            .get(&Key::new(key).unwrap())
+            .map(|c| c.value.clone())
+    }
+}
