@@ -284,6 +284,7 @@ struct Node {
     kind: Kind,
 }
 
+/// Whether a node is a bucket or has children.
 #[derive(Clone)]
 enum Kind {
     /// A leaf bucket: entries sorted by `(path, key)`. At most [`LEAF_CAPACITY`] unless at
@@ -308,6 +309,7 @@ enum Inserted {
 }
 
 impl Node {
+    /// A leaf bucket holding `entries` (sorted by path), hash not yet computed.
     fn leaf(entries: Vec<Entry>) -> Node {
         Node {
             hash: Digest::ZERO,
@@ -343,6 +345,7 @@ impl Node {
         }
     }
 
+    /// Inserts or replaces `key` in this subtree at `depth`, splitting buckets that overflow.
     fn insert(&mut self, depth: usize, path: Digest, key: &[u8], digest: Digest) -> Inserted {
         let inserted = match &mut self.kind {
             Kind::Leaf(entries) => {
@@ -381,6 +384,7 @@ impl Node {
         inserted
     }
 
+    /// Removes `key` from this subtree at `depth`, collapsing inner nodes that shrink to a bucket.
     fn remove(&mut self, depth: usize, path: &Digest, key: &[u8]) -> Option<Digest> {
         let removed = match &mut self.kind {
             Kind::Leaf(entries) => {

@@ -1,0 +1,661 @@
+//! One test (at least) per protocol rule settled in docs/PROTOCOL.md.
+
+mod common;
+
+use beaufort_core::auth::{StandInCrypto, Verifier};
+use beaufort_core::hook::AcceptAll;
+use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
+use beaufort_core::replica::{FaultReason, Replica};
+use beaufort_core::state::Ballot;
+use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUNDS};
+use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
+use beaufort_core::wire::{decode, encode, SyncMessage, WireError, MAX_MESSAGE_BYTES};
+use beaufort_crypto::bls::Signature;
+use beaufort_crypto::hash::{hash, Domain};
+use common::Cluster;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn crypto(n: usize) -> StandInCrypto {
+    StandInCrypto::new(hash(Domain::NetworkId, &[b"test"]), n)
+}
+
+fn key() -> Key {
+    Key::new("k").unwrap()
+}
+
+fn data(s: &str) -> Value {
+    Value::data(s).unwrap()
+}
+
+/// A validly signed PRE-COMMIT or COMMIT slot for `member`.
+fn vote(
+    c: &StandInCrypto,
+    member: MemberIndex,
+    kind: VoteKind,
+    round: Round,
+    value: &Value,
+) -> WireBallot {
+    let subject = VoteSubject {
+        view: 0,
+        round,
+        kind,
+        value: value.hash(),
+    };
+    let message = vote_message(&c.network_id(), &key(), &subject);
+    WireBallot {
+        kind,
+        round,
+        member,
+        ballot: Ballot::Vote {
+            value: value.hash(),
+            signature: c.share(member, &message),
+        },
+    }
+}
+
+fn update(values: Vec<Value>, votes: Vec<WireBallot>, complete: bool) -> KeyUpdate {
+    KeyUpdate {
+        key: key(),
+        view: 0,
+        accepted: None,
+        values,
+        votes,
+        complete,
+    }
+}
+
+struct Member {
+    crypto: StandInCrypto,
+    signer: beaufort_core::auth::StandInSigner,
+    excluded: BTreeSet<MemberIndex>,
+    register: Register,
+    key: Key,
+}
+
+impl Member {
+    fn new(n: usize, me: MemberIndex) -> Member {
+        let crypto = crypto(n);
+        Member {
+            signer: crypto.signer(me),
+            crypto,
+            excluded: BTreeSet::new(),
+            register: Register::default(),
+            key: key(),
+        }
+    }
+
+    fn merge(&mut self, update: KeyUpdate) -> Result<(), InvalidState> {
+        let ctx = Context {
+            key: &self.key,
+            signer: &self.signer,
+            verifier: &self.crypto,
+            hook: &AcceptAll,
+            excluded: &self.excluded,
+        };
+        let _outcome = self.register.merge(&ctx, update, false)?;
+        let _advanced = self.register.advance(&ctx);
+        Ok(())
+    }
+}
+
+// Point 1: a signature covers network, key, view, round, kind and value hash.
+#[test]
+fn vote_message_covers_every_field() {
+    let net = hash(Domain::NetworkId, &[b"a"]);
+    let other_net = hash(Domain::NetworkId, &[b"b"]);
+    let base = VoteSubject {
+        view: 1,
+        round: 2,
+        kind: VoteKind::PreCommit,
+        value: data("x").hash(),
+    };
+    let m = vote_message(&net, &key(), &base);
+    let variants = [
+        vote_message(&other_net, &key(), &base),
+        vote_message(&net, &Key::new("k2").unwrap(), &base),
+        vote_message(&net, &key(), &VoteSubject { view: 2, ..base }),
+        vote_message(&net, &key(), &VoteSubject { round: 3, ..base }),
+        vote_message(
+            &net,
+            &key(),
+            &VoteSubject {
+                kind: VoteKind::Commit,
+                ..base
+            },
+        ),
+        vote_message(
+            &net,
+            &key(),
+            &VoteSubject {
+                value: data("y").hash(),
+                ..base
+            },
+        ),
+    ];
+    for v in variants {
+        assert_ne!(m, v);
+    }
+}
+
+#[test]
+fn a_vote_replayed_into_another_key_is_dropped_at_verification() {
+    // Member 1's genuine vote for key "other" is presented as a vote for key "k".
+    let c = crypto(4);
+    let value = data("x");
+    let subject = VoteSubject {
+        view: 0,
+        round: 0,
+        kind: VoteKind::PreCommit,
+        value: value.hash(),
+    };
+    let foreign = c.share(
+        1,
+        &vote_message(&c.network_id(), &Key::new("other").unwrap(), &subject),
+    );
+    let mut m = Member::new(4, 0);
+    let replayed = WireBallot {
+        kind: VoteKind::PreCommit,
+        round: 0,
+        member: 1,
+        ballot: Ballot::Vote {
+            value: value.hash(),
+            signature: foreign,
+        },
+    };
+    m.merge(update(
+        vec![value.clone()],
+        vec![replayed, vote(&c, 2, VoteKind::PreCommit, 0, &value)],
+        false,
+    ))
+    .unwrap();
+    // We voted in round 0 (fast path) and, seeing what looks like a quorum, verified before
+    // committing: the replayed vote was found invalid and removed.
+    assert!(m.register.state.ballot(VoteKind::PreCommit, 0, 1).is_none());
+    assert!(m.register.is_strict());
+    assert!(m.register.state.commits.is_empty());
+}
+
+// Point 2: which states are valid.
+#[test]
+fn round_one_needs_a_split_quorum_in_round_zero() {
+    let c = crypto(4);
+    let (x, y) = (data("x"), data("y"));
+    let mut m = Member::new(4, 3);
+    // Round 1 vote with only two round-0 votes: unjustified in a complete state.
+    let err = m
+        .merge(update(
+            vec![x.clone()],
+            vec![
+                vote(&c, 0, VoteKind::PreCommit, 0, &x),
+                vote(&c, 1, VoteKind::PreCommit, 0, &x),
+                vote(&c, 0, VoteKind::PreCommit, 1, &x),
+            ],
+            true,
+        ))
+        .unwrap_err();
+    assert_eq!(err, InvalidState::Unjustified(VoteKind::PreCommit, 1, 0));
+    // Three signers holding two values justify round 1.
+    let mut m = Member::new(4, 3);
+    m.merge(update(
+        vec![x.clone(), y.clone()],
+        vec![
+            vote(&c, 0, VoteKind::PreCommit, 0, &x),
+            vote(&c, 1, VoteKind::PreCommit, 0, &y),
+            vote(&c, 2, VoteKind::PreCommit, 0, &x),
+            vote(&c, 0, VoteKind::PreCommit, 1, &x),
+        ],
+        true,
+    ))
+    .unwrap();
+    assert!(m.register.state.ballot(VoteKind::PreCommit, 1, 0).is_some());
+}
+
+#[test]
+fn later_rounds_only_carry_round_zero_values() {
+    let c = crypto(4);
+    let (x, y, z) = (data("x"), data("y"), data("z"));
+    let mut m = Member::new(4, 3);
+    let err = m
+        .merge(update(
+            vec![x.clone(), y.clone()],
+            vec![
+                vote(&c, 0, VoteKind::PreCommit, 0, &x),
+                vote(&c, 1, VoteKind::PreCommit, 0, &y),
+                vote(&c, 2, VoteKind::PreCommit, 0, &x),
+                vote(&c, 0, VoteKind::PreCommit, 1, &z),
+            ],
+            true,
+        ))
+        .unwrap_err();
+    assert_eq!(err, InvalidState::Unjustified(VoteKind::PreCommit, 1, 0));
+}
+
+#[test]
+fn a_commit_needs_a_quorum_of_precommits() {
+    let c = crypto(4);
+    let x = data("x");
+    let mut m = Member::new(4, 3);
+    let err = m
+        .merge(update(
+            vec![x.clone()],
+            vec![
+                vote(&c, 0, VoteKind::PreCommit, 0, &x),
+                vote(&c, 1, VoteKind::PreCommit, 0, &x),
+                vote(&c, 0, VoteKind::Commit, 0, &x),
+            ],
+            true,
+        ))
+        .unwrap_err();
+    assert_eq!(err, InvalidState::Unjustified(VoteKind::Commit, 0, 0));
+}
+
+#[test]
+fn an_incomplete_delta_missing_context_asks_for_the_whole_state() {
+    let c = crypto(4);
+    let x = data("x");
+    let mut m = Member::new(4, 3);
+    let ctx_crypto = c.clone();
+    let signer = c.signer(3);
+    let excluded = BTreeSet::new();
+    let k = key();
+    let ctx = Context {
+        key: &k,
+        signer: &signer,
+        verifier: &ctx_crypto,
+        hook: &AcceptAll,
+        excluded: &excluded,
+    };
+    let outcome = m
+        .register
+        .merge(
+            &ctx,
+            update(vec![], vec![vote(&c, 0, VoteKind::Commit, 0, &x)], false),
+            false,
+        )
+        .unwrap();
+    assert!(outcome.need_full_state);
+    assert!(!outcome.changed);
+    assert_eq!(m.register.state.vote_count(), 0);
+}
+
+#[test]
+fn rounds_beyond_the_bound_are_malformed() {
+    let c = crypto(4);
+    let x = data("x");
+    let mut m = Member::new(4, 3);
+    let err = m
+        .merge(update(
+            vec![],
+            vec![vote(&c, 0, VoteKind::PreCommit, MAX_ROUNDS + 1, &x)],
+            false,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, InvalidState::Malformed(_)));
+}
+
+// Point 3: the validation hook.
+#[test]
+fn hook_rejections_block_proposals_and_peer_states() {
+    let hook: Arc<dyn beaufort_core::hook::ValidationHook> = Arc::new(
+        |_: &Key, _: Option<&Value>, new: &Value| match new.as_data() {
+            Some(b) if b.starts_with(b"forbidden") => Err("forbidden prefix".to_string()),
+            _ => Ok(()),
+        },
+    );
+    let mut cluster = Cluster::with_hook(4, hook.clone());
+    let err = cluster.replicas[0]
+        .propose(key(), data("forbidden!"))
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden prefix"));
+
+    let c = crypto(4);
+    let bad = data("forbidden!");
+    let mut replica = Replica::new(Box::new(c.signer(0)), Arc::new(c.clone()), hook);
+    replica.add_peer(3);
+    let step = replica.receive(
+        3,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![bad.clone()],
+                vec![vote(&c, 3, VoteKind::PreCommit, 0, &bad)],
+                false,
+            )],
+        },
+    );
+    assert_eq!(step.faults.len(), 1);
+    assert!(matches!(
+        &step.faults[0].reason,
+        FaultReason::InvalidState {
+            error: InvalidState::HookRejected(_),
+            ..
+        }
+    ));
+    assert!(
+        step.messages.is_empty(),
+        "an honest member never votes for a rejected value"
+    );
+}
+
+// Point 4: equivocation.
+#[test]
+fn equivocation_is_proven_gossiped_and_discounted() {
+    let c = crypto(4);
+    let (x, y) = (data("x"), data("y"));
+    let mut replica = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    replica.add_peer(1);
+    replica.add_peer(3);
+    let first = replica.receive(
+        3,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![x.clone()],
+                vec![vote(&c, 3, VoteKind::PreCommit, 0, &x)],
+                false,
+            )],
+        },
+    );
+    assert!(first.faults.is_empty());
+    let second = replica.receive(
+        1,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![y.clone()],
+                vec![vote(&c, 3, VoteKind::PreCommit, 0, &y)],
+                false,
+            )],
+        },
+    );
+    assert!(
+        second.faults.is_empty(),
+        "forwarding a conflicting vote is not the forwarder's fault"
+    );
+    assert_eq!(second.evidence.len(), 1);
+    assert!(replica.excluded().contains_key(&3));
+    let gossiped = second
+        .messages
+        .iter()
+        .filter(|(_, m)| matches!(m, SyncMessage::Evidence { .. }))
+        .count();
+    assert_eq!(gossiped, 2, "the proof goes to every neighbour");
+}
+
+#[test]
+fn forged_evidence_is_a_fault() {
+    let c = crypto(4);
+    let (x, y) = (data("x"), data("y"));
+    let mut replica = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    replica.add_peer(3);
+    let bogus = Signature::from_bytes(&[7u8; 48]).unwrap();
+    let genuine = vote(&c, 1, VoteKind::PreCommit, 0, &x);
+    let (first, second) = if x.hash() < y.hash() {
+        (
+            (
+                x.hash(),
+                match genuine.ballot {
+                    Ballot::Vote { signature, .. } => signature,
+                    _ => unreachable!(),
+                },
+            ),
+            (y.hash(), bogus),
+        )
+    } else {
+        (
+            (y.hash(), bogus),
+            (
+                x.hash(),
+                match genuine.ballot {
+                    Ballot::Vote { signature, .. } => signature,
+                    _ => unreachable!(),
+                },
+            ),
+        )
+    };
+    let forged = WireBallot {
+        kind: VoteKind::PreCommit,
+        round: 0,
+        member: 1,
+        ballot: Ballot::Equivocated { first, second },
+    };
+    let step = replica.receive(
+        3,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(vec![x, y], vec![forged], false)],
+        },
+    );
+    assert_eq!(step.faults.len(), 1);
+    assert!(
+        replica.excluded().is_empty(),
+        "an honest member is never excluded on forged evidence"
+    );
+}
+
+// Point 6: deletes are tombstones that go through consensus.
+#[test]
+fn delete_is_a_certified_tombstone() {
+    let mut cluster = Cluster::new(4);
+    cluster.propose(0, "k", "v1");
+    cluster.run();
+    let (step, _) = cluster.replicas[1]
+        .propose(key(), Value::Tombstone)
+        .unwrap();
+    cluster.apply(1, step);
+    cluster.run();
+    for i in 0..4 {
+        let cert = cluster.replicas[i].get(&key()).unwrap();
+        assert_eq!(cert.value, Value::Tombstone);
+        assert_eq!(cert.view, 1);
+    }
+}
+
+#[test]
+fn an_older_certified_state_does_not_resurrect_a_deleted_key() {
+    let mut cluster = Cluster::new(4);
+    cluster.propose(0, "k", "v1");
+    cluster.run();
+    let old = cluster.replicas[2].state(&key()).unwrap().clone();
+    let (step, _) = cluster.replicas[1]
+        .propose(key(), Value::Tombstone)
+        .unwrap();
+    cluster.apply(1, step);
+    cluster.run();
+    let step = cluster.replicas[0].receive(
+        2,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![KeyUpdate::whole(&key(), &old)],
+        },
+    );
+    assert!(step.faults.is_empty());
+    assert_eq!(
+        cluster.replicas[0].get(&key()).unwrap().value,
+        Value::Tombstone
+    );
+}
+
+// Point 7: a restarted member never votes twice in a view and round.
+#[test]
+fn restart_from_persisted_state_keeps_own_votes() {
+    let c = crypto(4);
+    let (x, y) = (data("x"), data("y"));
+    let mut replica = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    replica.add_peer(1);
+    let step = replica.receive(
+        1,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![x.clone()],
+                vec![vote(&c, 1, VoteKind::PreCommit, 0, &x)],
+                false,
+            )],
+        },
+    );
+    assert_eq!(step.stats.votes_cast, 1);
+    let persisted: Vec<_> = step
+        .persist
+        .iter()
+        .map(|k| (k.clone(), replica.state(k).unwrap().clone()))
+        .collect();
+    // Crash, restart from disk, then see a competing proposal that would win round 0 on a fresh
+    // member (y's hash order aside, two votes beat one).
+    let mut restarted = Replica::restore(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+        persisted,
+        vec![],
+    );
+    restarted.add_peer(2);
+    let step = restarted.receive(
+        2,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![y.clone()],
+                vec![
+                    vote(&c, 2, VoteKind::PreCommit, 0, &y),
+                    vote(&c, 3, VoteKind::PreCommit, 0, &y),
+                ],
+                false,
+            )],
+        },
+    );
+    // Round 0 is now split, so the member moves on to round 1 — but its round-0 slot still holds
+    // the vote it cast before the crash, and it cast nothing else in round 0.
+    assert_eq!(step.stats.votes_cast, 1);
+    let state = restarted.state(&key()).unwrap();
+    let ballot = state.ballot(VoteKind::PreCommit, 0, 0).copied();
+    assert_eq!(ballot.and_then(|b| b.vote_value()), Some(x.hash()));
+    assert!(state.ballot(VoteKind::PreCommit, 1, 0).is_some());
+}
+
+// Point 8: deferred verification.
+#[test]
+fn invalid_signatures_are_found_at_the_decision_and_switch_to_strict() {
+    let c = crypto(4);
+    let x = data("x");
+    let mut replica = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    replica.add_peer(3);
+    let mut forged = vote(&c, 2, VoteKind::PreCommit, 0, &x);
+    forged.ballot = Ballot::Vote {
+        value: x.hash(),
+        signature: Signature::from_bytes(&[9u8; 48]).unwrap(),
+    };
+    let step = replica.receive(
+        3,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![x.clone()],
+                vec![vote(&c, 1, VoteKind::PreCommit, 0, &x), forged],
+                false,
+            )],
+        },
+    );
+    // Fast path: accepted unverified, our round-0 vote cast; at the commit decision the batch
+    // check found the forged share, removed it, and no commit vote was cast.
+    assert!(
+        step.faults.is_empty(),
+        "unverified forwarding is not blamed"
+    );
+    assert_eq!(step.stats.invalid_signatures, 1);
+    assert!(replica.is_strict(&key()));
+    assert!(replica.state(&key()).unwrap().commits.is_empty());
+    // Now a peer that claims to have verified sends an invalid share: that peer is at fault.
+    let mut forged = vote(&c, 3, VoteKind::PreCommit, 0, &x);
+    forged.ballot = Ballot::Vote {
+        value: x.hash(),
+        signature: Signature::from_bytes(&[5u8; 48]).unwrap(),
+    };
+    let step = replica.receive(
+        3,
+        SyncMessage::Updates {
+            verified: true,
+            updates: vec![update(vec![], vec![forged], false)],
+        },
+    );
+    assert_eq!(step.faults.len(), 1);
+    assert!(matches!(
+        &step.faults[0].reason,
+        FaultReason::InvalidState {
+            error: InvalidState::InvalidSignatures(1),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_higher_view_needs_a_valid_certificate() {
+    let mut cluster = Cluster::new(4);
+    cluster.propose(0, "k", "v1");
+    cluster.run();
+    let mut state = cluster.replicas[0].state(&key()).unwrap().clone();
+    if let Some(cert) = state.accepted.as_mut() {
+        cert.value = data("forged");
+    }
+    let mut fresh = Replica::new(
+        Box::new(crypto(4).signer(3)),
+        Arc::new(crypto(4)),
+        Arc::new(AcceptAll),
+    );
+    fresh.add_peer(0);
+    let step = fresh.receive(
+        0,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![KeyUpdate::whole(&key(), &state)],
+        },
+    );
+    assert!(matches!(
+        &step.faults[0].reason,
+        FaultReason::InvalidState {
+            error: InvalidState::InvalidCertificate(0),
+            ..
+        }
+    ));
+    assert!(fresh.get(&key()).is_none());
+}
+
+// The wire format is versioned and bounded.
+#[test]
+fn decoding_rejects_oversized_foreign_and_garbage_messages() {
+    let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    assert!(matches!(decode(&big, 4), Err(WireError::TooLarge(_))));
+    let mut bytes = encode(&SyncMessage::MerkleRoot {
+        root: hash(Domain::Other, &[]),
+    })
+    .unwrap();
+    assert!(decode(&bytes, 4).is_ok());
+    bytes[0] = 9;
+    assert!(matches!(decode(&bytes, 4), Err(WireError::Version(9))));
+    assert!(matches!(
+        decode(&[1, 0, 200, 200, 200], 4),
+        Err(WireError::Decode(_))
+    ));
+    let keys = (0..300)
+        .map(|i| Key::new(format!("k{i}")).unwrap())
+        .collect();
+    let bytes = encode(&SyncMessage::NeedState { keys }).unwrap();
+    assert!(matches!(decode(&bytes, 4), Err(WireError::Bounds(_))));
+}
