@@ -386,6 +386,7 @@ impl Replica {
             return;
         }
         let outcome = diff.finish();
+        let differing: BTreeSet<&Vec<u8>> = outcome.differing.iter().collect();
         let mut wanted = Vec::new();
         for raw in outcome.differing.iter().chain(outcome.local_only.iter()) {
             let Ok(key) = Key::new(raw.clone()) else {
@@ -397,7 +398,7 @@ impl Replica {
                     peer.owed.insert(key.clone());
                 }
             }
-            if outcome.differing.contains(raw) {
+            if differing.contains(raw) {
                 wanted.push(key);
             }
         }

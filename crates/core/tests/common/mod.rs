@@ -1,6 +1,9 @@
 //! A minimal all-to-all harness for core tests: messages are delivered in FIFO order, instantly.
 //! (The real simulator, with delays, loss and adversaries, lives in `beaufort-sim`.)
 
+// Each test binary uses a different subset of this harness.
+#![allow(dead_code)]
+
 use beaufort_core::auth::StandInCrypto;
 use beaufort_core::hook::{AcceptAll, ValidationHook};
 use beaufort_core::replica::{Decision, Replica, Step};
