@@ -6,7 +6,7 @@
 
 use crate::auth::{SignatureCheck, Verifier, VoteSigner};
 use crate::hook::ValidationHook;
-use crate::state::{Ballot, Certified, RegisterState};
+use crate::state::{max_values_per_view, Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
 use crate::vote::{vote_message, Equivocation, SignedVote, VoteKind, VoteSubject};
 use serde::{Deserialize, Serialize};
@@ -294,10 +294,15 @@ impl Register {
             return Ok(outcome);
         }
         if update.view > self.state.view {
-            let cert = update
-                .accepted
-                .clone()
-                .ok_or(InvalidState::Malformed("higher view without a certificate"))?;
+            let Some(cert) = update.accepted.clone() else {
+                if update.complete {
+                    return Err(InvalidState::Malformed("higher view without a certificate"));
+                }
+                // A delta that assumed we had already caught up (the whole state it followed was
+                // lost or overtaken): ask for the whole state.
+                outcome.need_full_state = true;
+                return Ok(outcome);
+            };
             if cert.view.checked_add(1) != Some(update.view) {
                 return Err(InvalidState::Malformed("certificate view does not match"));
             }
@@ -312,12 +317,13 @@ impl Register {
 
         let mut merged = self.state.clone();
         let old = self.state.current_value().cloned();
+        let max_values = max_values_per_view(n);
         for value in update.values {
             value
                 .validate()
                 .map_err(|_| InvalidState::Malformed("value too large"))?;
             let hash = value.hash();
-            if merged.values.contains_key(&hash) {
+            if merged.values.contains_key(&hash) || merged.values.len() >= max_values {
                 continue;
             }
             ctx.hook
@@ -485,11 +491,14 @@ impl Register {
             if unjustified.is_empty() {
                 break;
             }
-            if update.complete {
+            // A whole state that does not justify itself is the sender's fault — unless we just
+            // dropped invalid signatures from it, which the sender (on the fast path) may have
+            // counted in good faith.
+            if update.complete && outcome.invalid_signatures == 0 {
                 let w = unjustified[0];
                 return Err(InvalidState::Unjustified(w.kind, w.round, w.member));
             }
-            outcome.need_full_state = true;
+            outcome.need_full_state |= !update.complete;
             for w in &unjustified {
                 if let Some(round) = merged.ballots_mut(w.kind).get_mut(&w.round) {
                     round.remove(&w.member);
@@ -502,8 +511,6 @@ impl Register {
             fresh.retain(|w| !unjustified.contains(w));
             // An equivocation proof stays valid on its own even if unjustified here.
         }
-        let referenced = merged.round_values(0);
-        merged.values.retain(|hash, _| referenced.contains(hash));
         if merged.vote_count() > 2 * n * (MAX_ROUNDS as usize + 1) {
             return Err(InvalidState::Malformed("too many votes"));
         }
@@ -675,7 +682,17 @@ impl Register {
         let mut candidate = None;
         'search: for &round in self.state.commits.keys().rev() {
             for value in self.commit_values(round) {
-                let members = self.state.supporters(VoteKind::Commit, round, value);
+                let members: Vec<MemberIndex> = self
+                    .state
+                    .supporters(VoteKind::Commit, round, value)
+                    .into_iter()
+                    .filter(|m| {
+                        self.state
+                            .ballot(VoteKind::Commit, round, *m)
+                            .and_then(|b| b.signature_for(value))
+                            .is_some()
+                    })
+                    .collect();
                 if members.len() >= q {
                     candidate = Some((round, value, members));
                     break 'search;
@@ -792,6 +809,7 @@ impl Register {
                 break;
             }
             for (kind, round, member) in doomed {
+                self.verified.remove(&(kind, round, member));
                 let ballots = self.state.ballots_mut(kind);
                 if let Some(r) = ballots.get_mut(&round) {
                     r.remove(&member);
@@ -801,10 +819,6 @@ impl Register {
                 }
             }
         }
-        let referenced = self.state.round_values(0);
-        self.state
-            .values
-            .retain(|hash, _| referenced.contains(hash));
     }
 
     fn jump_to(&mut self, cert: Certified) {

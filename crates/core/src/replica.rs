@@ -117,7 +117,10 @@ struct Known {
 #[derive(Debug, Default)]
 struct Peer {
     known: BTreeMap<Key, Known>,
-    diff: Option<MerkleDiff>,
+    /// The anti-entropy session we run against this peer, with its number.
+    diff: Option<(u32, MerkleDiff)>,
+    /// The number of the last session we opened.
+    sessions: u32,
     /// Keys to send this peer whole on the next flush.
     owed: BTreeSet<Key>,
 }
@@ -284,11 +287,15 @@ impl Replica {
                 }
             }
             SyncMessage::MerkleRoot { root } => {
+                // A new root opens a new session, abandoning any running one.
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.diff = None;
+                }
                 let mut diff = MerkleDiff::new(root);
                 let ask = diff.start(&mut self.merkle);
                 self.continue_diff(from, diff, ask, &mut step);
             }
-            SyncMessage::MerkleQuery { paths } => {
+            SyncMessage::MerkleQuery { session, paths } => {
                 let nodes = paths
                     .into_iter()
                     .map(|p| {
@@ -297,18 +304,23 @@ impl Replica {
                     })
                     .collect();
                 step.messages
-                    .push((from, SyncMessage::MerkleNodes { nodes }));
+                    .push((from, SyncMessage::MerkleNodes { session, nodes }));
             }
-            SyncMessage::MerkleNodes { nodes } => {
-                let Some(mut diff) = self.peers.get_mut(&from).and_then(|p| p.diff.take()) else {
-                    step.faults.push(PeerFault {
-                        peer: from,
-                        reason: FaultReason::BadRequest("anti-entropy answer without a question"),
-                    });
+            SyncMessage::MerkleNodes { session, nodes } => {
+                // Answers to a session we have since abandoned (a newer root replaced it) are
+                // stale, not misbehaviour.
+                let Some(peer) = self.peers.get_mut(&from) else {
                     return step;
                 };
-                match diff.on_answers(&mut self.merkle, nodes) {
-                    Ok(ask) => self.continue_diff(from, diff, ask, &mut step),
+                let diff = match peer.diff.take() {
+                    Some((current, diff)) if current == session => diff,
+                    other => {
+                        peer.diff = other;
+                        return step;
+                    }
+                };
+                match diff_step(diff, &mut self.merkle, nodes) {
+                    Ok((diff, ask)) => self.continue_diff(from, diff, ask, &mut step),
                     Err(e) => step.faults.push(PeerFault {
                         peer: from,
                         reason: FaultReason::Merkle(e),
@@ -379,10 +391,22 @@ impl Replica {
     ) {
         if !ask.is_empty() {
             if let Some(peer) = self.peers.get_mut(&from) {
-                peer.diff = Some(diff);
+                let session = match &peer.diff {
+                    Some((current, _)) => *current,
+                    None => {
+                        peer.sessions = peer.sessions.wrapping_add(1);
+                        peer.sessions
+                    }
+                };
+                peer.diff = Some((session, diff));
+                step.messages.push((
+                    from,
+                    SyncMessage::MerkleQuery {
+                        session,
+                        paths: ask,
+                    },
+                ));
             }
-            step.messages
-                .push((from, SyncMessage::MerkleQuery { paths: ask }));
             return;
         }
         let outcome = diff.finish();
@@ -607,6 +631,16 @@ impl Replica {
             self.dirty.insert(key.clone());
         }
     }
+}
+
+/// Feeds one batch of answers to a session.
+fn diff_step(
+    mut diff: MerkleDiff,
+    merkle: &mut MerkleIndex,
+    nodes: Vec<(crate::merkle::NodePath, crate::merkle::NodeSummary)>,
+) -> Result<(MerkleDiff, Vec<crate::merkle::NodePath>), crate::merkle::MerkleError> {
+    let ask = diff.on_answers(merkle, nodes)?;
+    Ok((diff, ask))
 }
 
 fn slot_id(w: &WireBallot) -> (VoteKind, Round, MemberIndex, bool) {

@@ -14,6 +14,12 @@ use beaufort_crypto::qc::QuorumCertificate;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Most proposal bodies a view may hold. Honest members propose at most one value per view each,
+/// so a full set means an attack; further bodies are ignored.
+pub fn max_values_per_view(members: usize) -> usize {
+    2 * members + 8
+}
+
 /// A value together with the certificate that decided it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certified {
@@ -69,6 +75,15 @@ impl Ballot {
         std::iter::once(a).chain(b)
     }
 
+    /// Whether the slot counts towards `value`: a single vote for it, or an equivocation proof
+    /// (a wildcard; see [`RegisterState::supporters`]).
+    pub fn supports(&self, value: ValueHash) -> bool {
+        match *self {
+            Ballot::Vote { value: v, .. } => v == value,
+            Ballot::Equivocated { .. } => true,
+        }
+    }
+
     /// The signature this slot carries for `value`, if it supports it.
     pub fn signature_for(&self, value: ValueHash) -> Option<Signature> {
         match *self {
@@ -102,7 +117,9 @@ pub struct RegisterState {
     pub view: View,
     /// The value decided in view `view - 1`; `None` exactly when `view == 0`.
     pub accepted: Option<Certified>,
-    /// Bodies of the values proposed in this view (every one is referenced by a round-0 vote).
+    /// Bodies of the values proposed in this view, each accepted by the validation hook. A
+    /// grow-only set (up to [`max_values_per_view`]): a body stays even if the vote that brought
+    /// it was folded into an equivocation proof, so later votes for it stay justified.
     pub values: BTreeMap<ValueHash, Value>,
     /// PRE-COMMIT votes by round.
     pub precommits: BTreeMap<Round, RoundBallots>,
@@ -189,16 +206,17 @@ impl RegisterState {
             .unwrap_or_default()
     }
 
-    /// Members whose slot in (kind, round) supports `value`, equivocators included (their slot
-    /// supports both its values). Counting them keeps every quorum monotone: a quorum someone saw
-    /// stays a quorum for everyone after the equivocation is discovered. That is safe because any
-    /// `quorum` slots still include at least f + 1 honest members.
+    /// Members whose slot in (kind, round) supports `value`. A proven equivocator's slot supports
+    /// *every* value: different members may hold different pairs of its votes, and counting it
+    /// as a wildcard keeps every quorum monotone — a quorum someone saw stays a quorum for everyone,
+    /// whichever of the equivocator's votes they hold. That is safe because any `quorum` slots
+    /// still include at least f + 1 members with a single vote, at least one of them honest.
     pub fn supporters(&self, kind: VoteKind, round: Round, value: ValueHash) -> Vec<MemberIndex> {
         self.ballots(kind)
             .get(&round)
             .map(|b| {
                 b.iter()
-                    .filter(|(_, ballot)| ballot.values().any(|v| v == value))
+                    .filter(|(_, ballot)| ballot.supports(value))
                     .map(|(m, _)| *m)
                     .collect()
             })
@@ -206,35 +224,42 @@ impl RegisterState {
     }
 
     /// The value with a quorum of PRE-COMMIT supporters in `round` (at most one can have it: two
-    /// quorums overlap in at least one honest member, who votes once per round).
+    /// quorums overlap in at least one honest member, who votes once per round). Only values with
+    /// a single vote can reach a quorum, since a quorum holds at least one honest vote.
     pub fn quorum_value(&self, round: Round, quorum: usize) -> Option<ValueHash> {
-        self.round_values(round)
+        let candidates: BTreeSet<ValueHash> = self
+            .precommits
+            .get(&round)?
+            .values()
+            .filter_map(|ballot| ballot.vote_value())
+            .collect();
+        candidates
             .into_iter()
             .find(|value| self.supporters(VoteKind::PreCommit, round, *value).len() >= quorum)
     }
 
     /// Monotone rule: round `round` may hold votes. Round 0 always may; round r + 1 may once round
-    /// r has at least `quorum` signers who between them support at least two values. (Not "no
-    /// value has a quorum": that would stop holding when a late vote completes a quorum, and an
-    /// honest member would be left holding a state it must reject.)
+    /// r has at least `quorum` signers who between them support at least two values (an
+    /// equivocation proof supports two by itself). Not "no value has a quorum": that would stop
+    /// holding when a late vote completes a quorum, and an honest member would be left holding a
+    /// state it must reject.
     pub fn round_exists(&self, round: Round, quorum: usize) -> bool {
         round == 0 || {
             let prev = round - 1;
-            self.signers(prev) >= quorum && self.round_values(prev).len() >= 2
+            let equivocated = self.precommits.get(&prev).is_some_and(|b| {
+                b.values()
+                    .any(|ballot| matches!(ballot, Ballot::Equivocated { .. }))
+            });
+            self.signers(prev) >= quorum && (equivocated || self.round_values(prev).len() >= 2)
         }
     }
 
-    /// Monotone rule: a PRE-COMMIT in `round` for `value` is justified. In round 0 any proposed
-    /// value may be voted (its body must be present; the hook checked it). In later rounds the
-    /// round must exist and the value must be one of the round-0 values: the honest choice (a
-    /// quorum's value, a lock, or the round-0 winner) is always one, and "the winner" itself cannot
-    /// be checked by others, who may see a different part of round 0.
+    /// Monotone rule: a PRE-COMMIT in `round` for `value` is justified if the round exists and the
+    /// value is one of this view's proposals (its body is held and the hook accepted it). The
+    /// honest choice (a quorum's value, a lock, or the round-0 winner) is always one, and "the
+    /// winner" itself cannot be checked by others, who may see a different part of round 0.
     pub fn precommit_justified(&self, round: Round, value: ValueHash, quorum: usize) -> bool {
-        if round == 0 {
-            self.values.contains_key(&value)
-        } else {
-            self.round_exists(round, quorum) && self.round_values(0).contains(&value)
-        }
+        self.round_exists(round, quorum) && self.values.contains_key(&value)
     }
 
     /// Monotone rule: a COMMIT for `value` in `round` needs a quorum of PRE-COMMIT supporters for
@@ -243,7 +268,8 @@ impl RegisterState {
         self.supporters(VoteKind::PreCommit, round, value).len() >= quorum
     }
 
-    /// Whether one slot's content is justified by the rest of the state.
+    /// Whether one slot's content is justified by the rest of the state. An equivocation proof
+    /// is evidence by itself and needs no justification beyond its round existing.
     pub fn ballot_justified(
         &self,
         kind: VoteKind,
@@ -251,14 +277,16 @@ impl RegisterState {
         ballot: &Ballot,
         q: usize,
     ) -> bool {
-        ballot.values().all(|value| match kind {
-            VoteKind::PreCommit => self.precommit_justified(round, value, q),
-            // An equivocated COMMIT slot is proof by itself; each single one needs its quorum.
-            VoteKind::Commit => {
-                matches!(ballot, Ballot::Equivocated { .. })
-                    || self.commit_justified(round, value, q)
+        match (kind, ballot) {
+            (VoteKind::PreCommit, Ballot::Equivocated { .. }) => self.round_exists(round, q),
+            (VoteKind::Commit, Ballot::Equivocated { .. }) => true,
+            (VoteKind::PreCommit, Ballot::Vote { value, .. }) => {
+                self.precommit_justified(round, *value, q)
             }
-        })
+            (VoteKind::Commit, Ballot::Vote { value, .. }) => {
+                self.commit_justified(round, *value, q)
+            }
+        }
     }
 
     /// The digest stored in the Merkle index: the view, the certified value and round, and every
@@ -281,8 +309,11 @@ impl RegisterState {
                     buf.push(tag);
                     buf.extend_from_slice(&round.to_le_bytes());
                     buf.extend_from_slice(&member.to_le_bytes());
-                    for value in ballot.values() {
-                        buf.extend_from_slice(value.0.as_bytes());
+                    // Members may hold different pairs of an equivocator's votes; the proof is
+                    // what matters, so all proofs for a slot digest alike.
+                    match ballot.vote_value() {
+                        Some(value) => buf.extend_from_slice(value.0.as_bytes()),
+                        None => buf.push(0xEE),
                     }
                 }
             }

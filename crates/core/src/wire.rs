@@ -49,11 +49,16 @@ pub enum SyncMessage {
     },
     /// Anti-entropy: "describe these nodes of your tree".
     MerkleQuery {
+        /// The asker's session number, echoed in the answer, so answers to an abandoned session
+        /// are recognised and ignored.
+        session: u32,
         /// The nodes asked about.
         paths: Vec<NodePath>,
     },
     /// Anti-entropy: the answers.
     MerkleNodes {
+        /// The session number of the query answered.
+        session: u32,
         /// One summary per path asked.
         nodes: Vec<(NodePath, NodeSummary)>,
     },
@@ -159,12 +164,12 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
             }
         }
         SyncMessage::MerkleRoot { .. } => {}
-        SyncMessage::MerkleQuery { paths } => {
+        SyncMessage::MerkleQuery { paths, .. } => {
             if paths.len() > MAX_PATHS_PER_REQUEST {
                 return Err(WireError::Bounds("too many paths"));
             }
         }
-        SyncMessage::MerkleNodes { nodes } => {
+        SyncMessage::MerkleNodes { nodes, .. } => {
             if nodes.len() > MAX_PATHS_PER_REQUEST {
                 return Err(WireError::Bounds("too many nodes"));
             }

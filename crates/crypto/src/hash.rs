@@ -51,6 +51,8 @@ pub enum Domain {
     BlsCoefficient,
     /// A network identifier derived from a consortium's name and members.
     NetworkId,
+    /// The per-group random scalars of a batch signature check, derived from the caller's seed.
+    BatchScalar,
     /// Random-oracle outputs for anything else a test or tool needs.
     Other,
 }
@@ -65,6 +67,7 @@ impl Domain {
             Domain::RegisterState => "beaufort v1 register state",
             Domain::BlsCoefficient => "beaufort v1 bls coefficient",
             Domain::NetworkId => "beaufort v1 network id",
+            Domain::BatchScalar => "beaufort v1 batch scalar",
             Domain::Other => "beaufort v1 other",
         }
     }

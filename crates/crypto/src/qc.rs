@@ -1,0 +1,244 @@
+//! Quorum certificates: an aggregate signature plus the set of members whose votes it contains.
+
+use crate::bls::Signature;
+use crate::error::CryptoError;
+use crate::membership::{MemberIndex, Membership, MAX_MEMBERS};
+use serde::{Deserialize, Serialize};
+
+/// A set of member indices, stored as a bitmap sized for a membership of `n`. Certificates carry
+/// one instead of a list of keys or indices: `ceil(n / 8)` bytes plus a small header.
+///
+/// The encoding is canonical (exactly `ceil(n / 8)` bytes, no bit set at or beyond `n`), so two
+/// sets with the same `n` and members are equal however they were built or decoded.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "SignerSetWire", into = "SignerSetWire")]
+pub struct SignerSet {
+    n: u16,
+    bits: Vec<u8>,
+}
+
+/// The serde shape of a [`SignerSet`], checked on the way in.
+#[derive(Serialize, Deserialize)]
+struct SignerSetWire {
+    n: u16,
+    bits: Vec<u8>,
+}
+
+impl SignerSet {
+    /// An empty set for a membership of `n` members (`n <= MAX_MEMBERS`).
+    pub fn new(n: usize) -> Result<SignerSet, CryptoError> {
+        let n16 =
+            u16::try_from(n)
+                .ok()
+                .filter(|_| n <= MAX_MEMBERS)
+                .ok_or(CryptoError::MemberCount {
+                    got: n,
+                    max: MAX_MEMBERS,
+                })?;
+        Ok(SignerSet {
+            n: n16,
+            bits: vec![0; n.div_ceil(8)],
+        })
+    }
+
+    /// Adds member `index`; returns whether it was absent. Fails if `index >= n`.
+    pub fn insert(&mut self, index: MemberIndex) -> Result<bool, CryptoError> {
+        if index >= self.n {
+            return Err(CryptoError::SignerOutOfRange {
+                index: usize::from(index),
+                n: usize::from(self.n),
+            });
+        }
+        let (byte, mask) = position(index);
+        let absent = self.bits[byte] & mask == 0;
+        self.bits[byte] |= mask;
+        Ok(absent)
+    }
+
+    /// Whether member `index` is in the set.
+    pub fn contains(&self, index: MemberIndex) -> bool {
+        let (byte, mask) = position(index);
+        self.bits.get(byte).is_some_and(|b| b & mask != 0)
+    }
+
+    /// Number of members in the set.
+    pub fn len(&self) -> usize {
+        self.bits.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|&b| b == 0)
+    }
+
+    /// The membership size this set was built for.
+    pub fn n(&self) -> usize {
+        usize::from(self.n)
+    }
+
+    /// The members in increasing index order.
+    pub fn iter(&self) -> impl Iterator<Item = MemberIndex> + '_ {
+        self.bits.iter().enumerate().flat_map(|(byte, &bits)| {
+            (0..8u16)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| byte as u16 * 8 + bit)
+        })
+    }
+
+    /// Checks that this set was built for a membership of exactly `n` members, as received sets
+    /// are untrusted.
+    pub fn validate(&self, n: usize) -> Result<(), CryptoError> {
+        if usize::from(self.n) != n {
+            return Err(CryptoError::BadSignerSet(
+                "sized for a different membership",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Byte offset and bit mask of `index` (least significant bit first).
+fn position(index: MemberIndex) -> (usize, u8) {
+    (usize::from(index / 8), 1 << (index % 8))
+}
+
+impl TryFrom<SignerSetWire> for SignerSet {
+    type Error = CryptoError;
+
+    fn try_from(wire: SignerSetWire) -> Result<SignerSet, CryptoError> {
+        let n = usize::from(wire.n);
+        if n > MAX_MEMBERS {
+            return Err(CryptoError::BadSignerSet("more than MAX_MEMBERS members"));
+        }
+        if wire.bits.len() != n.div_ceil(8) {
+            return Err(CryptoError::BadSignerSet("bitmap length does not match n"));
+        }
+        let spare = wire.bits.len() * 8 - n;
+        if let Some(&last) = wire.bits.last() {
+            if spare > 0 && last >> (8 - spare) != 0 {
+                return Err(CryptoError::BadSignerSet("bit set beyond n"));
+            }
+        }
+        Ok(SignerSet {
+            n: wire.n,
+            bits: wire.bits,
+        })
+    }
+}
+
+impl From<SignerSet> for SignerSetWire {
+    fn from(set: SignerSet) -> SignerSetWire {
+        SignerSetWire {
+            n: set.n,
+            bits: set.bits,
+        }
+    }
+}
+
+/// Proof that a quorum of members voted for a message: their aggregate signature and who they
+/// are. Verified with [`Membership::verify_qc`].
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct QuorumCertificate {
+    /// The members whose votes are aggregated.
+    pub signers: SignerSet,
+    /// The sum of their vote signatures.
+    pub signature: Signature,
+}
+
+impl QuorumCertificate {
+    /// Builds a certificate from votes `(member, signature)` on one message, for a membership of
+    /// `n`. Rejects an empty list, duplicate or out-of-range members, and signatures that are not
+    /// curve points. Does not verify anything, nor check the quorum size.
+    pub fn aggregate(
+        n: usize,
+        shares: &[(MemberIndex, Signature)],
+    ) -> Result<QuorumCertificate, CryptoError> {
+        let mut signers = SignerSet::new(n)?;
+        for &(index, _) in shares {
+            if !signers.insert(index)? {
+                return Err(CryptoError::DuplicateSigner {
+                    index: usize::from(index),
+                });
+            }
+        }
+        let sigs: Vec<Signature> = shares.iter().map(|&(_, sig)| sig).collect();
+        Ok(QuorumCertificate {
+            signers,
+            signature: Membership::aggregate_signatures(&sigs)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::tests::committee;
+
+    #[test]
+    fn signer_set_basics() {
+        let mut set = SignerSet::new(20).unwrap();
+        assert!(set.is_empty());
+        assert!(set.insert(3).unwrap());
+        assert!(!set.insert(3).unwrap());
+        assert!(set.insert(19).unwrap());
+        assert!(set.insert(0).unwrap());
+        assert!(set.insert(20).is_err());
+        assert_eq!(set.len(), 3);
+        assert!(set.contains(19) && !set.contains(18) && !set.contains(500));
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![0, 3, 19]);
+        assert!(SignerSet::new(MAX_MEMBERS + 1).is_err());
+        assert!(set.validate(20).is_ok());
+        assert!(set.validate(21).is_err());
+    }
+
+    #[test]
+    fn signer_set_encoding_is_compact_and_checked() {
+        let mut set = SignerSet::new(100).unwrap();
+        for i in (0..100).step_by(3) {
+            set.insert(i).unwrap();
+        }
+        let wire = postcard::to_allocvec(&set).unwrap();
+        assert_eq!(
+            wire.len(),
+            1 + 1 + 13,
+            "varint n, varint length, 13 bitmap bytes"
+        );
+        assert_eq!(postcard::from_bytes::<SignerSet>(&wire).unwrap(), set);
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(serde_json::from_str::<SignerSet>(&json).unwrap(), set);
+
+        // A bit beyond n.
+        assert!(serde_json::from_str::<SignerSet>(r#"{"n":4,"bits":[16]}"#).is_err());
+        // A bitmap too long for n, or n too large.
+        assert!(serde_json::from_str::<SignerSet>(r#"{"n":4,"bits":[1,0]}"#).is_err());
+        let huge = format!(r#"{{"n":2000,"bits":[{}]}}"#, vec!["0"; 250].join(","));
+        assert!(serde_json::from_str::<SignerSet>(&huge).is_err());
+    }
+
+    #[test]
+    fn qc_aggregate_rejects_duplicates_and_round_trips() {
+        let (m, signers) = committee(4);
+        let s0 = signers[0].sign(b"x");
+        let s1 = signers[1].sign(b"x");
+        assert!(matches!(
+            QuorumCertificate::aggregate(4, &[(0, s0), (1, s1), (0, s0)]),
+            Err(CryptoError::DuplicateSigner { index: 0 })
+        ));
+        assert!(matches!(
+            QuorumCertificate::aggregate(4, &[(0, s0), (7, s1)]),
+            Err(CryptoError::SignerOutOfRange { index: 7, n: 4 })
+        ));
+        let s2 = signers[2].sign(b"x");
+        let qc = QuorumCertificate::aggregate(4, &[(2, s2), (0, s0), (1, s1)]).unwrap();
+        m.verify_qc(&qc, b"x").unwrap();
+        let wire = postcard::to_allocvec(&qc).unwrap();
+        assert_eq!(
+            wire.len(),
+            1 + 1 + 1 + 48,
+            "n, length, 1 bitmap byte, signature"
+        );
+        let back: QuorumCertificate = postcard::from_bytes(&wire).unwrap();
+        assert_eq!(back, qc);
+        m.verify_qc(&back, b"x").unwrap();
+    }
+}

@@ -1,0 +1,124 @@
+//! One member's runtime: its replica, its durable "disk", crash and restart.
+//!
+//! The core's contract is that the states of the keys in [`Step::persist`] (and new evidence) are
+//! durable before the step's messages leave. [`Node::persist`] is that write; the simulator and
+//! the replay runner call it first thing for every step. A crash drops the in-memory replica and
+//! keeps only the disk; a restart rebuilds the replica with [`Replica::restore`].
+
+use crate::keys::Keyring;
+use beaufort_core::hook::ValidationHook;
+use beaufort_core::replica::{Replica, Step};
+use beaufort_core::state::RegisterState;
+use beaufort_core::types::{Key, MemberIndex};
+use beaufort_core::vote::Equivocation;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What survives a crash.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Disk {
+    /// The last persisted state of every key.
+    pub states: BTreeMap<Key, RegisterState>,
+    /// Every persisted equivocation proof.
+    pub evidence: Vec<Equivocation>,
+}
+
+/// A member process: a replica while it runs, and its disk always.
+pub struct Node {
+    index: MemberIndex,
+    replica: Option<Replica>,
+    disk: Disk,
+    incarnation: u64,
+    keyring: Arc<Keyring>,
+    hook: Arc<dyn ValidationHook>,
+}
+
+impl Node {
+    /// A running member with an empty disk.
+    pub fn new(index: MemberIndex, keyring: Arc<Keyring>, hook: Arc<dyn ValidationHook>) -> Node {
+        let replica = Replica::new(keyring.signer(index), keyring.verifier(), hook.clone());
+        Node {
+            index,
+            replica: Some(replica),
+            disk: Disk::default(),
+            incarnation: 0,
+            keyring,
+            hook,
+        }
+    }
+
+    /// The member's index.
+    pub fn index(&self) -> MemberIndex {
+        self.index
+    }
+
+    /// The running replica, or `None` while crashed.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.replica.as_ref()
+    }
+
+    /// The running replica, mutably.
+    pub fn replica_mut(&mut self) -> Option<&mut Replica> {
+        self.replica.as_mut()
+    }
+
+    /// Whether the member is running.
+    pub fn is_up(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Counts crashes and restarts, so events scheduled for an earlier life (timers, messages to
+    /// a connection that no longer exists) can be recognised and dropped.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// What is on disk.
+    pub fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    /// Makes a step's state changes durable. Must run before the step's messages are sent.
+    pub fn persist(&mut self, step: &Step) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        for key in &step.persist {
+            match replica.state(key) {
+                Some(state) => {
+                    self.disk.states.insert(key.clone(), state.clone());
+                }
+                None => {
+                    self.disk.states.remove(key);
+                }
+            }
+        }
+        for proof in &step.evidence {
+            if !self.disk.evidence.contains(proof) {
+                self.disk.evidence.push(proof.clone());
+            }
+        }
+    }
+
+    /// The process dies: everything not on disk is gone.
+    pub fn crash(&mut self) {
+        if self.replica.take().is_some() {
+            self.incarnation += 1;
+        }
+    }
+
+    /// The process starts again from its disk. No effect if it is running.
+    pub fn restart(&mut self) {
+        if self.replica.is_some() {
+            return;
+        }
+        self.replica = Some(Replica::restore(
+            self.keyring.signer(self.index),
+            self.keyring.verifier(),
+            self.hook.clone(),
+            self.disk.states.clone(),
+            self.disk.evidence.clone(),
+        ));
+        self.incarnation += 1;
+    }
+}

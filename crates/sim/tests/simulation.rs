@@ -1,0 +1,239 @@
+//! Whole-run properties of the simulator: determinism, the adversarial check, crash-restart
+//! safety, real BLS, bandwidth accounting, and the invariant checkers themselves.
+
+use beaufort_core::state::{Ballot, RegisterState};
+use beaufort_core::types::{Key, MemberIndex, Value};
+use beaufort_core::vote::VoteKind;
+use beaufort_crypto::bls::Signature;
+use beaufort_sim::config::{FaultEvent, ProposalEvent, SimConfig, MS, SECOND};
+use beaufort_sim::invariants::{Checker, ViolationKind};
+use beaufort_sim::keys::CryptoKind;
+use beaufort_sim::scenario::{check_config, run_seed, AdversaryMode};
+use beaufort_sim::Simulation;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn key(s: &str) -> Key {
+    Key::new(s.as_bytes().to_vec()).expect("valid key")
+}
+
+fn data(s: &str) -> Value {
+    Value::data(s.as_bytes().to_vec()).expect("small value")
+}
+
+#[test]
+fn same_seed_same_run_different_seed_different_run() {
+    let a = run_seed(7, 42, AdversaryMode::All).expect("runs");
+    let b = run_seed(7, 42, AdversaryMode::All).expect("runs");
+    assert_eq!(a.decisions, b.decisions);
+    assert_eq!(a.traffic, b.traffic);
+    assert_eq!(a.stats, b.stats);
+    assert_eq!(a.end_time, b.end_time);
+    assert!(a.stats.events > 0 && !a.decisions.is_empty());
+
+    let c = run_seed(7, 43, AdversaryMode::All).expect("runs");
+    assert!(
+        c.decisions != a.decisions || c.traffic != a.traffic || c.stats != a.stats,
+        "a different seed gives a different trace"
+    );
+}
+
+#[test]
+fn adversarial_check_finds_no_violation() {
+    let mut decided = 0;
+    for n in [4, 7] {
+        for seed in 0..20 {
+            let report = run_seed(n, seed, AdversaryMode::All).expect("runs");
+            assert!(
+                report.violations.is_empty(),
+                "n={n} seed={seed}: {:?}",
+                report.violations
+            );
+            decided += report.decided_instances;
+        }
+    }
+    assert!(decided > 0);
+}
+
+#[test]
+fn every_strategy_on_its_own_is_survived() {
+    for strategy in beaufort_sim::byzantine::Strategy::ALL {
+        for seed in 0..3 {
+            let report = run_seed(4, seed, AdversaryMode::Only(strategy)).expect("runs");
+            assert!(
+                report.violations.is_empty(),
+                "{strategy} seed={seed}: {:?}",
+                report.violations
+            );
+            assert!(report.decided_instances > 0, "{strategy} seed={seed}");
+        }
+    }
+}
+
+/// Members crash and restart over and over while proposals race; no honest member ever signs
+/// two values in one slot, and every own vote it sent is on its disk (for the view it is in).
+#[test]
+fn crash_restart_never_makes_a_member_vote_twice() {
+    for seed in 0..6 {
+        let mut cfg = SimConfig::new(4, seed);
+        cfg.network.loss = 0.02;
+        for i in 0..12u64 {
+            let member = (i % 4) as MemberIndex;
+            let at = i * 150 * MS;
+            cfg.proposals.push((
+                at,
+                ProposalEvent {
+                    member,
+                    key: key(if i % 2 == 0 { "a" } else { "b" }),
+                    value: data(&format!("v{i}")),
+                },
+            ));
+            cfg.proposals.push((
+                at + MS,
+                ProposalEvent {
+                    member: (member + 1) % 4,
+                    key: key(if i % 2 == 0 { "a" } else { "b" }),
+                    value: data(&format!("w{i}")),
+                },
+            ));
+            let victim = ((i + seed) % 4) as MemberIndex;
+            cfg.faults.push((at + 20 * MS, FaultEvent::Crash(victim)));
+            cfg.faults.push((at + 90 * MS, FaultEvent::Restart(victim)));
+        }
+        let mut sim = Simulation::new(cfg).expect("valid config");
+        sim.run_to_end();
+        let report = sim.report();
+        assert!(report.stats.crash_restarts >= 12, "seed {seed}");
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}",
+            report.violations
+        );
+        assert!(!sim.checker().own_votes().is_empty());
+        for (member, key, view, kind, round, value) in sim.sent_own_votes() {
+            let node = &sim.nodes()[usize::from(*member)];
+            let Some(state) = node.disk().states.get(key) else {
+                panic!("member {member} sent a vote for {key} but has nothing on disk");
+            };
+            if state.view == *view {
+                let on_disk = state
+                    .ballot(*kind, *round, *member)
+                    .and_then(|b| b.vote_value());
+                assert_eq!(
+                    on_disk,
+                    Some(*value),
+                    "member {member} sent {kind:?} r{round} for {key} view {view} that is not on disk"
+                );
+            } else {
+                assert!(state.view > *view, "disk went back in views");
+            }
+        }
+    }
+}
+
+#[test]
+fn real_bls_at_four_members_decides() {
+    let mut cfg = SimConfig::new(4, 7);
+    cfg.crypto = CryptoKind::Bls;
+    cfg.proposals.push((
+        0,
+        ProposalEvent {
+            member: 0,
+            key: key("k"),
+            value: data("bls-a"),
+        },
+    ));
+    cfg.proposals.push((
+        2 * MS,
+        ProposalEvent {
+            member: 2,
+            key: key("k"),
+            value: data("bls-b"),
+        },
+    ));
+    cfg.byzantine
+        .insert(3, beaufort_sim::byzantine::Strategy::InvalidSignatures);
+    let report = Simulation::new(cfg).expect("valid config").run();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    let members: BTreeSet<MemberIndex> = report.decisions.iter().map(|d| d.member).collect();
+    assert_eq!(
+        members,
+        BTreeSet::from([0, 1, 2]),
+        "every honest member decided"
+    );
+}
+
+#[test]
+fn bytes_sent_equal_bytes_delivered_plus_lost_plus_in_flight() {
+    for (n, seed) in [(4, 1), (7, 2), (10, 3)] {
+        let report = run_seed(n, seed, AdversaryMode::All).expect("runs");
+        let sent: u64 = report.traffic.iter().map(|t| t.sent).sum();
+        let received: u64 = report.traffic.iter().map(|t| t.received).sum();
+        let s = &report.stats;
+        assert!(sent > 0);
+        assert_eq!(sent, s.bytes_delivered + s.bytes_lost + s.bytes_in_flight);
+        assert_eq!(received, s.bytes_delivered);
+        assert!(s.messages_delivered + s.messages_lost <= s.messages_sent);
+        assert_eq!(
+            s.bytes_in_flight == 0,
+            s.messages_delivered + s.messages_lost == s.messages_sent
+        );
+    }
+}
+
+#[test]
+fn partition_and_crash_scenario_heals_and_settles() {
+    let cfg = check_config(7, 5, AdversaryMode::None);
+    assert!(cfg
+        .faults
+        .iter()
+        .any(|(_, f)| matches!(f, FaultEvent::Partition(_))));
+    let last = cfg.last_disruption();
+    let report = Simulation::new(cfg).expect("valid config").run();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(report.end_time >= last && report.end_time < last + 30 * SECOND);
+}
+
+fn ballot(value: &Value) -> Ballot {
+    Ballot::Vote {
+        value: value.hash(),
+        signature: Signature::from_bytes(&[0u8; 48]).expect("48 bytes"),
+    }
+}
+
+/// The literal Algorithm 1 outcome: honest A and C COMMIT x in round 1 and y in round 2. With D
+/// Byzantine, both values reach the quorum, which the Byzantine certificate check reports.
+#[test]
+fn byzantine_certificate_check_catches_the_literal_attack() {
+    let (x, y) = (data("x"), data("y"));
+    let mut checker = Checker::new(4, BTreeSet::from([3]));
+    for member in [0, 2] {
+        let mut state = RegisterState::default();
+        state
+            .commits
+            .insert(1, BTreeMap::from([(member, ballot(&x))]));
+        state
+            .commits
+            .insert(2, BTreeMap::from([(member, ballot(&y))]));
+        checker.note_state(member, &key("k"), &state, 0);
+    }
+    let kinds: Vec<ViolationKind> = checker.violations().iter().map(|v| v.kind).collect();
+    assert_eq!(kinds, [ViolationKind::ByzantineCertificate]);
+}
+
+#[test]
+fn double_vote_is_caught() {
+    let mut checker = Checker::new(4, BTreeSet::new());
+    for value in ["a", "b"] {
+        let mut state = RegisterState::default();
+        state
+            .precommits
+            .insert(0, BTreeMap::from([(1, ballot(&data(value)))]));
+        checker.note_state(1, &key("k"), &state, 0);
+    }
+    assert_eq!(checker.violations().len(), 1);
+    assert_eq!(checker.violations()[0].kind, ViolationKind::DoubleVote);
+    assert!(checker
+        .own_votes()
+        .keys()
+        .all(|k| k.3 == VoteKind::PreCommit));
+}
