@@ -1,6 +1,11 @@
 //! The `beaufort` command-line tool. For now it drives the deterministic simulator:
 //! `beaufort sim check` runs many seeded adversarial scenarios and checks the invariants,
-//! `beaufort sim replay FILE` runs a scripted schedule (see docs/REPLAY.md).
+//! `beaufort sim replay FILE` runs a scripted schedule (see docs/REPLAY.md),
+//! `beaufort sim model-check` searches the register's schedules exhaustively, and
+//! `beaufort keygen` makes a member key.
+
+mod keygen;
+mod model_check;
 
 use anyhow::{bail, Context, Result};
 use beaufort_sim::config::Transport;
@@ -28,6 +33,9 @@ enum Command {
     /// The deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Generates a member's BLS key: writes the secret to a file, prints the public key and its
+    /// proof of possession.
+    Keygen(keygen::KeygenArgs),
 }
 
 #[derive(Subcommand)]
@@ -41,6 +49,8 @@ enum SimCommand {
         /// The replay file.
         file: PathBuf,
     },
+    /// Exhaustively explores the register's schedules (n = 4, one Byzantine member) up to a depth.
+    ModelCheck(model_check::ModelCheckArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +139,8 @@ fn run() -> Result<ExitCode> {
         Command::Sim(SimCommand::Check(args)) => check(args),
         Command::Sim(SimCommand::Run(args)) => run_one(args),
         Command::Sim(SimCommand::Replay { file }) => replay_file(file),
+        Command::Sim(SimCommand::ModelCheck(args)) => model_check::model_check(args),
+        Command::Keygen(args) => keygen::keygen(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
