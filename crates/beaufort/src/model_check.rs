@@ -38,7 +38,11 @@ pub fn model_check(args: ModelCheckArgs) -> Result<ExitCode> {
         report.worlds,
         report.transitions,
         report.decided_worlds,
-        if report.truncated { "  (truncated at --max-worlds)" } else { "" }
+        if report.truncated {
+            "  (truncated at --max-worlds)"
+        } else {
+            ""
+        }
     );
     println!("  wall: {:.1} s", started.elapsed().as_secs_f64());
     match report.counterexample {

@@ -358,11 +358,7 @@ impl Register {
                 }
                 (_, Ballot::Equivocated { first, second }) => {
                     let evidence = self.check_evidence(ctx, &wire, first, second)?;
-                    merged
-                        .ballots_mut(wire.kind)
-                        .entry(wire.round)
-                        .or_default()
-                        .insert(wire.member, wire.ballot);
+                    merged.put(wire.kind, wire.round, wire.member, wire.ballot);
                     outcome.evidence.push(evidence);
                     fresh.push(wire);
                 }
@@ -405,11 +401,7 @@ impl Register {
                             ((b, sb), (a, sa))
                         };
                         let ballot = Ballot::Equivocated { first, second };
-                        merged
-                            .ballots_mut(wire.kind)
-                            .entry(wire.round)
-                            .or_default()
-                            .insert(wire.member, ballot);
+                        merged.put(wire.kind, wire.round, wire.member, ballot);
                         let vote = |(value, signature): (ValueHash, _)| SignedVote {
                             member: wire.member,
                             subject: subject(value),
@@ -426,11 +418,7 @@ impl Register {
                     } else if bad.contains(&0) && !bad.contains(&1) {
                         // Ours was the bad one (it arrived unverified): theirs replaces it.
                         self.verified.insert((wire.kind, wire.round, wire.member));
-                        merged
-                            .ballots_mut(wire.kind)
-                            .entry(wire.round)
-                            .or_default()
-                            .insert(wire.member, wire.ballot);
+                        merged.put(wire.kind, wire.round, wire.member, wire.ballot);
                         fresh.push(wire);
                     }
                 }
@@ -448,11 +436,7 @@ impl Register {
                     if self.strict || wire.member == ctx.me() {
                         strict_checks.push((wire, check));
                     } else {
-                        merged
-                            .ballots_mut(wire.kind)
-                            .entry(wire.round)
-                            .or_default()
-                            .insert(wire.member, wire.ballot);
+                        merged.put(wire.kind, wire.round, wire.member, wire.ballot);
                         fresh.push(wire);
                     }
                 }
@@ -471,11 +455,7 @@ impl Register {
                     continue;
                 }
                 self.verified.insert((wire.kind, wire.round, wire.member));
-                merged
-                    .ballots_mut(wire.kind)
-                    .entry(wire.round)
-                    .or_default()
-                    .insert(wire.member, wire.ballot);
+                merged.put(wire.kind, wire.round, wire.member, wire.ballot);
                 fresh.push(wire);
             }
         }
@@ -500,12 +480,7 @@ impl Register {
             }
             outcome.need_full_state |= !update.complete;
             for w in &unjustified {
-                if let Some(round) = merged.ballots_mut(w.kind).get_mut(&w.round) {
-                    round.remove(&w.member);
-                    if round.is_empty() {
-                        merged.ballots_mut(w.kind).remove(&w.round);
-                    }
-                }
+                merged.remove(w.kind, w.round, w.member);
                 self.verified.remove(&(w.kind, w.round, w.member));
             }
             fresh.retain(|w| !unjustified.contains(w));
@@ -586,17 +561,15 @@ impl Register {
             value: plan.value,
         };
         let signature = ctx.signer.sign(&ctx.message(&subject));
-        self.state
-            .ballots_mut(plan.kind)
-            .entry(plan.round)
-            .or_default()
-            .insert(
-                me,
-                Ballot::Vote {
-                    value: plan.value,
-                    signature,
-                },
-            );
+        self.state.put(
+            plan.kind,
+            plan.round,
+            me,
+            Ballot::Vote {
+                value: plan.value,
+                signature,
+            },
+        );
         self.verified.insert((plan.kind, plan.round, me));
         outcome.cast.push(SignedVote {
             member: me,
@@ -774,13 +747,8 @@ impl Register {
                 self.verified.insert(slot);
                 continue;
             }
-            let ballots = self.state.ballots_mut(vote.subject.kind);
-            if let Some(round) = ballots.get_mut(&vote.subject.round) {
-                round.remove(&vote.member);
-                if round.is_empty() {
-                    ballots.remove(&vote.subject.round);
-                }
-            }
+            self.state
+                .remove(vote.subject.kind, vote.subject.round, vote.member);
         }
         if bad.is_empty() {
             return true;
@@ -810,13 +778,7 @@ impl Register {
             }
             for (kind, round, member) in doomed {
                 self.verified.remove(&(kind, round, member));
-                let ballots = self.state.ballots_mut(kind);
-                if let Some(r) = ballots.get_mut(&round) {
-                    r.remove(&member);
-                    if r.is_empty() {
-                        ballots.remove(&round);
-                    }
-                }
+                self.state.remove(kind, round, member);
             }
         }
     }

@@ -154,6 +154,25 @@ impl RegisterState {
         self.ballots(kind).get(&round)?.get(&member)
     }
 
+    /// Fills (or overwrites) one slot.
+    pub fn put(&mut self, kind: VoteKind, round: Round, member: MemberIndex, ballot: Ballot) {
+        self.ballots_mut(kind)
+            .entry(round)
+            .or_default()
+            .insert(member, ballot);
+    }
+
+    /// Empties one slot, dropping the round's entry when it becomes empty.
+    pub fn remove(&mut self, kind: VoteKind, round: Round, member: MemberIndex) {
+        let ballots = self.ballots_mut(kind);
+        if let Some(slots) = ballots.get_mut(&round) {
+            slots.remove(&member);
+            if slots.is_empty() {
+                ballots.remove(&round);
+            }
+        }
+    }
+
     /// Number of vote slots (for bounds and metrics).
     pub fn vote_count(&self) -> usize {
         self.precommits.values().map(|r| r.len()).sum::<usize>()

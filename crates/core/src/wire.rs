@@ -2,6 +2,7 @@
 
 use crate::merkle::{NodePath, NodeSummary, MAX_LEAF_ENTRIES, MAX_PATHS_PER_REQUEST};
 use crate::register::KeyUpdate;
+use crate::state::max_values_per_view;
 use crate::types::{Key, MAX_ROUNDS};
 use crate::vote::Equivocation;
 use beaufort_crypto::hash::Digest;
@@ -130,7 +131,7 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                     .key
                     .validate()
                     .map_err(|_| WireError::Bounds("key"))?;
-                if update.values.len() > 2 * members {
+                if update.values.len() > max_values_per_view(members) {
                     return Err(WireError::Bounds("too many values"));
                 }
                 if update.votes.len() > max_votes {

@@ -62,7 +62,7 @@ use crate::node::Node;
 use crate::SimError;
 use beaufort_core::register::{KeyUpdate, WireBallot};
 use beaufort_core::replica::Step;
-use beaufort_core::state::{Ballot, RegisterState};
+use beaufort_core::state::Ballot;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
 use beaufort_core::wire::{decode, encode, SyncMessage};
@@ -297,31 +297,6 @@ fn require_value(value: &Option<String>, tombstone: bool) -> Result<Value, Strin
     parse_value(value, tombstone)?.ok_or_else(|| "a value or tombstone is required".to_owned())
 }
 
-/// The whole state of a key as one complete update.
-fn full_update(key: &Key, state: &RegisterState) -> KeyUpdate {
-    let mut votes = Vec::new();
-    for kind in [VoteKind::PreCommit, VoteKind::Commit] {
-        for (&round, ballots) in state.ballots(kind) {
-            for (&member, &ballot) in ballots {
-                votes.push(WireBallot {
-                    kind,
-                    round,
-                    member,
-                    ballot,
-                });
-            }
-        }
-    }
-    KeyUpdate {
-        key: key.clone(),
-        view: state.view,
-        accepted: state.accepted.clone(),
-        values: state.values.values().cloned().collect(),
-        votes,
-        complete: true,
-    }
-}
-
 impl Replay {
     fn new(script: &Script) -> Result<Replay, SimError> {
         let n = script.members;
@@ -425,7 +400,7 @@ impl Replay {
                 let state = replica
                     .state(&key)
                     .ok_or_else(|| format!("member {from} has no state for {key}"))?;
-                let update = full_update(&key, state);
+                let update = KeyUpdate::whole(&key, state);
                 let message = SyncMessage::Updates {
                     verified: false,
                     updates: vec![update],
