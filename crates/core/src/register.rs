@@ -171,9 +171,88 @@ pub struct ProposalRejected(pub String);
 pub struct Register {
     /// The replicated state (persisted as is).
     pub state: RegisterState,
-    verified: BTreeSet<(VoteKind, Round, MemberIndex)>,
+    verified: BTreeSet<SlotId>,
     strict: bool,
     pending: Option<Value>,
+    /// Every slot written in this view, in order (a slot may appear again when it changes), so
+    /// the sync layer can push what changed since it last looked without rescanning the state.
+    log: Vec<SlotId>,
+    /// Every proposal body added in this view, in order.
+    value_log: Vec<ValueHash>,
+}
+
+/// Names one vote slot: (kind, round, member).
+pub type SlotId = (VoteKind, Round, MemberIndex);
+
+/// The changes one merge made, so a merge that fails half-way leaves no trace.
+#[derive(Default)]
+struct Journal {
+    undo: Vec<Undo>,
+}
+
+enum Undo {
+    Slot(SlotId, Option<Ballot>),
+    Value(ValueHash),
+}
+
+impl Journal {
+    fn put(
+        &mut self,
+        state: &mut RegisterState,
+        kind: VoteKind,
+        round: Round,
+        member: MemberIndex,
+        ballot: Ballot,
+    ) {
+        let previous = state.ballot(kind, round, member).copied();
+        self.undo.push(Undo::Slot((kind, round, member), previous));
+        state.put(kind, round, member, ballot);
+    }
+
+    fn remove(
+        &mut self,
+        state: &mut RegisterState,
+        kind: VoteKind,
+        round: Round,
+        member: MemberIndex,
+    ) {
+        let previous = state.ballot(kind, round, member).copied();
+        if previous.is_some() {
+            self.undo.push(Undo::Slot((kind, round, member), previous));
+            state.remove(kind, round, member);
+        }
+    }
+
+    fn insert_value(&mut self, state: &mut RegisterState, hash: ValueHash, value: Value) {
+        if state.values.insert(hash, value).is_none() {
+            self.undo.push(Undo::Value(hash));
+        }
+    }
+
+    fn added_values(&self) -> impl Iterator<Item = ValueHash> + '_ {
+        self.undo.iter().filter_map(|u| match u {
+            Undo::Value(hash) => Some(*hash),
+            Undo::Slot(..) => None,
+        })
+    }
+
+    /// Undoes every change, newest first; slots touched lose their "verified" mark.
+    fn rollback(self, state: &mut RegisterState, verified: &mut BTreeSet<SlotId>) {
+        for undo in self.undo.into_iter().rev() {
+            match undo {
+                Undo::Slot((kind, round, member), previous) => {
+                    verified.remove(&(kind, round, member));
+                    match previous {
+                        Some(ballot) => state.put(kind, round, member, ballot),
+                        None => state.remove(kind, round, member),
+                    }
+                }
+                Undo::Value(hash) => {
+                    state.values.remove(&hash);
+                }
+            }
+        }
+    }
 }
 
 /// A planned own vote.
@@ -187,10 +266,34 @@ impl Register {
     /// Restores a register from persisted state. Every vote in it was verified or cast before it
     /// was persisted, but verification is cheap to redo, so restored votes count as unverified.
     pub fn restore(state: RegisterState) -> Register {
+        let mut log = Vec::with_capacity(state.vote_count());
+        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+            for (&round, ballots) in state.ballots(kind) {
+                log.extend(ballots.keys().map(|&member| (kind, round, member)));
+            }
+        }
+        let value_log = state.values.keys().copied().collect();
         Register {
             state,
+            log,
+            value_log,
             ..Register::default()
         }
+    }
+
+    /// Slots written in this view, in order, from position `from` on (see [`Register::log_len`]).
+    pub fn slots_since(&self, from: usize) -> &[SlotId] {
+        self.log.get(from..).unwrap_or_default()
+    }
+
+    /// Proposal bodies added in this view, in order, from position `from` on.
+    pub fn values_since(&self, from: usize) -> &[ValueHash] {
+        self.value_log.get(from..).unwrap_or_default()
+    }
+
+    /// Positions just past the last logged slot and value: what a reader has now seen.
+    pub fn log_len(&self) -> (usize, usize) {
+        (self.log.len(), self.value_log.len())
     }
 
     /// True after invalid signatures were seen in this view: votes are then checked on arrival.
@@ -241,7 +344,9 @@ impl Register {
             return Ok((Proposed::Queued, AdvanceOutcome::default()));
         }
         let hash = value.hash();
-        self.state.values.insert(hash, value.clone());
+        if self.state.values.insert(hash, value.clone()).is_none() {
+            self.value_log.push(hash);
+        }
         self.pending = Some(value);
         let mut outcome = AdvanceOutcome::default();
         self.cast(
@@ -287,8 +392,6 @@ impl Register {
         sender_verified: bool,
     ) -> Result<MergeOutcome, InvalidState> {
         let mut outcome = MergeOutcome::default();
-        let q = ctx.quorum();
-        let n = ctx.verifier.members();
         if update.view < self.state.view {
             outcome.sender_behind = true;
             return Ok(outcome);
@@ -315,7 +418,33 @@ impl Register {
             outcome.changed = true;
         }
 
-        let mut merged = self.state.clone();
+        let mut journal = Journal::default();
+        match self.merge_votes(ctx, update, sender_verified, &mut journal, &mut outcome) {
+            Ok(fresh) => {
+                outcome.changed |= !fresh.is_empty() || journal.added_values().next().is_some();
+                self.log
+                    .extend(fresh.iter().map(|w| (w.kind, w.round, w.member)));
+                self.value_log.extend(journal.added_values());
+                Ok(outcome)
+            }
+            Err(error) => {
+                journal.rollback(&mut self.state, &mut self.verified);
+                Err(error)
+            }
+        }
+    }
+
+    /// The part of a merge that may fail half-way: every change goes through `journal`.
+    fn merge_votes(
+        &mut self,
+        ctx: &Context<'_>,
+        update: KeyUpdate,
+        sender_verified: bool,
+        journal: &mut Journal,
+        outcome: &mut MergeOutcome,
+    ) -> Result<Vec<WireBallot>, InvalidState> {
+        let q = ctx.quorum();
+        let n = ctx.verifier.members();
         let old = self.state.current_value().cloned();
         let max_values = max_values_per_view(n);
         for value in update.values {
@@ -323,13 +452,13 @@ impl Register {
                 .validate()
                 .map_err(|_| InvalidState::Malformed("value too large"))?;
             let hash = value.hash();
-            if merged.values.contains_key(&hash) || merged.values.len() >= max_values {
+            if self.state.values.contains_key(&hash) || self.state.values.len() >= max_values {
                 continue;
             }
             ctx.hook
                 .validate(ctx.key, old.as_ref(), &value)
                 .map_err(InvalidState::HookRejected)?;
-            merged.values.insert(hash, value);
+            journal.insert_value(&mut self.state, hash, value);
         }
 
         let mut fresh: Vec<WireBallot> = Vec::new();
@@ -343,7 +472,10 @@ impl Register {
                     return Err(InvalidState::Malformed("equivocation values not ordered"));
                 }
             }
-            let existing = merged.ballot(wire.kind, wire.round, wire.member).copied();
+            let existing = self
+                .state
+                .ballot(wire.kind, wire.round, wire.member)
+                .copied();
             match (existing, wire.ballot) {
                 (Some(Ballot::Equivocated { .. }), _) => {}
                 (Some(a), b) if a == b => {}
@@ -358,7 +490,13 @@ impl Register {
                 }
                 (_, Ballot::Equivocated { first, second }) => {
                     let evidence = self.check_evidence(ctx, &wire, first, second)?;
-                    merged.put(wire.kind, wire.round, wire.member, wire.ballot);
+                    journal.put(
+                        &mut self.state,
+                        wire.kind,
+                        wire.round,
+                        wire.member,
+                        wire.ballot,
+                    );
                     outcome.evidence.push(evidence);
                     fresh.push(wire);
                 }
@@ -373,7 +511,7 @@ impl Register {
                     },
                 ) => {
                     // Two values in one slot: a proof of equivocation if both signatures hold.
-                    let view = merged.view;
+                    let view = self.state.view;
                     let subject = |value| VoteSubject {
                         view,
                         round: wire.round,
@@ -401,7 +539,7 @@ impl Register {
                             ((b, sb), (a, sa))
                         };
                         let ballot = Ballot::Equivocated { first, second };
-                        merged.put(wire.kind, wire.round, wire.member, ballot);
+                        journal.put(&mut self.state, wire.kind, wire.round, wire.member, ballot);
                         let vote = |(value, signature): (ValueHash, _)| SignedVote {
                             member: wire.member,
                             subject: subject(value),
@@ -418,7 +556,13 @@ impl Register {
                     } else if bad.contains(&0) && !bad.contains(&1) {
                         // Ours was the bad one (it arrived unverified): theirs replaces it.
                         self.verified.insert((wire.kind, wire.round, wire.member));
-                        merged.put(wire.kind, wire.round, wire.member, wire.ballot);
+                        journal.put(
+                            &mut self.state,
+                            wire.kind,
+                            wire.round,
+                            wire.member,
+                            wire.ballot,
+                        );
                         fresh.push(wire);
                     }
                 }
@@ -426,7 +570,7 @@ impl Register {
                     let check = SignatureCheck {
                         member: wire.member,
                         message: ctx.message(&VoteSubject {
-                            view: merged.view,
+                            view: self.state.view,
                             round: wire.round,
                             kind: wire.kind,
                             value,
@@ -436,7 +580,13 @@ impl Register {
                     if self.strict || wire.member == ctx.me() {
                         strict_checks.push((wire, check));
                     } else {
-                        merged.put(wire.kind, wire.round, wire.member, wire.ballot);
+                        journal.put(
+                            &mut self.state,
+                            wire.kind,
+                            wire.round,
+                            wire.member,
+                            wire.ballot,
+                        );
                         fresh.push(wire);
                     }
                 }
@@ -455,7 +605,13 @@ impl Register {
                     continue;
                 }
                 self.verified.insert((wire.kind, wire.round, wire.member));
-                merged.put(wire.kind, wire.round, wire.member, wire.ballot);
+                journal.put(
+                    &mut self.state,
+                    wire.kind,
+                    wire.round,
+                    wire.member,
+                    wire.ballot,
+                );
                 fresh.push(wire);
             }
         }
@@ -465,7 +621,7 @@ impl Register {
         loop {
             let unjustified: Vec<WireBallot> = fresh
                 .iter()
-                .filter(|w| !merged.ballot_justified(w.kind, w.round, &w.ballot, q))
+                .filter(|w| !self.state.ballot_justified(w.kind, w.round, &w.ballot, q))
                 .copied()
                 .collect();
             if unjustified.is_empty() {
@@ -480,20 +636,16 @@ impl Register {
             }
             outcome.need_full_state |= !update.complete;
             for w in &unjustified {
-                merged.remove(w.kind, w.round, w.member);
+                journal.remove(&mut self.state, w.kind, w.round, w.member);
                 self.verified.remove(&(w.kind, w.round, w.member));
             }
             fresh.retain(|w| !unjustified.contains(w));
             // An equivocation proof stays valid on its own even if unjustified here.
         }
-        if merged.vote_count() > 2 * n * (MAX_ROUNDS as usize + 1) {
+        if self.state.vote_count() > 2 * n * (MAX_ROUNDS as usize + 1) {
             return Err(InvalidState::Malformed("too many votes"));
         }
-        if merged != self.state {
-            outcome.changed = true;
-            self.state = merged;
-        }
-        Ok(outcome)
+        Ok(fresh)
     }
 
     fn check_evidence(
@@ -571,6 +723,7 @@ impl Register {
             },
         );
         self.verified.insert((plan.kind, plan.round, me));
+        self.log.push((plan.kind, plan.round, me));
         outcome.cast.push(SignedVote {
             member: me,
             subject,
@@ -791,6 +944,8 @@ impl Register {
         };
         self.verified.clear();
         self.strict = false;
+        self.log.clear();
+        self.value_log.clear();
     }
 }
 

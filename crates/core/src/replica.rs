@@ -110,6 +110,8 @@ impl Step {
 #[derive(Clone, Debug, Default)]
 struct Known {
     view: Option<View>,
+    /// How far into the register's change logs (slots, bodies) we have looked for this peer.
+    seen: (usize, usize),
     slots: BTreeSet<(VoteKind, Round, MemberIndex, bool)>,
     values: BTreeSet<ValueHash>,
 }
@@ -136,6 +138,9 @@ pub struct Replica {
     merkle: MerkleIndex,
     peers: BTreeMap<MemberIndex, Peer>,
     dirty: BTreeSet<Key>,
+    /// Keys whose Merkle leaf is out of date. Digests are recomputed only when the tree is read
+    /// (anti-entropy), not on every vote.
+    stale_leaves: BTreeSet<Key>,
 }
 
 /// A local proposal could not be made.
@@ -163,6 +168,7 @@ impl Replica {
             merkle: MerkleIndex::new(),
             peers: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            stale_leaves: BTreeSet::new(),
         }
     }
 
@@ -219,7 +225,17 @@ impl Replica {
 
     /// The root of the Merkle index over all keys.
     pub fn merkle_root(&mut self) -> beaufort_crypto::hash::Digest {
+        self.refresh_merkle();
         self.merkle.root()
+    }
+
+    /// Brings the Merkle leaves of changed keys up to date.
+    fn refresh_merkle(&mut self) {
+        for key in std::mem::take(&mut self.stale_leaves) {
+            if let Some(register) = self.registers.get(&key) {
+                self.merkle.insert(key.as_bytes(), register.state.digest());
+            }
+        }
     }
 
     /// The current neighbours.
@@ -259,6 +275,14 @@ impl Replica {
     /// Handles a message from a neighbour.
     pub fn receive(&mut self, from: MemberIndex, message: SyncMessage) -> Step {
         let mut step = Step::default();
+        if matches!(
+            message,
+            SyncMessage::MerkleRoot { .. }
+                | SyncMessage::MerkleQuery { .. }
+                | SyncMessage::MerkleNodes { .. }
+        ) {
+            self.refresh_merkle();
+        }
         if !self.peers.contains_key(&from) {
             self.add_peer(from);
         }
@@ -352,7 +376,7 @@ impl Replica {
                     peer.known.clear();
                 }
                 let known = peer.known.entry(key.clone()).or_default();
-                if let Some(update) = delta(key, &register.state, known) {
+                if let Some(update) = delta(key, register, known) {
                     verified &= register.is_strict();
                     updates.push(update);
                 }
@@ -376,7 +400,7 @@ impl Replica {
     pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
         let mut step = Step::default();
         if self.peers.contains_key(&peer) {
-            let root = self.merkle.root();
+            let root = self.merkle_root();
             step.messages.push((peer, SyncMessage::MerkleRoot { root }));
         }
         step
@@ -625,8 +649,8 @@ impl Replica {
     }
 
     fn touch(&mut self, key: &Key, step: &mut Step) {
-        if let Some(register) = self.registers.get(key) {
-            self.merkle.insert(key.as_bytes(), register.state.digest());
+        if self.registers.contains_key(key) {
+            self.stale_leaves.insert(key.clone());
             step.persist.insert(key.clone());
             self.dirty.insert(key.clone());
         }
@@ -652,9 +676,11 @@ fn slot_id(w: &WireBallot) -> (VoteKind, Round, MemberIndex, bool) {
     )
 }
 
-/// What `state` has that a peer believed to hold `known` may lack; updates `known` as sent.
-/// A peer not known to be in our view gets the whole state, marked complete.
-fn delta(key: &Key, state: &RegisterState, known: &mut Known) -> Option<KeyUpdate> {
+/// What `register` has that a peer believed to hold `known` may lack; updates `known` as sent.
+/// A peer not known to be in our view gets the whole state, marked complete; otherwise only the
+/// slots and bodies logged since we last looked are considered, so a flush costs what changed.
+fn delta(key: &Key, register: &Register, known: &mut Known) -> Option<KeyUpdate> {
+    let state = &register.state;
     match known.view {
         Some(view) if view > state.view => return None,
         Some(view) if view == state.view => {}
@@ -665,28 +691,45 @@ fn delta(key: &Key, state: &RegisterState, known: &mut Known) -> Option<KeyUpdat
             }
         }
     }
-    let whole = known.slots.is_empty() && known.values.is_empty();
+    let whole = known.slots.is_empty() && known.values.is_empty() && known.seen == (0, 0);
+    let (slot_from, value_from) = known.seen;
+    known.seen = register.log_len();
     let mut votes = Vec::new();
-    for kind in [VoteKind::PreCommit, VoteKind::Commit] {
-        for (&round, ballots) in state.ballots(kind) {
-            for (&member, &ballot) in ballots {
-                let wire = WireBallot {
-                    kind,
-                    round,
-                    member,
-                    ballot,
-                };
-                if known.slots.insert(slot_id(&wire)) {
-                    votes.push(wire);
+    let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known| {
+        let wire = WireBallot {
+            kind,
+            round,
+            member,
+            ballot,
+        };
+        if known.slots.insert(slot_id(&wire)) {
+            votes.push(wire);
+        }
+    };
+    if whole {
+        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+            for (&round, ballots) in state.ballots(kind) {
+                for (&member, &ballot) in ballots {
+                    offer(kind, round, member, ballot, known);
                 }
             }
         }
+    } else {
+        for &(kind, round, member) in register.slots_since(slot_from) {
+            if let Some(&ballot) = state.ballot(kind, round, member) {
+                offer(kind, round, member, ballot, known);
+            }
+        }
     }
-    let values: Vec<Value> = state
-        .values
-        .iter()
-        .filter(|(hash, _)| known.values.insert(**hash))
-        .map(|(_, v)| v.clone())
+    let hashes: Vec<ValueHash> = if whole {
+        state.values.keys().copied().collect()
+    } else {
+        register.values_since(value_from).to_vec()
+    };
+    let values: Vec<Value> = hashes
+        .into_iter()
+        .filter(|hash| known.values.insert(*hash))
+        .filter_map(|hash| state.values.get(&hash).cloned())
         .collect();
     let empty = votes.is_empty() && values.is_empty();
     if empty && !(whole && state.accepted.is_some()) {
