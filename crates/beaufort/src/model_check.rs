@@ -18,6 +18,9 @@ pub struct ModelCheckArgs {
     /// Stop after this many distinct worlds.
     #[arg(long, default_value_t = 20_000_000)]
     max_worlds: usize,
+    /// Also let the Byzantine member forward single honest votes (partial views).
+    #[arg(long)]
+    relay: bool,
 }
 
 /// Runs the search and prints what it covered; exits non-zero with the schedule on a violation.
@@ -28,10 +31,14 @@ pub fn model_check(args: ModelCheckArgs) -> Result<ExitCode> {
         depth: args.depth,
         byzantine_rounds: args.byzantine_rounds,
         max_worlds: args.max_worlds,
+        relay: args.relay,
     });
     println!(
-        "model check: n = 4, f = 1 (honest 0-2, Byzantine 3), depth {} (reached {}), Byzantine rounds 0..={}",
-        args.depth, report.depth_reached, args.byzantine_rounds
+        "model check: n = 4, f = 1 (honest 0-2, Byzantine 3), depth {} (reached {}), Byzantine rounds 0..={}{}",
+        args.depth,
+        report.depth_reached,
+        args.byzantine_rounds,
+        if args.relay { ", relaying honest votes" } else { "" }
     );
     println!(
         "  worlds: {}  transitions: {}  worlds with a decision: {}{}",

@@ -39,6 +39,9 @@ pub struct Bounds {
     pub byzantine_rounds: Round,
     /// Stop after this many distinct worlds (a guard for the time budget).
     pub max_worlds: usize,
+    /// Let the Byzantine member also forward any single honest vote it has seen to any honest
+    /// member (partial views of honest votes, as lost or reordered deltas produce).
+    pub relay: bool,
 }
 
 /// One step of a schedule.
@@ -52,6 +55,17 @@ pub enum Action {
         from: MemberIndex,
         /// Receiver.
         to: MemberIndex,
+    },
+    /// The Byzantine member forwards one honest member's vote, alone.
+    Relay {
+        /// Receiver.
+        to: MemberIndex,
+        /// Vote kind.
+        kind: VoteKind,
+        /// Round.
+        round: Round,
+        /// Whose vote.
+        member: MemberIndex,
     },
     /// The Byzantine member signs one vote and delivers only it.
     Byzantine {
@@ -177,6 +191,32 @@ impl Model {
                 }
             }
         }
+        if bounds.relay {
+            let mut seen: BTreeSet<(VoteKind, Round, MemberIndex)> = BTreeSet::new();
+            for register in world.registers.iter().filter(|r| r.state.view == 0) {
+                for vote in register.state.signed_votes() {
+                    if vote.member != BYZANTINE {
+                        seen.insert((vote.subject.kind, vote.subject.round, vote.member));
+                    }
+                }
+            }
+            for (kind, round, member) in seen {
+                for to in HONEST {
+                    let holds = world.registers[usize::from(to)]
+                        .state
+                        .ballot(kind, round, member)
+                        .is_some();
+                    if to != member && !holds {
+                        out.push(Action::Relay {
+                            to,
+                            kind,
+                            round,
+                            member,
+                        });
+                    }
+                }
+            }
+        }
         out
     }
 
@@ -195,6 +235,34 @@ impl Model {
             Action::Transfer { from, to } => {
                 let state = &world.registers[usize::from(from)].state;
                 let update = KeyUpdate::whole(&self.key, state);
+                self.deliver(&mut next, to, update)?;
+            }
+            Action::Relay {
+                to,
+                kind,
+                round,
+                member,
+            } => {
+                let (ballot, value) = world.registers.iter().find_map(|r| {
+                    let ballot = *r.state.ballot(kind, round, member)?;
+                    let value = ballot
+                        .vote_value()
+                        .and_then(|hash| r.state.values.get(&hash).cloned());
+                    (r.state.view == 0).then_some((ballot, value))
+                })?;
+                let update = KeyUpdate {
+                    key: self.key.clone(),
+                    view: 0,
+                    accepted: None,
+                    values: value.into_iter().collect(),
+                    votes: vec![WireBallot {
+                        kind,
+                        round,
+                        member,
+                        ballot,
+                    }],
+                    complete: false,
+                };
                 self.deliver(&mut next, to, update)?;
             }
             Action::Byzantine { to, kind, round, y } => {

@@ -10,6 +10,7 @@ fn bounded_exhaustive_search_finds_no_violation() {
         depth: 7,
         byzantine_rounds: 2,
         max_worlds: 2_000_000,
+        relay: false,
     });
     assert!(
         report.counterexample.is_none(),
@@ -24,6 +25,26 @@ fn bounded_exhaustive_search_finds_no_violation() {
         report.worlds
     );
     assert!(report.decided_worlds > 0, "no schedule reached a decision");
+}
+
+/// With the Byzantine member also forwarding single honest votes (partial views of honest
+/// state), every schedule of up to 6 actions keeps both properties.
+#[test]
+fn bounded_search_with_relayed_partial_views_finds_no_violation() {
+    let report = Model::new().explore(Bounds {
+        depth: 6,
+        byzantine_rounds: 1,
+        max_worlds: 2_000_000,
+        relay: true,
+    });
+    assert!(
+        report.counterexample.is_none(),
+        "counterexample: {:?}",
+        report.counterexample
+    );
+    assert!(!report.truncated);
+    assert_eq!(report.depth_reached, 6);
+    assert!(report.decided_worlds > 0);
 }
 
 /// The 9-step attack on the literal Algorithm 1 (docs/PROTOCOL.md §5): under the locking rule the
