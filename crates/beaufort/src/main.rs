@@ -4,8 +4,12 @@
 //! `beaufort sim model-check` searches the register's schedules exhaustively, and
 //! `beaufort keygen` makes a member key.
 
+mod client;
+mod demo;
+mod eval;
 mod keygen;
 mod model_check;
+mod node_cmd;
 
 use anyhow::{bail, Context, Result};
 use beaufort_sim::config::Transport;
@@ -36,14 +40,32 @@ enum Command {
     /// Generates a member's BLS key: writes the secret to a file, prints the public key and its
     /// proof of possession.
     Keygen(keygen::KeygenArgs),
+    /// Creates a local consortium: every member's keys and one configuration file per member.
+    Init(node_cmd::InitArgs),
+    /// Runs one member: durable store, libp2p network and HTTP API.
+    Node(node_cmd::NodeArgs),
+    /// Runs a discovery server (libp2p rendezvous) where members find each other's addresses.
+    Discovery(node_cmd::DiscoveryArgs),
+    /// Runs N members in one process over real libp2p and a loyalty-style workload, and prints
+    /// commit-latency percentiles and throughput.
+    Demo(demo::DemoArgs),
+    /// Checks a value's certificate offline against the network configuration.
+    Verify(client::VerifyArgs),
+    /// Talks to a node's HTTP API.
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Subcommand)]
 enum SimCommand {
     /// Runs seeded adversarial scenarios and checks agreement, validity, integrity and liveness.
     Check(CheckArgs),
-    /// Runs one seeded scenario and prints its report and every honest member's final state.
-    Run(RunArgs),
+    /// Runs one seeded adversarial scenario and prints its report and every honest member's
+    /// final state (a debugging trace).
+    Trace(RunArgs),
+    /// Measures latency and bandwidth of BeauFort, PBFT or Tendermint under one network and CPU
+    /// cost model.
+    Run(eval::PerfArgs),
     /// Runs a scripted schedule from a JSON replay file and checks the invariants.
     Replay {
         /// The replay file.
@@ -137,10 +159,17 @@ fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(SimCommand::Check(args)) => check(args),
-        Command::Sim(SimCommand::Run(args)) => run_one(args),
+        Command::Sim(SimCommand::Trace(args)) => run_one(args),
+        Command::Sim(SimCommand::Run(args)) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sim(SimCommand::Replay { file }) => replay_file(file),
         Command::Sim(SimCommand::ModelCheck(args)) => model_check::model_check(args),
         Command::Keygen(args) => keygen::keygen(args).map(|()| ExitCode::SUCCESS),
+        Command::Init(args) => node_cmd::init(args).map(|()| ExitCode::SUCCESS),
+        Command::Node(args) => node_cmd::node(args).map(|()| ExitCode::SUCCESS),
+        Command::Discovery(args) => node_cmd::discovery(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::demo(args).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => client::verify(args).map(|()| ExitCode::SUCCESS),
+        Command::Client(command) => client::run(command).map(|()| ExitCode::SUCCESS),
     }
 }
 

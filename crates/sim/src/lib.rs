@@ -27,6 +27,7 @@ pub mod invariants;
 pub mod keys;
 pub mod network;
 pub mod node;
+pub mod perf;
 pub mod replay;
 pub mod scenario;
 pub mod sim;

@@ -1,0 +1,239 @@
+//! `beaufort sim run`: one performance run of BeauFort, PBFT or Tendermint-style consensus under
+//! the simulator's network and CPU cost model, printed as text or JSON.
+
+use anyhow::{bail, Context, Result};
+use beaufort_sim::config::{Micros, MS};
+use beaufort_sim::perf::cost::{CostMode, CostTable};
+use beaufort_sim::perf::report::PerfReport;
+use beaufort_sim::perf::{self, PerfConfig, Protocol, Scenario};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The protocol on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ProtocolArg {
+    /// Leaderless BeauFort (the real core).
+    Beaufort,
+    /// PBFT with MACs and view change.
+    Pbft,
+    /// Tendermint-style gossip consensus.
+    Tendermint,
+}
+
+/// The scenario on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScenarioArg {
+    /// No faults.
+    Optimistic,
+    /// 25 % of the members crash, one every 5 s.
+    Crash25,
+    /// One Byzantine member: invalid signatures, then withholding.
+    Byzantine,
+    /// Two halves cut apart for 5 s.
+    Partition,
+}
+
+/// How handlers are charged on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CostArg {
+    /// Cost table calibrated on this host at start-up (deterministic for the table).
+    Modelled,
+    /// The documented reference table (host-independent).
+    Reference,
+    /// Time the real handlers with real BLS (small runs; not deterministic).
+    Measured,
+}
+
+/// Output format.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Arguments of `beaufort sim run`.
+#[derive(Args)]
+pub struct PerfArgs {
+    /// Protocol to simulate.
+    #[arg(long, value_enum, default_value = "beaufort")]
+    protocol: ProtocolArg,
+    /// Number of members.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Mean one-way link latency (e.g. 60ms, 0.1s).
+    #[arg(long, default_value = "60ms", value_parser = parse_duration)]
+    latency: Micros,
+    /// Latency jitter (uniform ±).
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    jitter: Micros,
+    /// Transactions per second per member.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Length of the workload (e.g. 60s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Micros,
+    /// Fault scenario.
+    #[arg(long, value_enum, default_value = "optimistic")]
+    scenario: ScenarioArg,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Per-member upload and download capacity, Mbit/s.
+    #[arg(long, default_value_t = 20.0)]
+    bandwidth: f64,
+    /// Message loss probability.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Members writing the same key at once (1 = no contention).
+    #[arg(long, default_value_t = 1)]
+    contention: usize,
+    /// Overlay neighbours per member.
+    #[arg(long, default_value_t = 7)]
+    degree: usize,
+    /// BeauFort's delta flush interval (batching of gossip).
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    flush: Micros,
+    /// CPU cost mode.
+    #[arg(long, value_enum, default_value = "modelled")]
+    cost: CostArg,
+    /// Measured mode: how much slower the simulated device is than this host.
+    #[arg(long, default_value_t = 1.0)]
+    device_factor: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// Parses "60ms", "1.5s", "500us" or a bare number of milliseconds into microseconds.
+pub fn parse_duration(text: &str) -> Result<Micros, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "ms"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {text}"))?;
+    let scale = match unit {
+        "us" | "µs" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        _ => return Err(format!("unknown unit in {text} (use us, ms or s)")),
+    };
+    if !(0.0..1e13).contains(&(value * scale)) {
+        return Err(format!("duration out of range: {text}"));
+    }
+    Ok((value * scale) as Micros)
+}
+
+/// Resolves the cost mode, calibrating on this host when asked.
+pub fn cost_mode(cost: CostArg, device_factor: f64) -> CostMode {
+    match cost {
+        CostArg::Modelled => CostMode::Modelled(CostTable::calibrate()),
+        CostArg::Reference => CostMode::Modelled(CostTable::reference()),
+        CostArg::Measured => CostMode::Measured { device_factor },
+    }
+}
+
+impl PerfArgs {
+    fn config(&self) -> Result<PerfConfig> {
+        if self.bandwidth <= 0.0 || self.rate <= 0.0 || self.device_factor <= 0.0 {
+            bail!("--bandwidth, --rate and --device-factor must be positive");
+        }
+        let protocol = match self.protocol {
+            ProtocolArg::Beaufort => Protocol::Beaufort,
+            ProtocolArg::Pbft => Protocol::Pbft,
+            ProtocolArg::Tendermint => Protocol::Tendermint,
+        };
+        let mut cfg = PerfConfig::new(protocol, self.nodes, self.seed);
+        cfg.latency = self.latency;
+        cfg.jitter = self.jitter;
+        cfg.rate = self.rate;
+        cfg.duration = self.duration.max(MS);
+        cfg.scenario = match self.scenario {
+            ScenarioArg::Optimistic => Scenario::Optimistic,
+            ScenarioArg::Crash25 => Scenario::Crash25,
+            ScenarioArg::Byzantine => Scenario::Byzantine,
+            ScenarioArg::Partition => Scenario::Partition,
+        };
+        cfg.upload_mbit = self.bandwidth;
+        cfg.download_mbit = self.bandwidth;
+        cfg.loss = self.loss;
+        cfg.contention = self.contention;
+        cfg.degree = self.degree;
+        cfg.flush_every = self.flush.max(1);
+        cfg.cost = cost_mode(self.cost, self.device_factor);
+        Ok(cfg)
+    }
+}
+
+/// Runs one configuration with a progress bar over virtual time (on stderr).
+pub fn run_with_progress(cfg: &PerfConfig, label: &str) -> Result<PerfReport> {
+    let bar = ProgressBar::new(cfg.duration / 1_000_000);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {elapsed_precise} [{bar:30}] {pos}/{len} s virtual")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    let progress = |now: Micros| bar.set_position(now / 1_000_000);
+    let report = perf::run(cfg, Some(&progress))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// `beaufort sim run`.
+pub fn run(args: PerfArgs) -> Result<()> {
+    let cfg = args.config()?;
+    let report = run_with_progress(&cfg, cfg.protocol.name())?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print_text(&report),
+    }
+    Ok(())
+}
+
+fn print_text(r: &PerfReport) {
+    let l = &r.latency_ms;
+    let a = &r.latency_all_ms;
+    let b = &r.breakdown_ms;
+    println!(
+        "{} n={} {} rate {}/s for {} s, seed {}: decided {}/{}",
+        r.protocol.name(),
+        r.nodes,
+        r.scenario.name(),
+        r.rate,
+        r.duration_s,
+        r.seed,
+        r.decided,
+        r.submitted
+    );
+    println!(
+        "  latency at submitter (ms): p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+        l.p50, l.p90, l.p99, l.max
+    );
+    println!(
+        "  latency at all honest (ms): p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+        a.p50, a.p90, a.p99, a.max
+    );
+    println!(
+        "  bandwidth per member (Mbit/s, up+down): mean {:.2} max {:.2}; upload mean {:.2}",
+        r.bandwidth_mbit_per_node.mean, r.bandwidth_mbit_per_node.max, r.upload_mbit_per_node.mean
+    );
+    println!(
+        "  CPU busy: mean {:.1} % max {:.1} %",
+        r.cpu_utilisation.mean * 100.0,
+        r.cpu_utilisation.max * 100.0
+    );
+    println!(
+        "  critical path (mean ms): propagation {:.0}, links {:.0}, CPU wait {:.0}, CPU {:.0}, timers {:.0}",
+        b.propagation, b.link, b.cpu_wait, b.cpu, b.timer
+    );
+    println!(
+        "  {} messages, {} events, {:.1} s virtual, {:.1} s wall",
+        r.messages, r.events, r.virtual_s, r.wall_s
+    );
+}

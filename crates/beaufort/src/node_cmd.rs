@@ -1,0 +1,154 @@
+//! `beaufort init` (a local consortium's keys and configurations), `beaufort node` (run one
+//! member: store, libp2p network, HTTP API) and `beaufort discovery` (a rendezvous server).
+
+use anyhow::{Context, Result};
+use beaufort_node::config::{
+    init_local, parse_addresses, read_p2p_key, write_p2p_key, Config, InitOptions,
+    DEFAULT_NEIGHBOURS,
+};
+use beaufort_node::{api, NodeHandle, StartOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Arguments of `beaufort init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Number of members.
+    #[arg(long, default_value_t = 4)]
+    members: usize,
+    /// Output directory (keys, one `member-I.toml` per member, data directories).
+    #[arg(long)]
+    out: PathBuf,
+    /// The consortium's name (part of the network id).
+    #[arg(long, default_value = "local")]
+    name: String,
+    /// First libp2p port on loopback (0 picks free ports).
+    #[arg(long, default_value_t = 7000)]
+    p2p_port: u16,
+    /// First HTTP API port on localhost (0 picks free ports).
+    #[arg(long, default_value_t = 8000)]
+    api_port: u16,
+    /// Key prefixes that can be written only once (repeatable).
+    #[arg(long = "write-once")]
+    write_once: Vec<String>,
+    /// Neighbours each member keeps.
+    #[arg(long, default_value_t = DEFAULT_NEIGHBOURS)]
+    neighbours: usize,
+}
+
+/// Creates the consortium and prints where each member's configuration is.
+pub fn init(args: InitArgs) -> Result<()> {
+    let consortium = init_local(
+        &args.out,
+        &InitOptions {
+            members: args.members,
+            name: args.name,
+            p2p_base_port: args.p2p_port,
+            api_base_port: args.api_port,
+            write_once_prefixes: args.write_once,
+            neighbours: args.neighbours,
+        },
+    )?;
+    for (path, config) in consortium.config_files.iter().zip(&consortium.configs) {
+        println!(
+            "member {}: {} (API http://{})",
+            config.node.index,
+            path.display(),
+            config.node.api_bind
+        );
+    }
+    Ok(())
+}
+
+/// Arguments of `beaufort node`.
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The member's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Test-only: delay every outgoing message by this much (e.g. 60ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency: Option<std::time::Duration>,
+}
+
+/// Runs a member until interrupted.
+pub fn node(args: NodeArgs) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    init_tracing();
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(async move {
+        let bind = config.node.api_bind;
+        let node = NodeHandle::start(
+            config,
+            StartOptions {
+                latency: args.latency.unwrap_or_default(),
+            },
+        )?;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding the API to {bind}"))?;
+        tracing::info!(%bind, "API listening");
+        tokio::select! {
+            served = api::serve(node, listener) => served.context("serving the API")?,
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        }
+        Ok(())
+    })
+}
+
+/// Arguments of `beaufort discovery`.
+#[derive(Args)]
+pub struct DiscoveryArgs {
+    /// The server's libp2p identity key file (created if it does not exist). Its peer id goes
+    /// into the members' `node.discovery` addresses, so it must stay the same across restarts.
+    #[arg(long)]
+    p2p_key: PathBuf,
+    /// libp2p listen addresses (repeatable).
+    #[arg(long, default_values_t = ["/ip4/0.0.0.0/tcp/7700".to_owned(), "/ip4/0.0.0.0/udp/7700/quic-v1".to_owned()])]
+    listen: Vec<String>,
+}
+
+/// Runs a discovery server until interrupted; prints each address members can use (with its
+/// peer id) on stdout, one a line.
+pub fn discovery(args: DiscoveryArgs) -> Result<()> {
+    init_tracing();
+    let keypair = if args.p2p_key.exists() {
+        read_p2p_key(&args.p2p_key)?
+    } else {
+        let mut seed = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+        write_p2p_key(&args.p2p_key, seed)?
+    };
+    let listen = parse_addresses(&args.listen).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(async move {
+        let (ready, mut addresses) = tokio::sync::mpsc::channel(16);
+        let server = beaufort_net::run_discovery_server(keypair, listen, ready);
+        tokio::pin!(server);
+        loop {
+            tokio::select! {
+                result = &mut server => return result.context("discovery server"),
+                Some(address) = addresses.recv() => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{address}").and_then(|()| out.flush()).context("stdout")?;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("interrupted; stopping");
+                    return Ok(());
+                }
+            }
+        }
+    })
+}
+
+/// Structured logs on stderr, filtered by `RUST_LOG` (default: info for Beaufort, warn otherwise).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,beaufort=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,493 @@
+//! Multi-process tests: `beaufort init` a consortium on loopback, run each member as its own
+//! `beaufort node` process, and drive it through the CLI client and the HTTP API. Conditions are
+//! polled with a deadline; nothing here depends on timing beyond that deadline. A write that must
+//! not commit is checked by its answer (202, pending) and by reads, never by how long it took.
+
+use serde_json::Value as Json;
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_beaufort");
+/// Generous: several clusters share a loaded 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(120);
+/// How long a write that cannot commit is given before it answers 202 (pending).
+const SHORT_WAIT: &str = "2s";
+
+/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A member process, killed when dropped.
+struct Member {
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn start(config: &Path) -> Member {
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn beaufort node");
+        Member {
+            config: config.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Member::start(&self.config.clone());
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg(args[0])
+            .arg("--config")
+            .arg(&self.config)
+            .args(&args[1..])
+            .output()
+            .expect("run beaufort client")
+    }
+
+    /// One HTTP request to the member's API with its operator token: (status, body). `None` if
+    /// the node does not answer (it may be down or still starting).
+    fn http(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let config = beaufort_node::config::Config::load(&self.config).expect("load config");
+        let mut stream = TcpStream::connect(config.node.api_bind).ok()?;
+        stream.set_read_timeout(Some(DEADLINE)).ok()?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            config.node.api_token,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
+    /// `GET /v1/status`, once the node answers.
+    fn status(&self) -> Json {
+        let mut status = Json::Null;
+        eventually("a status answer", || {
+            match self.http("GET", "/v1/status", "") {
+                Some((200, body)) => {
+                    status = serde_json::from_str(&body).expect("status JSON");
+                    true
+                }
+                _ => false,
+            }
+        });
+        status
+    }
+
+    /// `PUT /v1/kv/{key}?wait=..`: (status, body), retried while the node does not answer.
+    fn put_wait(&self, key: &str, value: &str, wait: &str) -> (u16, String) {
+        let mut answer = None;
+        eventually("a put answer", || {
+            answer = self.http("PUT", &format!("/v1/kv/{key}?wait={wait}"), value);
+            answer.is_some()
+        });
+        answer.expect("answered")
+    }
+
+    /// The committed value of a key (`None` if it has none).
+    fn value(&self, key: &str) -> Option<String> {
+        let mut answer = None;
+        eventually("a get answer", || {
+            answer = self.http("GET", &format!("/v1/kv/{key}"), "");
+            answer.is_some()
+        });
+        match answer.expect("answered") {
+            (200, body) => {
+                let json: Json = serde_json::from_str(&body).expect("value JSON");
+                Some(json["value"].as_str().expect("text value").to_owned())
+            }
+            (404, _) => None,
+            (status, body) => panic!("GET {key}: {status} {body}"),
+        }
+    }
+
+    /// Test-only partition: this member drops all traffic to and from `members`.
+    fn isolate(&self, members: &[usize]) {
+        let body = serde_json::json!({ "members": members }).to_string();
+        let answer = self.http("PUT", "/v1/test/isolate", &body);
+        assert!(
+            matches!(answer, Some((200, _))),
+            "isolate {members:?}: {answer:?}"
+        );
+    }
+
+    /// Polls `get` until the key has `value` (or the deadline passes); returns the JSON.
+    fn wait_for(&self, key: &str, value: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let out = self.cli(&["get", key]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && text.contains(&format!("\"value\":\"{value}\"")) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never became {value} at {}: {text} {}",
+                self.config.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Retries `put` until it answers success (a node may still be starting); returns the JSON.
+    fn put(&self, key: &str, value: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let out = self.cli(&["put", key, value]);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "put {key} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn consortium(dir: &Path, n: usize) -> Vec<Member> {
+    consortium_with(dir, n, false)
+}
+
+/// A consortium of `n` members, optionally with the test-only controls enabled.
+fn consortium_with(dir: &Path, n: usize, test_controls: bool) -> Vec<Member> {
+    init(dir, n);
+    (0..n)
+        .map(|i| {
+            let config = dir.join(format!("member-{i}.toml"));
+            if test_controls {
+                let text = std::fs::read_to_string(&config).expect("read config");
+                let last_table = text.lines().rfind(|l| l.starts_with('['));
+                assert_eq!(last_table, Some("[node]"), "the [node] table comes last");
+                std::fs::write(&config, format!("{text}test_controls = true\n"))
+                    .expect("write config");
+            }
+            Member::start(&config)
+        })
+        .collect()
+}
+
+/// `beaufort init` of `n` members on free loopback ports in `dir`.
+fn init(dir: &Path, n: usize) {
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--members",
+            &n.to_string(),
+            "--p2p-port",
+            "0",
+            "--api-port",
+            "0",
+        ])
+        .args(["--write-once", "voucher/", "--out"])
+        .arg(dir)
+        .output()
+        .expect("run beaufort init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls until every member holds `key` with one and the same value, and returns it.
+fn agreed_value(members: &[Member], key: &str) -> String {
+    let mut agreed = None;
+    eventually(&format!("every member to agree on {key}"), || {
+        let values: Vec<Option<String>> = members.iter().map(|m| m.value(key)).collect();
+        agreed = values[0].clone();
+        agreed.is_some() && values.iter().all(|v| *v == agreed)
+    });
+    agreed.expect("agreed")
+}
+
+#[test]
+fn writes_commit_survive_f_crashes_and_a_restarted_member_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = consortium(dir.path(), 4);
+
+    // A write at member 0 commits and reaches member 3, with a certificate that verifies offline.
+    members[0].put("points/alice", "10");
+    let json = members[3].wait_for("points/alice", "10");
+    let file = dir.path().join("alice.json");
+    std::fs::write(&file, &json).expect("write json");
+    let verify = Command::new(BIN)
+        .args(["verify", "--config"])
+        .arg(&members[1].config)
+        .arg(&file)
+        .output()
+        .expect("run verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // With f = 1 member crashed, writes still commit.
+    members[3].kill();
+    members[1].put("points/bob", "5");
+    members[2].wait_for("points/bob", "5");
+
+    // The crashed member restarts from its store and catches up on what it missed.
+    members[3].restart();
+    members[3].wait_for("points/bob", "5");
+    members[3].wait_for("points/alice", "10");
+}
+
+#[test]
+fn concurrent_redemptions_of_one_voucher_commit_exactly_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members = consortium(dir.path(), 4);
+    // Wait until the network works at all.
+    members[0].put("warmup", "1");
+    members[3].wait_for("warmup", "1");
+
+    let redeem = |m: &Member, shop: &str| {
+        Command::new(BIN)
+            .args(["put", "--config"])
+            .arg(&m.config)
+            .args(["voucher/v1", shop])
+            .output()
+            .expect("run put")
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| redeem(&members[0], "shop-a"));
+        let b = s.spawn(|| redeem(&members[2], "shop-b"));
+        (a.join().expect("thread"), b.join().expect("thread"))
+    });
+    let successes = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        successes,
+        1,
+        "a: {} {}; b: {} {}",
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stdout),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let winner = if a.status.success() {
+        "shop-a"
+    } else {
+        "shop-b"
+    };
+    for m in &members {
+        m.wait_for("voucher/v1", winner);
+    }
+}
+
+#[test]
+fn with_more_than_f_crashed_a_write_blocks_and_commits_when_they_return() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = consortium(dir.path(), 4);
+    members[0].put("points/carol", "1");
+    agreed_value(&members, "points/carol");
+
+    // Two of four down (f = 1): no quorum, so the write stays pending and nobody has it.
+    members[2].kill();
+    members[3].kill();
+    let (status, body) = members[0].put_wait("points/dave", "7", SHORT_WAIT);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(members[0].status()["pending_writes"], 1);
+    assert_eq!(members[0].value("points/dave"), None);
+    assert_eq!(members[1].value("points/dave"), None);
+
+    // They return from their stores: the pending write commits everywhere, nothing is lost.
+    members[2].restart();
+    members[3].restart();
+    assert_eq!(agreed_value(&members, "points/dave"), "7");
+    assert_eq!(agreed_value(&members, "points/carol"), "1");
+    eventually("the pending write to be answered", || {
+        members[0].status()["pending_writes"] == 0
+    });
+}
+
+#[test]
+fn a_member_killed_in_a_loop_while_voting_never_equivocates() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const KILLS: usize = 5;
+    const WRITERS: usize = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = consortium(dir.path(), 4);
+    members[0].put("warmup", "1");
+    members[3].wait_for("warmup", "1");
+
+    let (victim, writers) = members.split_last_mut().expect("four members");
+    let writers: &[Member] = writers;
+    let stop = AtomicBool::new(false);
+    let written = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (member, stop) = (&writers[w], &stop);
+                s.spawn(move || {
+                    // Every writer writes every key: concurrent proposals force extra rounds
+                    // and views, where a member that forgot its votes would equivocate.
+                    let mut k = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let (status, body) =
+                            member.put_wait(&format!("race/{k}"), &format!("w{w}"), "60s");
+                        assert!(matches!(status, 200 | 202 | 409), "{status} {body}");
+                        k += 1;
+                    }
+                    k
+                })
+            })
+            .collect();
+        for kill in 0..KILLS {
+            victim.restart();
+            // Kill it only once it has taken part: it holds a value committed after its restart.
+            let probe = format!("probe/{kill}");
+            let (status, body) = writers[0].put_wait(&probe, "1", "60s");
+            assert_eq!(status, 200, "{body}");
+            victim.wait_for(&probe, "1");
+            victim.kill();
+        }
+        stop.store(true, Ordering::SeqCst);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .max()
+            .unwrap_or(0)
+    });
+    victim.restart();
+
+    for m in members.iter() {
+        eventually("no pending writes", || m.status()["pending_writes"] == 0);
+    }
+    for k in 0..written {
+        agreed_value(&members, &format!("race/{k}"));
+    }
+    for m in &members {
+        let excluded = &m.status()["excluded"];
+        assert_eq!(excluded, &serde_json::json!([]), "{}", m.config.display());
+    }
+}
+
+#[test]
+fn seven_members_commit_with_two_crashed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = consortium(dir.path(), 7);
+    members[0].put("points/erin", "3");
+    assert_eq!(agreed_value(&members, "points/erin"), "3");
+
+    // f = 2 of 7 crashed: writes still commit.
+    members[5].kill();
+    members[6].kill();
+    members[1].put("points/frank", "4");
+    assert_eq!(agreed_value(&members[..5], "points/frank"), "4");
+
+    members[6].restart();
+    members[6].wait_for("points/frank", "4");
+}
+
+#[test]
+fn a_partition_blocks_both_sides_and_heals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members = consortium_with(dir.path(), 4, true);
+    members[0].put("warmup", "1");
+    agreed_value(&members, "warmup");
+
+    // Split 2 | 2: neither side has a quorum of three.
+    for (i, m) in members.iter().enumerate() {
+        m.isolate(if i < 2 { &[2, 3] } else { &[0, 1] });
+    }
+    let (left, body) = members[0].put_wait("points/left", "L", SHORT_WAIT);
+    assert_eq!(left, 202, "{body}");
+    let (right, body) = members[2].put_wait("points/right", "R", SHORT_WAIT);
+    assert_eq!(right, 202, "{body}");
+    for m in &members {
+        assert_eq!(m.value("points/left"), None);
+        assert_eq!(m.value("points/right"), None);
+    }
+
+    // Heal: both pending writes commit and every member agrees.
+    for m in &members {
+        m.isolate(&[]);
+    }
+    assert_eq!(agreed_value(&members, "points/left"), "L");
+    assert_eq!(agreed_value(&members, "points/right"), "R");
+}
+
+/// A discovery server process, killed when dropped.
+struct DiscoveryServer(Child);
+
+impl Drop for DiscoveryServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn members_that_know_no_addresses_find_each_other_through_a_discovery_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["discovery", "--listen", "/ip4/127.0.0.1/tcp/0", "--p2p-key"])
+        .arg(dir.path().join("discovery.p2p"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn beaufort discovery");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = DiscoveryServer(child);
+    let mut address = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut address)
+        .expect("read the server's address");
+    assert!(address.contains("/p2p/"), "{address}");
+
+    // No member's configuration lists any member address: only the discovery server.
+    init(dir.path(), 4);
+    let members: Vec<Member> = (0..4)
+        .map(|i| {
+            let path = dir.path().join(format!("member-{i}.toml"));
+            let mut config = beaufort_node::config::Config::load(&path).expect("load");
+            for member in &mut config.network.members {
+                member.addresses.clear();
+            }
+            config.node.discovery = vec![address.trim().to_owned()];
+            config.save(&path).expect("save");
+            Member::start(&path)
+        })
+        .collect();
+    members[0].put("points/gina", "8");
+    assert_eq!(agreed_value(&members, "points/gina"), "8");
+}

@@ -1,0 +1,743 @@
+//! The Beaufort P2P transport on rust-libp2p.
+//!
+//! Members talk over noise-encrypted TCP (and QUIC) with yamux multiplexing. The membership is an
+//! allow-list: only the libp2p peer ids listed in the network configuration may connect, everyone
+//! else is disconnected as soon as the handshake reveals their identity. Each sync message of the
+//! core travels as one request of the `/beaufort/sync/1` request-response protocol, length-limited
+//! to the core's `MAX_MESSAGE_BYTES`; the answer is a one-byte acknowledgement.
+//!
+//! The peer manager dials a target set of neighbours (at least [`NetConfig::neighbours`], or all
+//! other members if there are fewer), redials lost ones, and when the runtime reports a fault it
+//! disconnects the peer and blocks it for an exponentially growing back-off, replacing it in the
+//! target set. A test-only delay layer ([`NetConfig::latency`]) holds every outgoing message for a
+//! fixed time, to emulate wide-area links on loopback (the kernel here has no netem).
+//!
+//! The network runs as its own tokio task; the node runtime talks to it through a bounded command
+//! channel ([`Network`]) and receives [`NetEvent`]s on a bounded channel.
+
+use async_trait::async_trait;
+use beaufort_core::types::MemberIndex;
+use beaufort_core::wire::MAX_MESSAGE_BYTES;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    identity, mdns, noise, ping, rendezvous, request_response, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use rand::seq::SliceRandom;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The sync protocol's name on the wire.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/beaufort/sync/1");
+
+/// Capacity of the command and event channels between the runtime and the network task.
+pub const CHANNEL_CAPACITY: usize = 4096;
+
+/// Most messages held by the delay layer; beyond it messages are dropped (as a full link would).
+const MAX_DELAYED: usize = 65_536;
+
+/// First back-off after a fault; it doubles per repeated fault up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the peer manager checks its neighbours.
+const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
+/// Most addresses remembered per member (discovered ones included).
+const MAX_ADDRESSES: usize = 16;
+/// Every this many maintenance rounds, discovery servers are asked again for missing members.
+const DISCOVER_EVERY_ROUNDS: u32 = 4;
+
+/// One member as the network sees it.
+#[derive(Clone, Debug)]
+pub struct MemberPeer {
+    /// Its libp2p identity (bound to its BLS key by the network configuration).
+    pub peer_id: PeerId,
+    /// Where it listens.
+    pub addresses: Vec<Multiaddr>,
+}
+
+/// How to run the network.
+pub struct NetConfig {
+    /// This member's libp2p identity key.
+    pub keypair: identity::Keypair,
+    /// This member's index.
+    pub me: MemberIndex,
+    /// Every member in index order (including this one).
+    pub members: Vec<MemberPeer>,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Minimum number of neighbours to keep (all other members if there are fewer).
+    pub neighbours: usize,
+    /// Test-only delay added to every outgoing message (zero in production).
+    pub latency: Duration,
+    /// Discovery servers (libp2p rendezvous), each with its peer id. Trusted only for liveness:
+    /// what they return are peer records signed by the members themselves, and a connection is
+    /// still accepted only from the member's allow-listed identity.
+    pub discovery: Vec<(PeerId, Multiaddr)>,
+    /// The namespace members register under at the discovery servers (one per network).
+    pub namespace: String,
+    /// Find members on the local network with mDNS.
+    pub mdns: bool,
+}
+
+/// What the network tells the runtime.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A connection to a member is up.
+    PeerUp(MemberIndex),
+    /// The last connection to a member closed.
+    PeerDown(MemberIndex),
+    /// A sync message arrived (still encoded; the runtime decodes and bounds-checks it).
+    Message {
+        /// The sender.
+        from: MemberIndex,
+        /// The encoded message.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Counters exported as metrics (prometheus-client handles: cheap to clone, shared).
+#[derive(Debug, Default)]
+pub struct NetStats {
+    /// Payload bytes of sync messages sent.
+    pub bytes_sent: Counter,
+    /// Payload bytes of sync messages received.
+    pub bytes_received: Counter,
+    /// Sync messages sent.
+    pub messages_sent: Counter,
+    /// Sync messages received.
+    pub messages_received: Counter,
+    /// Messages dropped because a queue was full or the peer was not connected.
+    pub messages_dropped: Counter,
+    /// Members currently connected.
+    pub connected: Gauge,
+    /// Peers disconnected and backed off because of a fault.
+    pub peers_banned: Counter,
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The transport could not be built.
+    #[error("building the libp2p transport: {0}")]
+    Transport(String),
+    /// A listen address was refused.
+    #[error("listening on {address}: {error}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        error: String,
+    },
+    /// The discovery namespace is not acceptable to rendezvous.
+    #[error("discovery namespace {0:?} is too long")]
+    Namespace(String),
+    /// The member index is not in the member list.
+    #[error("member {0} is not in the member list")]
+    UnknownMember(MemberIndex),
+    /// The network task has stopped.
+    #[error("the network has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Send(MemberIndex, Vec<u8>),
+    Fault(MemberIndex),
+    Isolate(BTreeSet<MemberIndex>),
+}
+
+/// The runtime's handle on the network task. Dropping every clone stops the task.
+#[derive(Clone)]
+pub struct Network {
+    commands: mpsc::Sender<Command>,
+    stats: Arc<NetStats>,
+}
+
+impl Network {
+    /// Starts the network task. Returns the handle and the event stream.
+    pub fn start(config: NetConfig) -> Result<(Network, mpsc::Receiver<NetEvent>), NetError> {
+        if usize::from(config.me) >= config.members.len() {
+            return Err(NetError::UnknownMember(config.me));
+        }
+        let namespace = rendezvous::Namespace::new(config.namespace.clone())
+            .map_err(|_| NetError::Namespace(config.namespace.clone()))?;
+        let mut swarm = build_swarm(config.keypair.clone(), config.mdns)?;
+        for address in &config.listen {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|e| NetError::Listen {
+                    address: address.clone(),
+                    error: e.to_string(),
+                })?;
+        }
+        let mut index_of = HashMap::new();
+        for (i, member) in config.members.iter().enumerate() {
+            if i != usize::from(config.me) {
+                swarm.behaviour_mut().allow.allow_peer(member.peer_id);
+                if let Ok(i) = MemberIndex::try_from(i) {
+                    index_of.insert(member.peer_id, i);
+                }
+            }
+        }
+        for (server, _) in &config.discovery {
+            swarm.behaviour_mut().allow.allow_peer(*server);
+        }
+        let (commands, command_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (event_tx, events) = mpsc::channel(CHANNEL_CAPACITY);
+        let stats = Arc::new(NetStats::default());
+        let mut others: Vec<MemberIndex> = index_of.values().copied().collect();
+        others.sort_unstable();
+        others.shuffle(&mut rand::thread_rng());
+        let task = NetTask {
+            swarm,
+            members: config.members,
+            index_of,
+            targets: others.iter().copied().take(config.neighbours).collect(),
+            spare: others.into_iter().skip(config.neighbours).collect(),
+            connected: BTreeSet::new(),
+            isolated: BTreeSet::new(),
+            banned: HashMap::new(),
+            latency: config.latency,
+            delayed: VecDeque::new(),
+            discovery: config.discovery,
+            namespace,
+            registered: BTreeSet::new(),
+            rounds: 0,
+            events: event_tx,
+            stats: stats.clone(),
+        };
+        tokio::spawn(task.run(command_rx));
+        Ok((Network { commands, stats }, events))
+    }
+
+    /// Sends an encoded sync message to a member. Never waits: if the queue is full the message is
+    /// dropped and counted (anti-entropy repairs what is lost).
+    pub fn send(&self, to: MemberIndex, bytes: Vec<u8>) {
+        if self.commands.try_send(Command::Send(to, bytes)).is_err() {
+            self.stats.messages_dropped.inc();
+        }
+    }
+
+    /// Reports a member that sent invalid data: it is disconnected and backed off.
+    pub fn fault(&self, peer: MemberIndex) {
+        if self.commands.try_send(Command::Fault(peer)).is_err() {
+            self.stats.messages_dropped.inc();
+        }
+    }
+
+    /// Test-only: from now on, silently drops every sync message to or from the given members
+    /// (an empty set heals). Connections stay up, so this emulates a network partition on
+    /// loopback, where processes cannot be partitioned by the kernel here. Only reachable through
+    /// the node's test controls, which are off by default.
+    pub async fn isolate(&self, members: BTreeSet<MemberIndex>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Isolate(members))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// The network's counters.
+    pub fn stats(&self) -> &Arc<NetStats> {
+        &self.stats
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<AllowedPeers>,
+    block: allow_block_list::Behaviour<BlockedPeers>,
+    sync: request_response::Behaviour<SyncCodec>,
+    ping: ping::Behaviour,
+    rendezvous: rendezvous::client::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+fn build_swarm(
+    keypair: identity::Keypair,
+    use_mdns: bool,
+) -> Result<libp2p::Swarm<Behaviour>, NetError> {
+    let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
+    Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let mdns = if use_mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                allow: allow_block_list::Behaviour::default(),
+                block: allow_block_list::Behaviour::default(),
+                sync: request_response::Behaviour::with_codec(
+                    SyncCodec,
+                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(1024),
+                ),
+                ping: ping::Behaviour::default(),
+                rendezvous: rendezvous::client::Behaviour::new(key.clone()),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| transport(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build())
+}
+
+/// Reads one length-prefixed frame of at most `limit` bytes.
+async fn read_frame<T: futures::AsyncRead + Unpin + Send>(
+    io: &mut T,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {limit}"),
+        ));
+    }
+    let mut bytes = vec![0u8; len];
+    io.read_exact(&mut bytes).await?;
+    Ok(bytes)
+}
+
+/// Writes one length-prefixed frame.
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+/// The request-response codec: a request is one encoded sync message, the response an empty
+/// acknowledgement. Both are length-prefixed and bounded.
+#[derive(Clone, Copy, Default)]
+struct SyncCodec;
+
+#[async_trait]
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_frame(io, MAX_MESSAGE_BYTES).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_frame(io, 0).await.map(drop)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &[]).await
+    }
+}
+
+/// A peer backed off after faults: until when it is blocked (`None` once the block ended), and
+/// how long the next back-off will be.
+struct Ban {
+    until: Option<Instant>,
+    next: Duration,
+}
+
+struct NetTask {
+    swarm: libp2p::Swarm<Behaviour>,
+    members: Vec<MemberPeer>,
+    index_of: HashMap<PeerId, MemberIndex>,
+    /// The neighbours we dial and keep.
+    targets: BTreeSet<MemberIndex>,
+    /// Other members, to replace a target that is backed off.
+    spare: VecDeque<MemberIndex>,
+    connected: BTreeSet<MemberIndex>,
+    /// Members whose sync messages are dropped both ways (test-only partitions).
+    isolated: BTreeSet<MemberIndex>,
+    banned: HashMap<MemberIndex, Ban>,
+    latency: Duration,
+    delayed: VecDeque<(Instant, MemberIndex, Vec<u8>)>,
+    /// Discovery servers and where they are.
+    discovery: Vec<(PeerId, Multiaddr)>,
+    namespace: rendezvous::Namespace,
+    /// Discovery servers we are registered with (over the current connection).
+    registered: BTreeSet<PeerId>,
+    /// Maintenance rounds so far.
+    rounds: u32,
+    events: mpsc::Sender<NetEvent>,
+    stats: Arc<NetStats>,
+}
+
+impl NetTask {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut maintain = tokio::time::interval(MAINTAIN_EVERY);
+        loop {
+            let next_delayed = self.delayed.front().map(|(at, _, _)| *at);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Send(to, bytes)) => self.enqueue(to, bytes),
+                    Some(Command::Fault(peer)) => self.ban(peer),
+                    Some(Command::Isolate(members)) => {
+                        tracing::warn!(?members, "test control: isolating members");
+                        self.isolated = members;
+                    }
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => {
+                    if !self.on_swarm_event(event).await {
+                        return;
+                    }
+                }
+                _ = maintain.tick() => self.maintain(),
+                () = sleep_until(next_delayed) => self.release_delayed(),
+            }
+        }
+    }
+
+    fn enqueue(&mut self, to: MemberIndex, bytes: Vec<u8>) {
+        if self.latency.is_zero() {
+            self.transmit(to, bytes);
+        } else if self.delayed.len() < MAX_DELAYED {
+            self.delayed
+                .push_back((Instant::now() + self.latency, to, bytes));
+        } else {
+            self.stats.messages_dropped.inc();
+        }
+    }
+
+    fn release_delayed(&mut self) {
+        let now = Instant::now();
+        while self.delayed.front().is_some_and(|(at, _, _)| *at <= now) {
+            if let Some((_, to, bytes)) = self.delayed.pop_front() {
+                self.transmit(to, bytes);
+            }
+        }
+    }
+
+    fn transmit(&mut self, to: MemberIndex, bytes: Vec<u8>) {
+        let Some(member) = self.members.get(usize::from(to)) else {
+            return;
+        };
+        if !self.connected.contains(&to) || self.isolated.contains(&to) {
+            self.stats.messages_dropped.inc();
+            return;
+        }
+        self.stats.bytes_sent.inc_by(bytes.len() as u64);
+        self.stats.messages_sent.inc();
+        let peer = member.peer_id;
+        self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+    }
+
+    /// Disconnects and blocks a faulty peer, and replaces it among the targets.
+    fn ban(&mut self, peer: MemberIndex) {
+        let Some(member) = self.members.get(usize::from(peer)) else {
+            return;
+        };
+        let peer_id = member.peer_id;
+        let backoff = self.banned.get(&peer).map_or(FIRST_BACKOFF, |b| b.next);
+        tracing::warn!(
+            peer,
+            ?backoff,
+            "peer sent invalid data: disconnecting and backing off"
+        );
+        self.banned.insert(
+            peer,
+            Ban {
+                until: Some(Instant::now() + backoff),
+                next: (backoff * 2).min(MAX_BACKOFF),
+            },
+        );
+        self.stats.peers_banned.inc();
+        self.swarm.behaviour_mut().block.block_peer(peer_id);
+        if self.targets.remove(&peer) {
+            if let Some(replacement) = self.spare.pop_front() {
+                self.targets.insert(replacement);
+            }
+            self.spare.push_back(peer);
+        }
+    }
+
+    /// Remembers a member's address learnt from discovery (non-members are ignored).
+    fn learn(&mut self, peer: PeerId, address: Multiaddr) {
+        let Some(&index) = self.index_of.get(&peer) else {
+            return;
+        };
+        if let Some(member) = self.members.get_mut(usize::from(index)) {
+            if !member.addresses.contains(&address) && member.addresses.len() < MAX_ADDRESSES {
+                tracing::debug!(peer = index, %address, "discovered an address");
+                member.addresses.push(address);
+            }
+        }
+    }
+
+    /// Dials the discovery servers, registers with the connected ones, and asks them for the
+    /// members while some target is not connected.
+    fn discover(&mut self) {
+        self.rounds = self.rounds.wrapping_add(1);
+        let missing = self.targets.iter().any(|t| !self.connected.contains(t));
+        for (server, address) in self.discovery.clone() {
+            if !self.swarm.is_connected(&server) {
+                let opts = DialOpts::peer_id(server)
+                    .addresses(vec![address])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(error) = self.swarm.dial(opts) {
+                    tracing::debug!(%server, %error, "discovery server dial refused");
+                }
+                continue;
+            }
+            if !self.registered.contains(&server) {
+                if let Err(error) = self.swarm.behaviour_mut().rendezvous.register(
+                    self.namespace.clone(),
+                    server,
+                    None,
+                ) {
+                    tracing::debug!(%server, %error, "not registered yet");
+                }
+            }
+            if missing && self.rounds % DISCOVER_EVERY_ROUNDS == 1 {
+                self.swarm.behaviour_mut().rendezvous.discover(
+                    Some(self.namespace.clone()),
+                    None,
+                    None,
+                    server,
+                );
+            }
+        }
+    }
+
+    /// Lifts expired bans and dials targets that are not connected.
+    fn maintain(&mut self) {
+        self.discover();
+        let now = Instant::now();
+        for (&peer, ban) in &mut self.banned {
+            if ban.until.is_some_and(|until| until <= now) {
+                // The block ends; the back-off length stays, so a repeat offender waits longer.
+                ban.until = None;
+                if let Some(member) = self.members.get(usize::from(peer)) {
+                    self.swarm
+                        .behaviour_mut()
+                        .block
+                        .unblock_peer(member.peer_id);
+                }
+            }
+        }
+        let dial: Vec<MemberIndex> = self
+            .targets
+            .iter()
+            .copied()
+            .filter(|t| !self.connected.contains(t))
+            .filter(|t| self.banned.get(t).is_none_or(|b| b.until.is_none()))
+            .collect();
+        for target in dial {
+            let Some(member) = self.members.get(usize::from(target)) else {
+                continue;
+            };
+            let opts = DialOpts::peer_id(member.peer_id)
+                .addresses(member.addresses.clone())
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(error) = self.swarm.dial(opts) {
+                tracing::debug!(target, %error, "dial refused");
+            }
+        }
+    }
+
+    /// Handles one swarm event; false when the runtime has gone away.
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if let Some(&peer) = self.index_of.get(&peer_id) {
+                    if self.connected.insert(peer) {
+                        self.stats.connected.set(self.connected.len() as i64);
+                        tracing::info!(peer, "member connected");
+                        return self.events.send(NetEvent::PeerUp(peer)).await.is_ok();
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.registered.remove(&peer_id);
+                if let Some(&peer) = self.index_of.get(&peer_id) {
+                    if self.connected.remove(&peer) {
+                        self.stats.connected.set(self.connected.len() as i64);
+                        tracing::info!(peer, "member disconnected");
+                        return self.events.send(NetEvent::PeerDown(peer)).await.is_ok();
+                    }
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.swarm.add_external_address(address);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => match event {
+                rendezvous::client::Event::Registered {
+                    rendezvous_node, ..
+                } => {
+                    tracing::info!(server = %rendezvous_node, "registered with a discovery server");
+                    self.registered.insert(rendezvous_node);
+                }
+                rendezvous::client::Event::Discovered { registrations, .. } => {
+                    for registration in registrations {
+                        let peer = registration.record.peer_id();
+                        for address in registration.record.addresses() {
+                            self.learn(peer, address.clone());
+                        }
+                    }
+                }
+                other => tracing::debug!(?other, "discovery"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, address) in found {
+                    self.learn(peer, address);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, ());
+                let Some(&from) = self.index_of.get(&peer) else {
+                    return true;
+                };
+                if self.isolated.contains(&from) {
+                    self.stats.messages_dropped.inc();
+                    return true;
+                }
+                self.stats.bytes_received.inc_by(request.len() as u64);
+                self.stats.messages_received.inc();
+                return self
+                    .events
+                    .send(NetEvent::Message {
+                        from,
+                        bytes: request,
+                    })
+                    .await
+                    .is_ok();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure { peer, error, .. },
+            )) => {
+                tracing::debug!(%peer, %error, "sync message not delivered");
+                self.stats.messages_dropped.inc();
+            }
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Sleeps until `at`, or forever if there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// Runs a discovery server (libp2p rendezvous) until the future is dropped. Members register
+/// their addresses under their network's namespace and look each other up; the server relays
+/// only signed peer records, never data. `ready` receives the addresses it listens on.
+pub async fn run_discovery_server(
+    keypair: identity::Keypair,
+    listen: Vec<Multiaddr>,
+    ready: mpsc::Sender<Multiaddr>,
+) -> Result<(), NetError> {
+    let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport(&e))?
+        .with_quic()
+        .with_behaviour(|_| DiscoveryBehaviour {
+            rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
+            ping: ping::Behaviour::default(),
+        })
+        .map_err(|e| transport(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    for address in listen {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|e| NetError::Listen {
+                address,
+                error: e.to_string(),
+            })?;
+    }
+    let me = *swarm.local_peer_id();
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let _ = ready
+                    .send(address.with(libp2p::multiaddr::Protocol::P2p(me)))
+                    .await;
+            }
+            SwarmEvent::Behaviour(DiscoveryBehaviourEvent::Rendezvous(event)) => {
+                tracing::debug!(?event, "discovery");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct DiscoveryBehaviour {
+    rendezvous: rendezvous::server::Behaviour,
+    ping: ping::Behaviour,
+}

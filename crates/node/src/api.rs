@@ -1,0 +1,366 @@
+//! The HTTP API (axum): key-value routes, a prefix listing, server-sent events of committed
+//! changes, status, Prometheus metrics and an OpenAPI description of every route.
+//!
+//! Writes and the status page are operator routes: they need `Authorization: Bearer <token>` with
+//! the token from the node's configuration. Every error is a 4xx/5xx with a JSON body
+//! `{"error": "..."}`; request bodies are limited to the largest value, keys to the core's bound.
+
+use crate::{Change, NodeError, NodeHandle};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use beaufort_core::state::Certified;
+use beaufort_core::types::{Key, Value, MAX_VALUE_LEN};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// Longest a write request waits for its commit before answering 202 (pending).
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Default wait of a write request.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// A committed value as the API returns it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ValueView {
+    /// The key.
+    pub key: String,
+    /// The value as UTF-8 text, when it is text.
+    pub value: Option<String>,
+    /// The value's bytes in hex (absent for a delete).
+    pub value_hex: Option<String>,
+    /// The key was deleted.
+    pub deleted: bool,
+    /// The view the value was certified in.
+    pub view: u64,
+    /// The round it was certified in.
+    pub round: u32,
+    /// The quorum certificate (signer bitmap and aggregate BLS signature).
+    pub certificate: beaufort_crypto::qc::QuorumCertificate,
+}
+
+impl ValueView {
+    /// The API form of a certified value.
+    pub fn new(key: &Key, certified: &Certified) -> ValueView {
+        let data = certified.value.as_data();
+        ValueView {
+            key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+            value: data.and_then(|d| std::str::from_utf8(d).ok().map(str::to_owned)),
+            value_hex: data.map(hex::encode),
+            deleted: data.is_none(),
+            view: certified.view,
+            round: certified.round,
+            certificate: certified.qc.clone(),
+        }
+    }
+
+    /// Rebuilds the certified value (for offline verification).
+    pub fn certified(&self) -> Result<(Key, Certified), String> {
+        let key = Key::new(self.key.as_bytes().to_vec()).map_err(|e| e.to_string())?;
+        let value = match (&self.value_hex, self.deleted) {
+            (_, true) => Value::Tombstone,
+            (Some(h), false) => Value::data(hex::decode(h).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?,
+            (None, false) => return Err("value_hex missing".into()),
+        };
+        Ok((
+            key,
+            Certified {
+                view: self.view,
+                round: self.round,
+                value,
+                qc: self.certificate.clone(),
+            },
+        ))
+    }
+}
+
+/// An error answer.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(error: NodeError) -> ApiError {
+        let status = match &error {
+            NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Lost(_) => StatusCode::CONFLICT,
+            NodeError::Busy => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, error.to_string())
+    }
+}
+
+fn parse_key(key: String) -> Result<Key, ApiError> {
+    Key::new(key.into_bytes()).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// The router for a node.
+pub fn router(node: NodeHandle) -> Router {
+    let operator = Router::new()
+        .route(
+            "/v1/kv/{*key}",
+            axum::routing::put(put_value).delete(delete_value),
+        )
+        .route("/v1/status", get(status))
+        .route("/v1/test/isolate", axum::routing::put(isolate))
+        .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
+    Router::new()
+        .route("/v1/kv/{*key}", get(get_value))
+        .route("/v1/kv", get(list))
+        .route("/v1/watch", get(watch))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .merge(operator)
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
+        .with_state(node)
+}
+
+async fn require_token(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let expected = format!("Bearer {}", node.config().node.api_token);
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "this route needs the operator's bearer token".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Compares without an early exit, so the token cannot be guessed byte by byte from timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn get_value(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+) -> Result<Json<ValueView>, ApiError> {
+    let key = parse_key(key)?;
+    match node.get(key.clone()).await? {
+        Some(certified) => Ok(Json(ValueView::new(&key, &certified))),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{key} has no value"),
+        )),
+    }
+}
+
+/// Query of a write: how long to wait for the commit.
+#[derive(Deserialize)]
+struct WaitQuery {
+    /// e.g. "10s" or "500ms"; at most [`MAX_WAIT`].
+    wait: Option<String>,
+}
+
+async fn write(node: NodeHandle, key: Key, value: Value, wait: WaitQuery) -> Response {
+    let wait = match wait.wait.as_deref().map(humantime::parse_duration) {
+        None => DEFAULT_WAIT,
+        Some(Ok(d)) => d.min(MAX_WAIT),
+        Some(Err(e)) => {
+            return ApiError(StatusCode::BAD_REQUEST, format!("wait: {e}")).into_response()
+        }
+    };
+    let pending = match node.submit(key.clone(), value).await {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match tokio::time::timeout(wait, pending.wait()).await {
+        Ok(Ok(certified)) => Json(ValueView::new(&key, &certified)).into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(_) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "pending", "key": key.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn put_value(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+    Query(wait): Query<WaitQuery>,
+    body: Bytes,
+) -> Response {
+    let key = match parse_key(key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    match Value::data(body.to_vec()) {
+        Ok(value) => write(node, key, value, wait).await,
+        Err(e) => ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response(),
+    }
+}
+
+async fn delete_value(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+    Query(wait): Query<WaitQuery>,
+) -> Response {
+    match parse_key(key) {
+        Ok(key) => write(node, key, Value::Tombstone, wait).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Query of the list and watch routes.
+#[derive(Deserialize)]
+struct PrefixQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(node): State<NodeHandle>,
+    Query(q): Query<PrefixQuery>,
+) -> Result<Json<Vec<ValueView>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(crate::runtime::MAX_LIST);
+    let items = node.list(q.prefix, limit).await?;
+    Ok(Json(
+        items.iter().map(|(k, c)| ValueView::new(k, c)).collect(),
+    ))
+}
+
+async fn watch(
+    State(node): State<NodeHandle>,
+    Query(q): Query<PrefixQuery>,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let stream = node.listen(q.prefix).map(|Change { key, certified }| {
+        let view = ValueView::new(&key, &certified);
+        Ok(Event::default()
+            .event("change")
+            .json_data(&view)
+            .unwrap_or_else(|_| Event::default().event("error")))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn status(State(node): State<NodeHandle>) -> Result<Json<crate::Status>, ApiError> {
+    Ok(Json(node.status().await?))
+}
+
+/// Body of the test-only isolate route.
+#[derive(Deserialize)]
+struct IsolateBody {
+    /// Members whose traffic is dropped (empty heals).
+    members: std::collections::BTreeSet<beaufort_core::types::MemberIndex>,
+}
+
+async fn isolate(
+    State(node): State<NodeHandle>,
+    Json(body): Json<IsolateBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !node.config().node.test_controls {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "test controls are disabled in this node's configuration".into(),
+        ));
+    }
+    node.isolate(body.members.clone()).await?;
+    Ok(Json(json!({ "isolated": body.members })))
+}
+
+async fn metrics(State(node): State<NodeHandle>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        node.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi_document())
+}
+
+/// The OpenAPI 3.1 description of every route.
+pub fn openapi_document() -> serde_json::Value {
+    let key_param = json!([{ "name": "key", "in": "path", "required": true,
+        "schema": { "type": "string", "maxLength": beaufort_core::types::MAX_KEY_LEN } }]);
+    let wait_param = json!({ "name": "wait", "in": "query",
+        "schema": { "type": "string", "example": "10s" },
+        "description": "How long to wait for the commit (default 30s, at most 60s)" });
+    let error = json!({ "description": "Error", "content": { "application/json": { "schema":
+        { "$ref": "#/components/schemas/Error" } } } });
+    let value = json!({ "description": "The committed value and its certificate",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Value" } } } });
+    let write = |summary: &str| {
+        json!({ "summary": summary, "security": [{ "bearer": [] }],
+            "parameters": [key_param[0].clone(), wait_param.clone()],
+            "responses": { "200": value, "202": { "description": "Not committed within the wait" },
+                "401": error, "409": error, "413": error, "422": error } })
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Beaufort node API", "version": env!("CARGO_PKG_VERSION") },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "properties": { "error": { "type": "string" } } },
+                "Value": { "type": "object", "properties": {
+                    "key": { "type": "string" }, "value": { "type": ["string", "null"] },
+                    "value_hex": { "type": ["string", "null"] }, "deleted": { "type": "boolean" },
+                    "view": { "type": "integer" }, "round": { "type": "integer" },
+                    "certificate": { "type": "object" } } }
+            }
+        },
+        "paths": {
+            "/v1/kv/{key}": {
+                "get": { "summary": "Read a committed value with its certificate",
+                    "parameters": key_param, "responses": { "200": value, "400": error, "404": error } },
+                "put": write("Write a value (raw body); waits for the commit"),
+                "delete": write("Delete a key (a tombstone through consensus)")
+            },
+            "/v1/kv": { "get": { "summary": "List committed keys by prefix",
+                "parameters": [{ "name": "prefix", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 1000 } }],
+                "responses": { "200": { "description": "Values in key order" } } } },
+            "/v1/watch": { "get": { "summary": "Committed changes as server-sent events (event: change)",
+                "parameters": [{ "name": "prefix", "in": "query", "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "text/event-stream" } } } },
+            "/v1/status": { "get": { "summary": "Members, neighbours, excluded members, progress",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "Status" }, "401": error } } },
+            "/v1/test/isolate": { "put": { "summary": "Test-only (node.test_controls): drop all traffic to and from the given members; an empty list heals",
+                "security": [{ "bearer": [] }],
+                "requestBody": { "content": { "application/json": { "schema": { "type": "object",
+                    "properties": { "members": { "type": "array", "items": { "type": "integer" } } } } } } },
+                "responses": { "200": { "description": "Isolated" }, "401": error, "404": error } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics",
+                "responses": { "200": { "description": "OpenMetrics text" } } } },
+            "/openapi.json": { "get": { "summary": "This document",
+                "responses": { "200": { "description": "OpenAPI 3.1" } } } }
+        }
+    })
+}
+
+/// Serves the API on the configured address until the future is dropped.
+pub async fn serve(node: NodeHandle, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(node)).await
+}

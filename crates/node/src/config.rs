@@ -1,0 +1,431 @@
+//! A member's configuration file (TOML): the network it belongs to and how this member runs.
+//!
+//! The `[network]` table is identical in every member's file: the consortium's name, the rules
+//! every member's validation hook applies, and each member's BLS public key with its proof of
+//! possession, libp2p peer id (binding the transport identity to the voting key) and addresses.
+//! Its id is derived from all of that ([`NetworkSection::id`]), so two members with different
+//! member lists or rules cannot talk: their votes are signed over different network ids.
+//! The `[node]` table is this member's own: its index, key files, data directory, listen
+//! addresses and HTTP API. Relative paths are resolved against the configuration file's directory.
+
+use beaufort_crypto::hash::{hash, Digest, Domain};
+use beaufort_crypto::membership::{MemberIndex, MemberKey, Membership};
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Default number of neighbours the peer manager keeps.
+pub const DEFAULT_NEIGHBOURS: usize = 7;
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{path}: {error}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// The contents are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// One member in the network configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    /// The BLS public key and proof of possession.
+    #[serde(flatten)]
+    pub key: MemberKey,
+    /// The libp2p peer id of the member's node.
+    pub peer_id: String,
+    /// Where the member's node listens (libp2p multiaddresses).
+    pub addresses: Vec<String>,
+}
+
+/// What every member agrees on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSection {
+    /// The consortium's name.
+    pub name: String,
+    /// Key prefixes whose keys can be written only once (a voucher redeemed twice is refused by
+    /// every member's validation hook).
+    #[serde(default)]
+    pub write_once_prefixes: Vec<String>,
+    /// The members, in index order.
+    pub members: Vec<MemberEntry>,
+}
+
+impl NetworkSection {
+    /// The network id: a hash of the name, the hook rules and every member's keys and peer id.
+    pub fn id(&self) -> Digest {
+        let mut parts: Vec<&[u8]> = vec![b"network", self.name.as_bytes()];
+        for prefix in &self.write_once_prefixes {
+            parts.push(b"write-once");
+            parts.push(prefix.as_bytes());
+        }
+        for member in &self.members {
+            parts.push(member.key.public_key.as_bytes());
+            parts.push(member.peer_id.as_bytes());
+        }
+        hash(Domain::NetworkId, &parts)
+    }
+
+    /// Checks every proof of possession and builds the verified membership.
+    pub fn membership(&self) -> Result<Membership, ConfigError> {
+        Membership::new(self.id(), self.members.iter().map(|m| m.key).collect())
+            .map_err(|e| ConfigError::Invalid(format!("member keys: {e}")))
+    }
+
+    /// The members' peer ids and addresses, parsed.
+    pub fn peers(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, ConfigError> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let peer_id = m
+                    .peer_id
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid(format!("member {i} peer id: {e}")))?;
+                let addresses = parse_addresses(&m.addresses)
+                    .map_err(|e| ConfigError::Invalid(format!("member {i}: {e}")))?;
+                Ok((peer_id, addresses))
+            })
+            .collect()
+    }
+}
+
+/// This member's own settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSection {
+    /// This member's index in the member list.
+    pub index: MemberIndex,
+    /// The BLS secret key file (see `beaufort keygen`).
+    pub bls_key_file: PathBuf,
+    /// The libp2p identity key file (32-byte Ed25519 seed, hex).
+    pub p2p_key_file: PathBuf,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Where the HTTP API binds (localhost unless deliberately changed).
+    #[serde(default = "default_api_bind")]
+    pub api_bind: SocketAddr,
+    /// The bearer token operator routes require.
+    pub api_token: String,
+    /// Minimum neighbours to keep.
+    #[serde(default = "default_neighbours")]
+    pub neighbours: usize,
+    /// Discovery servers (`beaufort discovery`), as multiaddresses ending in `/p2p/<peer id>`.
+    /// Trusted only for liveness: they help members find each other's addresses, never see data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovery: Vec<String>,
+    /// Find members on the local network with mDNS (a market on one Wi-Fi needs no server).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mdns: bool,
+    /// Test-only: enables the operator route `PUT /v1/test/isolate`, which makes this member
+    /// drop all traffic to and from chosen members (to partition processes on loopback). Off by
+    /// default; never enable it in production.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_controls: bool,
+}
+
+fn default_api_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_neighbours() -> usize {
+    DEFAULT_NEIGHBOURS
+}
+
+/// A member's whole configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// The shared network description.
+    pub network: NetworkSection,
+    /// This member's settings.
+    pub node: NodeSection,
+}
+
+impl Config {
+    /// Reads a configuration file and resolves its relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_bounded(path)?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.node.bls_key_file,
+            &mut config.node.p2p_key_file,
+            &mut config.node.data_dir,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the configuration as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| ConfigError::Invalid(format!("serialising: {e}")))?;
+        std::fs::write(path, text).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The discovery servers with their peer ids.
+    pub fn discovery_servers(&self) -> Result<Vec<(PeerId, Multiaddr)>, ConfigError> {
+        let addresses = parse_addresses(&self.node.discovery).map_err(ConfigError::Invalid)?;
+        addresses
+            .into_iter()
+            .map(|address| match address.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, address)),
+                _ => Err(ConfigError::Invalid(format!(
+                    "discovery server {address} does not end in /p2p/<peer id>"
+                ))),
+            })
+            .collect()
+    }
+
+    /// Checks what can be checked without touching keys: the index, the listen addresses, the
+    /// peer ids and a non-empty token.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if usize::from(self.node.index) >= self.network.members.len() {
+            return Err(ConfigError::Invalid(format!(
+                "node.index {} but only {} members",
+                self.node.index,
+                self.network.members.len()
+            )));
+        }
+        if self.node.api_token.len() < 16 {
+            return Err(ConfigError::Invalid(
+                "node.api_token must be at least 16 characters".into(),
+            ));
+        }
+        parse_addresses(&self.node.listen).map_err(ConfigError::Invalid)?;
+        self.discovery_servers()?;
+        self.network.peers()?;
+        Ok(())
+    }
+}
+
+/// Parses libp2p multiaddresses.
+pub fn parse_addresses(addresses: &[String]) -> Result<Vec<Multiaddr>, String> {
+    addresses
+        .iter()
+        .map(|a| a.parse().map_err(|e| format!("address {a:?}: {e}")))
+        .collect()
+}
+
+/// Reads a small text file, refusing anything larger than [`MAX_CONFIG_BYTES`].
+pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Invalid(format!(
+            "{} is {len} bytes, more than {MAX_CONFIG_BYTES}",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// Reads a libp2p identity key file (a hex Ed25519 seed).
+pub fn read_p2p_key(path: &Path) -> Result<libp2p::identity::Keypair, ConfigError> {
+    let text = read_bounded(path)?;
+    let mut seed = hex::decode(text.trim())
+        .map_err(|e| ConfigError::Invalid(format!("{}: not hex: {e}", path.display())))?;
+    libp2p::identity::Keypair::ed25519_from_bytes(&mut seed)
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Writes a new libp2p identity key file (mode 0600) and returns the key pair.
+pub fn write_p2p_key(
+    path: &Path,
+    seed: [u8; 32],
+) -> Result<libp2p::identity::Keypair, ConfigError> {
+    let mut bytes = seed;
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut bytes)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    write_secret(path, hex::encode(seed).as_bytes())?;
+    Ok(keypair)
+}
+
+/// Creates a file readable only by its owner.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// What [`init_local`] makes.
+#[derive(Clone, Debug)]
+pub struct LocalConsortium {
+    /// One configuration file per member, in index order.
+    pub config_files: Vec<PathBuf>,
+    /// The configurations themselves (paths relative to the output directory).
+    pub configs: Vec<Config>,
+}
+
+/// Options of [`init_local`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Number of members.
+    pub members: usize,
+    /// The consortium's name.
+    pub name: String,
+    /// First libp2p port (member i listens on TCP and UDP/QUIC `base + i`); 0 picks free ports.
+    pub p2p_base_port: u16,
+    /// First HTTP API port (member i binds `base + i` on localhost); 0 picks free ports.
+    pub api_base_port: u16,
+    /// Write-once key prefixes for the validation hook.
+    pub write_once_prefixes: Vec<String>,
+    /// Neighbours each member keeps.
+    pub neighbours: usize,
+}
+
+/// Creates a local consortium in `out`: each member's BLS and libp2p key files and one
+/// configuration file per member, all on loopback.
+pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, ConfigError> {
+    use rand::RngCore;
+    let n = options.members;
+    if n == 0 || n > beaufort_crypto::membership::MAX_MEMBERS {
+        return Err(ConfigError::Invalid(format!("--members {n} out of range")));
+    }
+    std::fs::create_dir_all(out).map_err(|source| ConfigError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let rng = ring::rand::SystemRandom::new();
+    let mut members = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        let index = MemberIndex::try_from(i)
+            .map_err(|_| ConfigError::Invalid("too many members".into()))?;
+        let bls_key_file = PathBuf::from(format!("member-{i}.bls"));
+        let p2p_key_file = PathBuf::from(format!("member-{i}.p2p"));
+        let (secret, key) = beaufort_crypto::keyfile::generate_member_key(&rng)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        beaufort_crypto::keyfile::write_secret_key_file(&out.join(&bls_key_file), &secret, false)
+            .map_err(|e| ConfigError::Invalid(format!("writing the BLS key: {e}")))?;
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        let keypair = write_p2p_key(&out.join(&p2p_key_file), seed)?;
+        let p2p_port = port(options.p2p_base_port, i)?;
+        let api_port = port(options.api_base_port, i)?;
+        let addresses = vec![
+            format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+            format!("/ip4/127.0.0.1/udp/{p2p_port}/quic-v1"),
+        ];
+        let mut token = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut token);
+        members.push(MemberEntry {
+            key,
+            peer_id: keypair.public().to_peer_id().to_string(),
+            addresses: addresses.clone(),
+        });
+        nodes.push(NodeSection {
+            index,
+            bls_key_file,
+            p2p_key_file,
+            data_dir: PathBuf::from(format!("data-{i}")),
+            listen: addresses,
+            api_bind: SocketAddr::from(([127, 0, 0, 1], api_port)),
+            api_token: hex::encode(token),
+            neighbours: options.neighbours,
+            discovery: Vec::new(),
+            mdns: false,
+            test_controls: false,
+        });
+    }
+    let network = NetworkSection {
+        name: options.name.clone(),
+        write_once_prefixes: options.write_once_prefixes.clone(),
+        members,
+    };
+    let mut config_files = Vec::with_capacity(n);
+    let mut configs = Vec::with_capacity(n);
+    for (i, node) in nodes.into_iter().enumerate() {
+        let config = Config {
+            network: network.clone(),
+            node,
+        };
+        let path = out.join(format!("member-{i}.toml"));
+        config.save(&path)?;
+        config_files.push(path);
+        configs.push(config);
+    }
+    Ok(LocalConsortium {
+        config_files,
+        configs,
+    })
+}
+
+/// Port `base + i`, or a currently free port when `base` is 0.
+fn port(base: u16, i: usize) -> Result<u16, ConfigError> {
+    if base == 0 {
+        let listener =
+            std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|source| ConfigError::Io {
+                path: PathBuf::from("127.0.0.1:0"),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| ConfigError::Io {
+                path: PathBuf::from("127.0.0.1:0"),
+                source,
+            })?
+            .port();
+        return Ok(port);
+    }
+    u16::try_from(usize::from(base) + i)
+        .map_err(|_| ConfigError::Invalid(format!("port {base} + {i} out of range")))
+}
+
+/// Checks a certified value's certificate offline against the network configuration.
+pub fn verify_certified(
+    network: &NetworkSection,
+    key: &beaufort_core::types::Key,
+    certified: &beaufort_core::state::Certified,
+) -> Result<(), ConfigError> {
+    let membership = network.membership()?;
+    let message = beaufort_core::vote::vote_message(&network.id(), key, &certified.subject());
+    membership
+        .verify_qc(&certified.qc, message.as_bytes())
+        .map_err(|e| ConfigError::Invalid(format!("certificate does not verify: {e}")))
+}

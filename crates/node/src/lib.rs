@@ -1,0 +1,332 @@
+//! The Beaufort node: the runtime that drives the protocol core over a durable store and the
+//! libp2p network, the Rust API applications embed ([`NodeHandle`]), the HTTP API ([`api`]),
+//! Prometheus metrics and the configuration format ([`config`]).
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+mod runtime;
+
+use beaufort_core::auth::{BlsSigner, BlsVerifier};
+use beaufort_core::hook::ValidationHook;
+use beaufort_core::replica::Replica;
+use beaufort_core::state::Certified;
+use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
+use beaufort_crypto::keyfile::read_secret_key_file;
+use beaufort_crypto::membership::{Membership, Signer};
+use beaufort_net::{MemberPeer, NetConfig, Network};
+use beaufort_store::Store;
+use config::{parse_addresses, read_p2p_key, Config};
+use futures::Stream;
+use metrics::Metrics;
+use runtime::{Request, Runtime};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Capacity of the request channel into the runtime.
+const REQUEST_CAPACITY: usize = 1024;
+/// Capacity of the committed-change broadcast; a listener that falls further behind skips.
+const CHANGE_CAPACITY: usize = 4096;
+
+/// Why a node could not start or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] beaufort_store::StoreError),
+    /// The network could not start.
+    #[error(transparent)]
+    Net(#[from] beaufort_net::NetError),
+    /// The key files do not match the configuration.
+    #[error("key mismatch: {0}")]
+    KeyMismatch(String),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// Too many writes are waiting for their commit.
+    #[error("too many pending writes")]
+    Busy,
+    /// The validation hook refused the value.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// Another value won and ours may not be proposed again (the hook refuses it now).
+    #[error("another value was committed")]
+    Lost(Option<Certified>),
+}
+
+/// A committed change, as `listen` delivers it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The key.
+    pub key: Key,
+    /// The certified value (a tombstone for a delete).
+    pub certified: Certified,
+}
+
+/// Consensus progress of one key with own writes pending.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyProgress {
+    /// The key.
+    pub key: String,
+    /// Its current view.
+    pub view: View,
+    /// The highest round with votes.
+    pub top_round: Option<Round>,
+    /// Votes held in the view.
+    pub votes: usize,
+}
+
+/// What `GET /v1/status` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// This member's index.
+    pub member: MemberIndex,
+    /// Number of members.
+    pub members: usize,
+    /// Connected neighbours.
+    pub neighbours: Vec<MemberIndex>,
+    /// Members proven to have equivocated.
+    pub excluded: Vec<MemberIndex>,
+    /// Keys held.
+    pub keys: usize,
+    /// Own writes waiting for their commit.
+    pub pending_writes: usize,
+    /// Progress of keys with pending own writes.
+    pub in_progress: Vec<KeyProgress>,
+}
+
+/// The validation hook every member of a network runs: keys under a write-once prefix may be
+/// written only while they have no value (a voucher is redeemed once).
+#[derive(Clone, Debug, Default)]
+pub struct WriteOnceHook {
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl WriteOnceHook {
+    /// A hook for the given prefixes.
+    pub fn new(prefixes: &[String]) -> WriteOnceHook {
+        WriteOnceHook {
+            prefixes: prefixes.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        }
+    }
+}
+
+impl ValidationHook for WriteOnceHook {
+    fn validate(&self, key: &Key, old: Option<&Value>, _new: &Value) -> Result<(), String> {
+        let write_once = self.prefixes.iter().any(|p| key.as_bytes().starts_with(p));
+        if write_once && old.is_some() {
+            return Err(format!("{key} can be written only once"));
+        }
+        Ok(())
+    }
+}
+
+/// Options that are not part of the configuration file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StartOptions {
+    /// Test-only delay on every outgoing message.
+    pub latency: Duration,
+}
+
+/// The application's handle on a running node. Cheap to clone; the node stops when every clone
+/// is dropped.
+#[derive(Clone)]
+pub struct NodeHandle {
+    requests: mpsc::Sender<Request>,
+    changes: broadcast::Sender<Change>,
+    metrics: Arc<Metrics>,
+    membership: Arc<Membership>,
+    config: Arc<Config>,
+    store: Arc<Store>,
+    network: Network,
+}
+
+/// A write submitted and not yet committed.
+pub struct Pending {
+    reply: oneshot::Receiver<Result<Certified, NodeError>>,
+}
+
+impl Pending {
+    /// Waits for the commit and returns the certificate.
+    pub async fn wait(self) -> Result<Certified, NodeError> {
+        self.reply.await.map_err(|_| NodeError::Stopped)?
+    }
+}
+
+impl NodeHandle {
+    /// Starts a node from its configuration: loads the keys, opens and restores the store,
+    /// starts the network and the runtime task. Must run inside a tokio runtime.
+    pub fn start(config: Config, options: StartOptions) -> Result<NodeHandle, NodeError> {
+        let membership = config.network.membership()?;
+        let me = config.node.index;
+        let secret = read_secret_key_file(&config.node.bls_key_file)
+            .map_err(|e| NodeError::KeyMismatch(format!("BLS key file: {e}")))?;
+        if membership.public_key(me) != Some(&secret.public_key()) {
+            return Err(NodeError::KeyMismatch(format!(
+                "the BLS key file is not member {me}'s key"
+            )));
+        }
+        let keypair = read_p2p_key(&config.node.p2p_key_file)?;
+        let peers = config.network.peers()?;
+        if peers.get(usize::from(me)).map(|(id, _)| *id) != Some(keypair.public().to_peer_id()) {
+            return Err(NodeError::KeyMismatch(format!(
+                "the libp2p key file is not member {me}'s identity"
+            )));
+        }
+        let store = Arc::new(Store::open(&config.node.data_dir, membership.network_id())?);
+        let loaded = store.load()?;
+        tracing::info!(
+            member = me,
+            keys = loaded.states.len(),
+            "restored state from the store"
+        );
+        let hook = Arc::new(WriteOnceHook::new(&config.network.write_once_prefixes));
+        let replica = Replica::restore(
+            Box::new(BlsSigner::new(Signer::new(me, secret))),
+            Arc::new(BlsVerifier::new(membership.clone())),
+            hook,
+            loaded.states,
+            loaded.evidence,
+        );
+        let (network, events) = Network::start(NetConfig {
+            keypair,
+            me,
+            members: peers
+                .into_iter()
+                .map(|(peer_id, addresses)| MemberPeer { peer_id, addresses })
+                .collect(),
+            listen: parse_addresses(&config.node.listen).map_err(config::ConfigError::Invalid)?,
+            neighbours: config.node.neighbours,
+            latency: options.latency,
+            discovery: config.discovery_servers()?,
+            namespace: format!("beaufort/{}", membership.network_id().to_hex()),
+            mdns: config.node.mdns,
+        })?;
+        let metrics = Arc::new(Metrics::new(network.stats()));
+        let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
+        let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
+        let runtime = Runtime::new(
+            replica,
+            store.clone(),
+            network.clone(),
+            membership.n(),
+            changes.clone(),
+            metrics.clone(),
+        );
+        tokio::spawn(runtime.run(request_rx, events));
+        Ok(NodeHandle {
+            requests,
+            changes,
+            metrics,
+            membership: Arc::new(membership),
+            config: Arc::new(config),
+            store,
+            network,
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// The committed value of a key with its certificate (tombstones included).
+    pub async fn get(&self, key: Key) -> Result<Option<Certified>, NodeError> {
+        self.ask(|tx| Request::Get(key, tx)).await
+    }
+
+    /// Up to `limit` committed, non-deleted keys starting with `prefix`, in key order.
+    pub async fn list(
+        &self,
+        prefix: String,
+        limit: usize,
+    ) -> Result<Vec<(Key, Certified)>, NodeError> {
+        self.ask(|tx| Request::List(prefix, limit, tx)).await
+    }
+
+    /// Proposes a value and returns a handle to wait for its commit.
+    pub async fn submit(&self, key: Key, value: Value) -> Result<Pending, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Write(key, value, tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(Pending { reply: rx })
+    }
+
+    /// Writes a value and returns once it is committed, with its certificate.
+    pub async fn set(&self, key: Key, value: Value) -> Result<Certified, NodeError> {
+        self.submit(key, value).await?.wait().await
+    }
+
+    /// Deletes a key (a tombstone goes through consensus like any write).
+    pub async fn delete(&self, key: Key) -> Result<Certified, NodeError> {
+        self.set(key, Value::Tombstone).await
+    }
+
+    /// A stream of committed changes to keys starting with `prefix`. A listener that falls more
+    /// than a few thousand changes behind skips the ones it missed.
+    pub fn listen(&self, prefix: String) -> impl Stream<Item = Change> + Send + 'static {
+        let rx = self.changes.subscribe();
+        futures::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(change) if change.key.as_bytes().starts_with(prefix.as_bytes()) => {
+                        return Some((change, (rx, prefix)))
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(Request::Status).await
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The verified membership (to check certificates).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Test-only: drops all traffic to and from `members` until called again (an empty set
+    /// heals). Refused unless the configuration enables `test_controls`.
+    pub async fn isolate(
+        &self,
+        members: std::collections::BTreeSet<MemberIndex>,
+    ) -> Result<(), NodeError> {
+        if !self.config.node.test_controls {
+            return Err(NodeError::Rejected("test controls are disabled".into()));
+        }
+        Ok(self.network.isolate(members).await?)
+    }
+
+    /// Size figures of the node's store.
+    pub fn store_stats(&self) -> Result<beaufort_store::StoreStats, NodeError> {
+        Ok(self.store.stats()?)
+    }
+}

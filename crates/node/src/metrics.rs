@@ -1,0 +1,104 @@
+//! Prometheus metrics of a node: commit latency of own writes, decisions, disk commit time,
+//! excluded members, and the network's counters (peers, bytes and messages sent and received).
+
+use beaufort_net::NetStats;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The node's metrics and the registry they are exported from.
+pub struct Metrics {
+    registry: Registry,
+    /// Seconds from an own write's submission to its commit.
+    pub commit_latency: Histogram,
+    /// Seconds one fsync'd store commit takes.
+    pub persist_seconds: Histogram,
+    /// Values certified (one per key and view), own or others'.
+    pub decisions: Counter,
+    /// Members proven to have equivocated.
+    pub excluded: Gauge,
+}
+
+impl Metrics {
+    /// Registers the node's metrics and the network's counters.
+    pub fn new(net: &NetStats) -> Metrics {
+        let mut registry = Registry::with_prefix("beaufort");
+        let commit_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let persist_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let decisions = Counter::default();
+        let excluded = Gauge::default();
+        registry.register(
+            "commit_latency_seconds",
+            "Time from an own write's submission to its commit",
+            commit_latency.clone(),
+        );
+        registry.register(
+            "persist_seconds",
+            "Time of one fsync'd store commit",
+            persist_seconds.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Values certified (one per key and view)",
+            decisions.clone(),
+        );
+        registry.register(
+            "excluded_members",
+            "Members proven to have equivocated",
+            excluded.clone(),
+        );
+        registry.register(
+            "peers",
+            "Members currently connected",
+            net.connected.clone(),
+        );
+        registry.register(
+            "sent_bytes",
+            "Payload bytes of sync messages sent",
+            net.bytes_sent.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Payload bytes of sync messages received",
+            net.bytes_received.clone(),
+        );
+        registry.register(
+            "sent_messages",
+            "Sync messages sent",
+            net.messages_sent.clone(),
+        );
+        registry.register(
+            "received_messages",
+            "Sync messages received",
+            net.messages_received.clone(),
+        );
+        registry.register(
+            "dropped_messages",
+            "Sync messages dropped (queue full or peer not connected)",
+            net.messages_dropped.clone(),
+        );
+        registry.register(
+            "banned_peers",
+            "Peers disconnected and backed off for a fault",
+            net.peers_banned.clone(),
+        );
+        Metrics {
+            registry,
+            commit_latency,
+            persist_seconds,
+            decisions,
+            excluded,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

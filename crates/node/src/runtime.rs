@@ -1,0 +1,290 @@
+//! The runtime: one tokio task owns the [`Replica`] and drives it from API requests, network
+//! events and two timers (the 5 ms eager-push flush and the 1 s anti-entropy round).
+//!
+//! Every input's [`Step`] is handled in the order the core's contract demands: the states named in
+//! `persist` (and new evidence) are written in one fsync'd redb transaction, and only then are the
+//! messages handed to the network. Inputs that are already queued are batched into one step, so
+//! one disk commit covers a burst of incoming votes.
+
+use crate::metrics::Metrics;
+use crate::{Change, NodeError, Status};
+use beaufort_core::replica::{Replica, Step};
+use beaufort_core::state::Certified;
+use beaufort_core::types::{Key, MemberIndex, Value, ValueHash};
+use beaufort_core::wire::{decode, encode};
+use beaufort_net::{NetEvent, Network};
+use beaufort_store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// How often the eager push runs.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// How often each neighbour gets a Merkle anti-entropy round.
+pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(1);
+/// Most own writes waiting for their commit at once; more are refused as busy.
+pub const MAX_PENDING_WRITES: usize = 10_000;
+/// Most inputs batched into one step (one disk commit).
+const MAX_BATCH: usize = 256;
+/// Most keys a list request returns.
+pub const MAX_LIST: usize = 1000;
+
+/// What the outcome of a write is delivered through.
+pub(crate) type WriteReply = oneshot::Sender<Result<Certified, NodeError>>;
+
+/// A request from a [`crate::NodeHandle`].
+pub(crate) enum Request {
+    Get(Key, oneshot::Sender<Option<Certified>>),
+    List(String, usize, oneshot::Sender<Vec<(Key, Certified)>>),
+    Write(Key, Value, WriteReply),
+    Status(oneshot::Sender<Status>),
+}
+
+struct Waiter {
+    value: ValueHash,
+    since: Instant,
+    reply: WriteReply,
+}
+
+pub(crate) struct Runtime {
+    pub replica: Replica,
+    pub store: Arc<Store>,
+    pub network: Network,
+    pub members: usize,
+    pub changes: broadcast::Sender<Change>,
+    pub metrics: Arc<Metrics>,
+    waiters: HashMap<Key, Vec<Waiter>>,
+    pending: usize,
+}
+
+impl Runtime {
+    pub fn new(
+        replica: Replica,
+        store: Arc<Store>,
+        network: Network,
+        members: usize,
+        changes: broadcast::Sender<Change>,
+        metrics: Arc<Metrics>,
+    ) -> Runtime {
+        Runtime {
+            replica,
+            store,
+            network,
+            members,
+            changes,
+            metrics,
+            waiters: HashMap::new(),
+            pending: 0,
+        }
+    }
+
+    /// Runs until every handle is gone or the store fails (after which sending would break the
+    /// persist-before-send rule).
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut events: mpsc::Receiver<NetEvent>,
+    ) {
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut anti_entropy = tokio::time::interval(ANTI_ENTROPY_EVERY);
+        anti_entropy.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let mut step = Step::default();
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => self.on_request(request, &mut step),
+                    None => return,
+                },
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event, &mut step),
+                    None => return,
+                },
+                _ = flush.tick() => step.absorb(self.replica.flush()),
+                _ = anti_entropy.tick() => {
+                    let peers: Vec<MemberIndex> = self.replica.peers().collect();
+                    for peer in peers {
+                        step.absorb(self.replica.start_anti_entropy(peer));
+                    }
+                }
+            }
+            for _ in 0..MAX_BATCH {
+                match events.try_recv() {
+                    Ok(event) => self.on_event(event, &mut step),
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = self.commit(step).await {
+                tracing::error!(%error, "store failed; stopping the node");
+                return;
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request, step: &mut Step) {
+        match request {
+            Request::Get(key, reply) => {
+                let _ = reply.send(self.replica.get(&key).cloned());
+            }
+            Request::List(prefix, limit, reply) => {
+                let items = self
+                    .replica
+                    .states()
+                    .filter(|(k, _)| k.as_bytes().starts_with(prefix.as_bytes()))
+                    .filter_map(|(k, s)| s.accepted.clone().map(|c| (k.clone(), c)))
+                    .filter(|(_, c)| c.value != Value::Tombstone)
+                    .take(limit.min(MAX_LIST))
+                    .collect();
+                let _ = reply.send(items);
+            }
+            Request::Write(key, value, reply) => {
+                if self.pending >= MAX_PENDING_WRITES {
+                    let _ = reply.send(Err(NodeError::Busy));
+                    return;
+                }
+                let hash = value.hash();
+                match self.replica.propose(key.clone(), value) {
+                    Ok((effects, _)) => {
+                        step.absorb(effects);
+                        self.pending += 1;
+                        self.waiters.entry(key).or_default().push(Waiter {
+                            value: hash,
+                            since: Instant::now(),
+                            reply,
+                        });
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(NodeError::Rejected(error.to_string())));
+                    }
+                }
+            }
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: NetEvent, step: &mut Step) {
+        match event {
+            NetEvent::PeerUp(peer) => {
+                self.replica.add_peer(peer);
+                step.absorb(self.replica.start_anti_entropy(peer));
+            }
+            NetEvent::PeerDown(peer) => self.replica.remove_peer(peer),
+            NetEvent::Message { from, bytes } => match decode(&bytes, self.members) {
+                Ok(message) => step.absorb(self.replica.receive(from, message)),
+                Err(error) => {
+                    tracing::warn!(peer = from, %error, "undecodable message");
+                    self.drop_peer(from);
+                }
+            },
+        }
+    }
+
+    fn drop_peer(&mut self, peer: MemberIndex) {
+        self.replica.remove_peer(peer);
+        self.network.fault(peer);
+    }
+
+    /// Persists, then sends, then reports: the order the core's contract requires.
+    async fn commit(&mut self, step: Step) -> Result<(), beaufort_store::StoreError> {
+        if !step.persist.is_empty() || !step.evidence.is_empty() {
+            let states: Vec<_> = step
+                .persist
+                .iter()
+                .filter_map(|k| self.replica.state(k).map(|s| (k.clone(), s.clone())))
+                .collect();
+            let evidence = step.evidence.clone();
+            let store = self.store.clone();
+            let started = Instant::now();
+            tokio::task::spawn_blocking(move || {
+                store.persist(states.iter().map(|(k, s)| (k, s)), &evidence)
+            })
+            .await
+            .map_err(|e| beaufort_store::StoreError::Database(e.to_string()))??;
+            self.metrics
+                .persist_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        for (to, message) in step.messages {
+            match encode(&message) {
+                Ok(bytes) => self.network.send(to, bytes),
+                Err(error) => tracing::error!(%error, "could not encode an outgoing message"),
+            }
+        }
+        for fault in step.faults {
+            tracing::warn!(peer = fault.peer, reason = %fault.reason, "peer fault");
+            self.drop_peer(fault.peer);
+        }
+        self.metrics
+            .excluded
+            .set(self.replica.excluded().len() as i64);
+        for decision in step.decisions {
+            self.metrics.decisions.inc();
+            if let Some(waiters) = self.waiters.get_mut(&decision.key) {
+                let won = decision.certified.value.hash();
+                let (done, keep): (Vec<Waiter>, Vec<Waiter>) =
+                    waiters.drain(..).partition(|w| w.value == won);
+                *waiters = keep;
+                for waiter in done {
+                    self.pending -= 1;
+                    self.metrics
+                        .commit_latency
+                        .observe(waiter.since.elapsed().as_secs_f64());
+                    let _ = waiter.reply.send(Ok(decision.certified.clone()));
+                }
+                if waiters.is_empty() {
+                    self.waiters.remove(&decision.key);
+                }
+            }
+            let _ = self.changes.send(Change {
+                key: decision.key,
+                certified: decision.certified,
+            });
+        }
+        for (key, value) in step.dropped_proposals {
+            let lost = value.hash();
+            let winner = self.replica.get(&key).cloned();
+            if let Some(waiters) = self.waiters.get_mut(&key) {
+                let (done, keep): (Vec<Waiter>, Vec<Waiter>) =
+                    waiters.drain(..).partition(|w| w.value == lost);
+                *waiters = keep;
+                for waiter in done {
+                    self.pending -= 1;
+                    let _ = waiter.reply.send(Err(NodeError::Lost(winner.clone())));
+                }
+                if waiters.is_empty() {
+                    self.waiters.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let in_progress = self
+            .waiters
+            .keys()
+            .take(100)
+            .filter_map(|k| {
+                self.replica.state(k).map(|s| crate::KeyProgress {
+                    key: k.to_string(),
+                    view: s.view,
+                    top_round: s.top_round(),
+                    votes: s.vote_count(),
+                })
+            })
+            .collect();
+        Status {
+            member: self.replica.me(),
+            members: self.members,
+            neighbours: self.replica.peers().collect(),
+            excluded: self.replica.excluded().keys().copied().collect(),
+            keys: self.replica.states().count(),
+            pending_writes: self.pending,
+            in_progress,
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Performance evaluation: latency and bandwidth of BeauFort and of PBFT and Tendermint-style
+//! baselines under one network and CPU cost model (`beaufort sim run`, `beaufort sim paper`).
+//!
+//! Unlike [`crate::sim`], which hunts for safety bugs under adversarial schedules, this engine
+//! measures: each member has its own CPU clock charged by [`cost`], its own upload and download
+//! capacity, 60 ms links with jitter, and submits transactions at a set rate. Everything except
+//! measured-cost mode is deterministic for a seed.
+//!
+//! * [`cost`]: the cost table, its calibration, and the counting signature decorators.
+//! * [`engine`]: the event loop, links, CPU clocks, faults and critical-path attribution.
+//! * [`beaufort`]: the real core as a simulated member.
+//! * [`pbft`] and [`tendermint`]: the baselines.
+//! * [`report`]: the JSON report.
+
+pub mod beaufort;
+pub mod cost;
+pub mod engine;
+pub mod report;
+
+use crate::config::{Micros, MS, SECOND};
+use crate::network::index;
+use crate::SimError;
+use beaufort_core::types::MemberIndex;
+use cost::{CostMode, CostTable};
+use engine::{Engine, Member, Topology, Tx};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// When the first crash of [`Scenario::Crash25`] happens.
+pub const CRASH_START: Micros = 5 * SECOND;
+/// Time between two crashes of [`Scenario::Crash25`] (the paper: one every 5 s).
+pub const CRASH_EVERY: Micros = 5 * SECOND;
+/// How long [`Scenario::Partition`] keeps the two halves apart.
+pub const PARTITION_FOR: Micros = 5 * SECOND;
+
+/// Which protocol the members run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// The real Beaufort core.
+    Beaufort,
+    /// PBFT (leader, pre-prepare / prepare / commit, MACs, view change).
+    Pbft,
+    /// Tendermint-style (rotating proposer, prevote / precommit gossip, timeouts).
+    Tendermint,
+}
+
+impl Protocol {
+    /// All three, in plot order.
+    pub const ALL: [Protocol; 3] = [Protocol::Beaufort, Protocol::Pbft, Protocol::Tendermint];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Beaufort => "beaufort",
+            Protocol::Pbft => "pbft",
+            Protocol::Tendermint => "tendermint",
+        }
+    }
+}
+
+/// What happens during the run besides the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// No faults.
+    Optimistic,
+    /// 25 % of the members crash for good, one every 5 s from t = 5 s (member 0 first).
+    Crash25,
+    /// The last member is Byzantine: invalid signatures while the fast path is on, then, from a
+    /// third of the run, it withholds everything.
+    Byzantine,
+    /// Two halves (neither has a quorum) are cut apart for 5 s from a third of the run.
+    Partition,
+}
+
+impl Scenario {
+    /// All scenarios.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Optimistic,
+        Scenario::Crash25,
+        Scenario::Byzantine,
+        Scenario::Partition,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Optimistic => "optimistic",
+            Scenario::Crash25 => "crash25",
+            Scenario::Byzantine => "byzantine",
+            Scenario::Partition => "partition",
+        }
+    }
+}
+
+/// A performance run. Defaults follow the paper's set-up (seed 002 §5) where it has one.
+#[derive(Clone, Debug)]
+pub struct PerfConfig {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Members.
+    pub members: usize,
+    /// Mean one-way link latency (paper: 60 ms with `tc`).
+    pub latency: Micros,
+    /// Each message's latency is uniform in `latency ± jitter`.
+    pub jitter: Micros,
+    /// Message loss probability.
+    pub loss: f64,
+    /// Per-member upload capacity, Mbit/s (default 20, mobile class).
+    pub upload_mbit: f64,
+    /// Per-member download capacity, Mbit/s (default 20).
+    pub download_mbit: f64,
+    /// Overlay neighbours per member (paper: 7).
+    pub degree: usize,
+    /// Transactions per second each member submits (paper: 1).
+    pub rate: f64,
+    /// Members proposing for the same key at once (1 = no contention).
+    pub contention: usize,
+    /// Length of the workload.
+    pub duration: Micros,
+    /// Faults.
+    pub scenario: Scenario,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// How handlers are charged.
+    pub cost: CostMode,
+    /// BeauFort's flush interval (delta batching).
+    pub flush_every: Micros,
+}
+
+impl PerfConfig {
+    /// The paper's optimistic set-up for `members` members with the reference cost table.
+    pub fn new(protocol: Protocol, members: usize, seed: u64) -> PerfConfig {
+        PerfConfig {
+            protocol,
+            members,
+            latency: 60 * MS,
+            jitter: 10 * MS,
+            loss: 0.0,
+            upload_mbit: 20.0,
+            download_mbit: 20.0,
+            degree: 7,
+            rate: 1.0,
+            contention: 1,
+            duration: 30 * SECOND,
+            scenario: Scenario::Optimistic,
+            seed,
+            cost: CostMode::Modelled(CostTable::reference()),
+            flush_every: 5 * MS,
+        }
+    }
+
+    /// The Byzantine members of the scenario.
+    pub fn byzantine(&self) -> BTreeSet<MemberIndex> {
+        if self.scenario == Scenario::Byzantine && self.members >= 4 {
+            std::iter::once(index(self.members - 1)).collect()
+        } else {
+            BTreeSet::new()
+        }
+    }
+
+    /// The workload: every member submits at `rate` from a random phase; with contention, groups
+    /// of `contention` members write the same key at the same moment.
+    pub fn workload(&self) -> Vec<Tx> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ 0x3017);
+        let every = (SECOND as f64 / self.rate.max(1e-6)) as Micros;
+        let group = self.contention.max(1);
+        let phases: Vec<Micros> = (0..self.members.div_ceil(group))
+            .map(|_| rng.gen_range(0..every.max(1)))
+            .collect();
+        let mut txs = Vec::new();
+        for m in 0..self.members {
+            let g = m / group;
+            let mut at = phases[g];
+            let mut k = 0u64;
+            while at < self.duration {
+                let key = if group > 1 {
+                    format!("hot/{g}/{k}")
+                } else {
+                    format!("token/{m}/{k}")
+                };
+                let action = if k % 4 == 3 { "redeem" } else { "transfer" };
+                // ~170 bytes, like an end-user-signed transfer (P-256 signature and key).
+                let mut value = format!("{action}:{m}:{k}:").into_bytes();
+                value.resize(170, b'.');
+                txs.push(Tx {
+                    id: 0,
+                    member: index(m),
+                    at,
+                    key,
+                    value,
+                });
+                k += 1;
+                at += every;
+            }
+        }
+        txs.sort_by_key(|t| (t.at, t.member));
+        for (i, t) in txs.iter_mut().enumerate() {
+            t.id = i;
+        }
+        txs
+    }
+}
+
+/// Runs one configuration and reports it. `progress` is called with the virtual time.
+pub fn run(
+    cfg: &PerfConfig,
+    progress: Option<&dyn Fn(Micros)>,
+) -> Result<report::PerfReport, SimError> {
+    if !(4..=2048).contains(&cfg.members) {
+        return Err(SimError::Config(format!(
+            "members must be 4..=2048, got {}",
+            cfg.members
+        )));
+    }
+    if cfg.upload_mbit <= 0.0 || cfg.download_mbit <= 0.0 || cfg.rate <= 0.0 {
+        return Err(SimError::Config(
+            "bandwidth and rate must be positive".into(),
+        ));
+    }
+    let byzantine = cfg.byzantine();
+    let txs = cfg.workload();
+    let (members, topology): (Vec<Box<dyn Member>>, Topology) = match cfg.protocol {
+        Protocol::Beaufort => (beaufort::members(cfg, &byzantine)?, Topology::Overlay),
+        Protocol::Pbft | Protocol::Tendermint => {
+            return Err(SimError::Config(format!(
+                "the {} baseline is not implemented yet",
+                cfg.protocol.name()
+            )))
+        }
+    };
+    let mut engine = Engine::new(cfg, members, topology, txs.clone(), byzantine);
+    if let Some(progress) = progress {
+        engine.on_progress(progress);
+    }
+    let result = engine.run();
+    Ok(report::PerfReport::new(cfg, &txs, &result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(seed: u64) -> PerfConfig {
+        let mut cfg = PerfConfig::new(Protocol::Beaufort, 7, seed);
+        cfg.duration = 2 * SECOND;
+        cfg
+    }
+
+    #[test]
+    fn a_seed_replays_exactly() {
+        let a = run(&small(3), None).expect("run");
+        let b = run(&small(3), None).expect("run");
+        assert_eq!(a.samples, b.samples);
+        assert_eq!(a.messages, b.messages);
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.bandwidth_mbit_per_node, b.bandwidth_mbit_per_node);
+        assert_eq!(a.decided, a.submitted);
+        assert!(a.submitted > 0);
+    }
+
+    #[test]
+    fn workload_follows_the_rate() {
+        let cfg = small(1);
+        let txs = cfg.workload();
+        assert_eq!(txs.len(), 7 * 2);
+        let keys: BTreeSet<&String> = txs.iter().map(|t| &t.key).collect();
+        assert_eq!(keys.len(), txs.len(), "distinct tokens without contention");
+        let mut hot = small(1);
+        hot.contention = 7;
+        let keys: BTreeSet<String> = hot.workload().into_iter().map(|t| t.key).collect();
+        assert_eq!(keys.len(), 2, "all members write the same key each second");
+    }
+
+    #[test]
+    fn cpu_cost_delays_commits() {
+        let cheap = run(&small(5), None).expect("run");
+        let mut slow = small(5);
+        let mut table = CostTable::reference();
+        table.bls_sign *= 200;
+        slow.cost = CostMode::Modelled(table);
+        let slow = run(&slow, None).expect("run");
+        eprintln!(
+            "{:?} {:?} {:?} {:?}",
+            cheap.breakdown_ms, slow.breakdown_ms, cheap.latency_ms, slow.latency_ms
+        );
+        // Every commit needs the members' own signatures: 200× dearer signing (34 ms each) must
+        // show up on the critical path as CPU work or as waiting for a busy CPU, and in latency.
+        let busy = |r: &report::PerfReport| r.breakdown_ms.cpu + r.breakdown_ms.cpu_wait;
+        assert!(busy(&slow) > busy(&cheap) + 30.0);
+        assert!(slow.latency_ms.p50 > cheap.latency_ms.p50);
+        assert!(slow.cpu_utilisation.mean > cheap.cpu_utilisation.mean);
+    }
+
+    #[test]
+    fn narrow_links_queue_messages() {
+        let wide = run(&small(9), None).expect("run");
+        let mut cfg = small(9);
+        cfg.upload_mbit = 0.5;
+        cfg.download_mbit = 0.5;
+        let narrow = run(&cfg, None).expect("run");
+        assert!(narrow.breakdown_ms.link > wide.breakdown_ms.link);
+        // Upload accounting: the bytes fit in the window's capacity.
+        assert!(narrow.upload_mbit_per_node.max <= 0.5 + 1e-9);
+    }
+}

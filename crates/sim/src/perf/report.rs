@@ -1,0 +1,162 @@
+//! The measurements of one performance run, as `beaufort sim run --format json` prints them.
+
+use super::engine::{attribute, mean_path, EngineResult, Path, Tx};
+use super::{PerfConfig, Protocol, Scenario};
+use crate::config::Micros;
+use serde::Serialize;
+
+/// Percentiles of a latency distribution, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples` (ms); all zero when empty.
+    pub fn of(samples: &[f64]) -> Percentiles {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let rank = |p: f64| -> f64 {
+            if s.is_empty() {
+                return 0.0;
+            }
+            let i = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1;
+            s[i]
+        };
+        Percentiles {
+            p50: rank(0.5),
+            p90: rank(0.9),
+            p99: rank(0.99),
+            max: rank(1.0),
+        }
+    }
+}
+
+/// Mean and maximum over members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MeanMax {
+    /// Mean.
+    pub mean: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl MeanMax {
+    fn of(values: &[f64]) -> MeanMax {
+        MeanMax {
+            mean: values.iter().sum::<f64>() / values.len().max(1) as f64,
+            max: values.iter().copied().fold(0.0, f64::max),
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerfReport {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Members.
+    pub nodes: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Transactions per second per member.
+    pub rate: f64,
+    /// Seconds of workload.
+    pub duration_s: f64,
+    /// Transactions submitted by honest running members.
+    pub submitted: usize,
+    /// Of those, committed at their submitter.
+    pub decided: usize,
+    /// Submission to the submitter holding the commit certificate.
+    pub latency_ms: Percentiles,
+    /// Submission to every honest member still running holding it.
+    pub latency_all_ms: Percentiles,
+    /// Upload plus download per honest member over the workload window.
+    pub bandwidth_mbit_per_node: MeanMax,
+    /// Upload alone.
+    pub upload_mbit_per_node: MeanMax,
+    /// Share of the workload window each honest member's CPU was busy.
+    pub cpu_utilisation: MeanMax,
+    /// Mean latency at the submitter split by phase along the critical path (ms).
+    pub breakdown_ms: Path,
+    /// Messages delivered.
+    pub messages: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Virtual seconds simulated.
+    pub virtual_s: f64,
+    /// Wall-clock seconds the simulation took.
+    pub wall_s: f64,
+    /// The latencies at the submitter (ms), for box plots.
+    #[serde(skip)]
+    pub samples: Vec<f64>,
+}
+
+impl PerfReport {
+    /// Summarises an engine result.
+    pub fn new(cfg: &PerfConfig, txs: &[Tx], r: &EngineResult) -> PerfReport {
+        let ms = |us: Micros| us as f64 / 1_000.0;
+        let mut samples = Vec::new();
+        let mut all = Vec::new();
+        let mut paths = Vec::new();
+        let mut submitted = 0;
+        for tx in txs {
+            if !r.counted[tx.id] {
+                continue;
+            }
+            submitted += 1;
+            if let Some((at, path)) = r.at_submitter[tx.id] {
+                let latency = at.saturating_sub(tx.at);
+                samples.push(ms(latency));
+                paths.push(attribute(&path, latency));
+            }
+            if let Some(at) = r.at_all[tx.id] {
+                all.push(ms(at.saturating_sub(tx.at)));
+            }
+        }
+        let window = cfg.duration as f64 / 1e6;
+        let honest: Vec<usize> = (0..cfg.members)
+            .filter(|&m| !cfg.byzantine().contains(&crate::network::index(m)))
+            .collect();
+        let mbit = |bytes: u64| bytes as f64 * 8.0 / 1e6 / window;
+        let total: Vec<f64> = honest
+            .iter()
+            .map(|&m| mbit(r.members[m].sent + r.members[m].received))
+            .collect();
+        let upload: Vec<f64> = honest.iter().map(|&m| mbit(r.members[m].sent)).collect();
+        let cpu: Vec<f64> = honest
+            .iter()
+            .map(|&m| r.members[m].cpu as f64 / cfg.duration as f64)
+            .collect();
+        PerfReport {
+            protocol: cfg.protocol,
+            scenario: cfg.scenario,
+            nodes: cfg.members,
+            seed: cfg.seed,
+            rate: cfg.rate,
+            duration_s: window,
+            submitted,
+            decided: samples.len(),
+            latency_ms: Percentiles::of(&samples),
+            latency_all_ms: Percentiles::of(&all),
+            bandwidth_mbit_per_node: MeanMax::of(&total),
+            upload_mbit_per_node: MeanMax::of(&upload),
+            cpu_utilisation: MeanMax::of(&cpu),
+            breakdown_ms: mean_path(&paths),
+            messages: r.messages,
+            events: r.events,
+            virtual_s: r.end as f64 / 1e6,
+            wall_s: r.wall_seconds,
+            samples,
+        }
+    }
+}
