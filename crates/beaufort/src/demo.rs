@@ -109,7 +109,11 @@ async fn run(args: DemoArgs) -> Result<()> {
         let customers = args.customers;
         let period = Duration::from_secs_f64(1.0 / args.rate);
         submitters.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
+            // Shops are not synchronised: each member starts at a random phase of the period, as
+            // in the simulator's workload. Submitting all at one instant would measure a
+            // 7-instance CPU burst once per period, not the latency of a commit.
+            let phase = period.mul_f64(random_fraction(m));
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
             let mut writes = tokio::task::JoinSet::new();
             let mut i = 0usize;
             while Instant::now() < deadline {
@@ -218,4 +222,12 @@ async fn wait_connected(nodes: &[NodeHandle]) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A random number in [0, 1), different per call and per process (std's randomly keyed hasher;
+/// the demo needs no reproducible randomness and no extra dependency for it).
+fn random_fraction(salt: usize) -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(salt);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -1,13 +1,15 @@
 //! `beaufort sim run`: one performance run of BeauFort, PBFT or Tendermint-style consensus under
-//! the simulator's network and CPU cost model, printed as text or JSON.
+//! the simulator's network and CPU cost model, printed as text or JSON; `beaufort sim paper`: the
+//! paper's matrix (protocols × sizes × scenarios) as CSV and SVG box plots.
 
 use anyhow::{bail, Context, Result};
 use beaufort_sim::config::{Micros, MS};
 use beaufort_sim::perf::cost::{CostMode, CostTable};
 use beaufort_sim::perf::report::PerfReport;
-use beaufort_sim::perf::{self, PerfConfig, Protocol, Scenario};
+use beaufort_sim::perf::{self, paper, PerfConfig, Protocol, Scenario};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
 
 /// The protocol on the command line.
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +198,103 @@ pub fn run(args: PerfArgs) -> Result<()> {
     Ok(())
 }
 
+/// Arguments of `beaufort sim paper`.
+#[derive(Args)]
+pub struct PaperArgs {
+    /// Directory for results.csv and the figures (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Member counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40")]
+    sizes: Vec<usize>,
+    /// Length of each run's workload.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Micros,
+    /// Seed of every run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// CPU cost mode (`measured` is refused: the matrix should be reproducible).
+    #[arg(long, value_enum, default_value = "modelled")]
+    cost: CostArg,
+}
+
+/// The runs of the matrix: every protocol in optimistic and crash25, BeauFort also Byzantine
+/// (the paper did not test the baselines with a Byzantine member).
+pub fn matrix(sizes: &[usize], duration: Micros, seed: u64, cost: CostMode) -> Vec<PerfConfig> {
+    let mut runs = Vec::new();
+    for &n in sizes {
+        for protocol in Protocol::ALL {
+            for scenario in [Scenario::Optimistic, Scenario::Crash25, Scenario::Byzantine] {
+                if scenario == Scenario::Byzantine && protocol != Protocol::Beaufort {
+                    continue;
+                }
+                let mut cfg = PerfConfig::new(protocol, n, seed);
+                cfg.duration = duration.max(MS);
+                cfg.scenario = scenario;
+                cfg.cost = cost;
+                runs.push(cfg);
+            }
+        }
+    }
+    runs
+}
+
+/// Runs `runs` and writes results.csv, fig5_latency.svg, fig6_bandwidth.svg and
+/// fig7_failures.svg into `out`; returns the reports.
+pub fn write_matrix(runs: &[PerfConfig], out: &Path) -> Result<Vec<PerfReport>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut reports = Vec::new();
+    for (i, cfg) in runs.iter().enumerate() {
+        let label = format!(
+            "[{}/{}] {} n={} {}",
+            i + 1,
+            runs.len(),
+            cfg.protocol.name(),
+            cfg.members,
+            cfg.scenario.name()
+        );
+        let report = run_with_progress(cfg, &label)?;
+        eprintln!(
+            "{label}: p50 {:.0} p99 {:.0} max {:.0} ms, {:.2} Mbit/s, {}/{} decided, {:.1} s wall",
+            report.latency_ms.p50,
+            report.latency_ms.p99,
+            report.latency_ms.max,
+            report.bandwidth_mbit_per_node.mean,
+            report.decided,
+            report.submitted,
+            report.wall_s
+        );
+        reports.push(report);
+    }
+    let files = [
+        ("results.csv", paper::csv(&reports)),
+        ("fig5_latency.svg", paper::latency_figure(&reports)),
+        ("fig6_bandwidth.svg", paper::bandwidth_figure(&reports)),
+        ("fig7_failures.svg", paper::failures_figure(&reports)),
+    ];
+    for (name, text) in files {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(reports)
+}
+
+/// `beaufort sim paper`.
+pub fn paper(args: PaperArgs) -> Result<()> {
+    if args.sizes.is_empty() {
+        bail!("--sizes needs at least one member count");
+    }
+    if matches!(args.cost, CostArg::Measured) {
+        bail!("--cost measured is not deterministic; use modelled or reference");
+    }
+    let cost = cost_mode(args.cost, 1.0);
+    let runs = matrix(&args.sizes, args.duration, args.seed, cost);
+    let reports = write_matrix(&runs, &args.out)?;
+    print!("{}", paper::csv(&reports));
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
 fn print_text(r: &PerfReport) {
     let l = &r.latency_ms;
     let a = &r.latency_all_ms;
@@ -236,4 +335,47 @@ fn print_text(r: &PerfReport) {
         "  {} messages, {} events, {:.1} s virtual, {:.1} s wall",
         r.messages, r.events, r.virtual_s, r.wall_s
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tiny_matrix_writes_csv_and_svg() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runs = matrix(
+            &[4],
+            2 * beaufort_sim::config::SECOND,
+            1,
+            CostMode::Modelled(CostTable::reference()),
+        );
+        assert_eq!(
+            runs.len(),
+            7,
+            "3 protocols × 2 scenarios + BeauFort Byzantine"
+        );
+        write_matrix(&runs, dir.path()).expect("matrix");
+        let csv = std::fs::read_to_string(dir.path().join("results.csv")).expect("csv");
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some(paper::CSV_HEADER));
+        let columns = paper::CSV_HEADER.split(',').count();
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), runs.len());
+        for row in rows {
+            assert_eq!(row.split(',').count(), columns, "{row}");
+        }
+        for name in [
+            "fig5_latency.svg",
+            "fig6_bandwidth.svg",
+            "fig7_failures.svg",
+        ] {
+            let svg = std::fs::read_to_string(dir.path().join(name)).expect("svg");
+            assert!(svg.starts_with("<svg"), "{name}");
+            assert!(svg.trim_end().ends_with("</svg>"), "{name}");
+            for protocol in Protocol::ALL {
+                assert!(svg.contains(protocol.name()), "{name} names {protocol:?}");
+            }
+        }
+    }
 }

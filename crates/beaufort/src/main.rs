@@ -66,6 +66,8 @@ enum SimCommand {
     /// Measures latency and bandwidth of BeauFort, PBFT or Tendermint under one network and CPU
     /// cost model.
     Run(eval::PerfArgs),
+    /// Runs the paper's matrix (protocols × sizes × scenarios) and writes CSV and SVG box plots.
+    Paper(eval::PaperArgs),
     /// Runs a scripted schedule from a JSON replay file and checks the invariants.
     Replay {
         /// The replay file.
@@ -161,6 +163,7 @@ fn run() -> Result<ExitCode> {
         Command::Sim(SimCommand::Check(args)) => check(args),
         Command::Sim(SimCommand::Trace(args)) => run_one(args),
         Command::Sim(SimCommand::Run(args)) => eval::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Sim(SimCommand::Paper(args)) => eval::paper(args).map(|()| ExitCode::SUCCESS),
         Command::Sim(SimCommand::Replay { file }) => replay_file(file),
         Command::Sim(SimCommand::ModelCheck(args)) => model_check::model_check(args),
         Command::Keygen(args) => keygen::keygen(args).map(|()| ExitCode::SUCCESS),

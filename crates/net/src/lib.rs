@@ -301,7 +301,13 @@ fn build_swarm(
             })
         })
         .map_err(|e| transport(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .with_swarm_config(|c| {
+            // Every sync message opens a fresh substream; lazy negotiation sends the request
+            // together with the protocol proposal instead of waiting a round trip for the
+            // listener's confirmation (we propose exactly one protocol per substream).
+            c.with_idle_connection_timeout(Duration::from_secs(3600))
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build())
 }
 

@@ -48,6 +48,9 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The runtime's thread could not be started.
+    #[error("starting the runtime thread: {0}")]
+    Thread(std::io::Error),
     /// Too many writes are waiting for their commit.
     #[error("too many pending writes")]
     Busy,
@@ -160,7 +163,8 @@ impl Pending {
 
 impl NodeHandle {
     /// Starts a node from its configuration: loads the keys, opens and restores the store,
-    /// starts the network and the runtime task. Must run inside a tokio runtime.
+    /// starts the network (a task on the caller's tokio runtime) and the runtime (its own
+    /// thread). Must run inside a tokio runtime.
     pub fn start(config: Config, options: StartOptions) -> Result<NodeHandle, NodeError> {
         let membership = config.network.membership()?;
         let me = config.node.index;
@@ -218,7 +222,18 @@ impl NodeHandle {
             changes.clone(),
             metrics.clone(),
         );
-        tokio::spawn(runtime.run(request_rx, events));
+        // The runtime gets its own OS thread and single-threaded tokio runtime: its protocol steps
+        // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
+        // a burst of votes) and would otherwise hold a worker of the caller's runtime, where the
+        // network task and every libp2p connection task wait behind them for each hop.
+        let thread_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(NodeError::Thread)?;
+        std::thread::Builder::new()
+            .name(format!("beaufort-runtime-{me}"))
+            .spawn(move || thread_runtime.block_on(runtime.run(request_rx, events)))
+            .map_err(NodeError::Thread)?;
         Ok(NodeHandle {
             requests,
             changes,

@@ -1,5 +1,6 @@
-//! The runtime: one tokio task owns the [`Replica`] and drives it from API requests, network
-//! events and two timers (the 5 ms eager-push flush and the 1 s anti-entropy round).
+//! The runtime: one task, on its own OS thread and single-threaded tokio runtime (see
+//! `NodeHandle::start`), owns the [`Replica`] and drives it from API requests, network events
+//! and two timers (the 5 ms eager-push flush and the 1 s anti-entropy round).
 //!
 //! Every input's [`Step`] is handled in the order the core's contract demands: the states named in
 //! `persist` (and new evidence) are written in one fsync'd redb transaction, and only then are the

@@ -48,6 +48,12 @@ pub struct CostTable {
     pub p256_verify: Nanos,
     /// A MAC (HMAC-SHA256 over a short message), as PBFT's authenticators use.
     pub mac: Nanos,
+    /// One Ed25519 signature (Tendermint's votes and proposals).
+    #[serde(default = "reference_ed25519_sign")]
+    pub ed25519_sign: Nanos,
+    /// Verifying one Ed25519 signature.
+    #[serde(default = "reference_ed25519_verify")]
+    pub ed25519_verify: Nanos,
     /// Encoding or decoding one byte of a message (each direction is charged).
     pub codec_per_byte: Nanos,
     /// Merging one vote slot into a register (and the bookkeeping around it).
@@ -68,6 +74,8 @@ impl CostTable {
             certificate_verify: 1_243_000,
             p256_verify: 53_000,
             mac: 1_000,
+            ed25519_sign: reference_ed25519_sign(),
+            ed25519_verify: reference_ed25519_verify(),
             codec_per_byte: 2,
             merge_per_vote: 570,
             per_event: 2_000,
@@ -154,6 +162,8 @@ impl CostTable {
         let mac = median_nanos(9, || {
             std::hint::black_box(hash(Domain::Other, &[message, &[0u8; 200]]));
         });
+        let (ed25519_sign, ed25519_verify) =
+            calibrate_ed25519().unwrap_or((reference.ed25519_sign, reference.ed25519_verify));
         CostTable {
             bls_sign,
             bls_parse,
@@ -162,6 +172,8 @@ impl CostTable {
             certificate_verify,
             p256_verify,
             mac,
+            ed25519_sign,
+            ed25519_verify,
             ..reference
         }
     }
@@ -175,10 +187,38 @@ impl CostTable {
             + ops.certificates * self.certificate_verify
             + ops.user_signatures * self.p256_verify
             + ops.macs * self.mac
+            + ops.ed25519_signs * self.ed25519_sign
+            + ops.ed25519_verifies * self.ed25519_verify
             + ops.codec_bytes * self.codec_per_byte
             + ops.votes_merged * self.merge_per_vote
             + ops.events * self.per_event
     }
+}
+
+/// Reference Ed25519 signing cost (ring on the project's machine).
+fn reference_ed25519_sign() -> Nanos {
+    20_000
+}
+
+/// Reference Ed25519 verification cost (ring on the project's machine).
+fn reference_ed25519_verify() -> Nanos {
+    50_000
+}
+
+/// Times ring's Ed25519 signing and verification (median of a few runs each).
+fn calibrate_ed25519() -> Option<(Nanos, Nanos)> {
+    use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+    let pair = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).ok()?;
+    let message = [0u8; 120];
+    let sign = median_nanos(9, || {
+        std::hint::black_box(pair.sign(&message));
+    });
+    let signature = pair.sign(&message);
+    let public = UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec());
+    let verify = median_nanos(9, || {
+        std::hint::black_box(public.verify(&message, signature.as_ref()).is_ok());
+    });
+    Some((sign, verify))
 }
 
 /// The median of `runs` timings of `f`, in nanoseconds.
@@ -228,6 +268,10 @@ pub struct OpCounts {
     pub user_signatures: u64,
     /// MACs computed or checked.
     pub macs: u64,
+    /// Ed25519 signatures made.
+    pub ed25519_signs: u64,
+    /// Ed25519 signatures verified.
+    pub ed25519_verifies: u64,
     /// Bytes encoded or decoded.
     pub codec_bytes: u64,
     /// Vote slots merged.
@@ -246,6 +290,8 @@ impl OpCounts {
         self.certificates += other.certificates;
         self.user_signatures += other.user_signatures;
         self.macs += other.macs;
+        self.ed25519_signs += other.ed25519_signs;
+        self.ed25519_verifies += other.ed25519_verifies;
         self.codec_bytes += other.codec_bytes;
         self.votes_merged += other.votes_merged;
         self.events += other.events;

@@ -99,6 +99,9 @@ pub struct PerfReport {
     /// The latencies at the submitter (ms), for box plots.
     #[serde(skip)]
     pub samples: Vec<f64>,
+    /// Each honest member's bandwidth (Mbit/s, up + down), for box plots.
+    #[serde(skip)]
+    pub bandwidth_samples: Vec<f64>,
 }
 
 impl PerfReport {
@@ -157,6 +160,7 @@ impl PerfReport {
             virtual_s: r.end as f64 / 1e6,
             wall_s: r.wall_seconds,
             samples,
+            bandwidth_samples: total,
         }
     }
 }
