@@ -223,6 +223,12 @@ impl Journal {
         }
     }
 
+    /// Fills a slot from a peer's update and records it as freshly merged.
+    fn accept(&mut self, state: &mut RegisterState, fresh: &mut Vec<WireBallot>, wire: WireBallot) {
+        self.put(state, wire.kind, wire.round, wire.member, wire.ballot);
+        fresh.push(wire);
+    }
+
     fn insert_value(&mut self, state: &mut RegisterState, hash: ValueHash, value: Value) {
         if state.values.insert(hash, value).is_none() {
             self.undo.push(Undo::Value(hash));
@@ -490,15 +496,8 @@ impl Register {
                 }
                 (_, Ballot::Equivocated { first, second }) => {
                     let evidence = self.check_evidence(ctx, &wire, first, second)?;
-                    journal.put(
-                        &mut self.state,
-                        wire.kind,
-                        wire.round,
-                        wire.member,
-                        wire.ballot,
-                    );
                     outcome.evidence.push(evidence);
-                    fresh.push(wire);
+                    journal.accept(&mut self.state, &mut fresh, wire);
                 }
                 (
                     Some(Ballot::Vote {
@@ -556,14 +555,7 @@ impl Register {
                     } else if bad.contains(&0) && !bad.contains(&1) {
                         // Ours was the bad one (it arrived unverified): theirs replaces it.
                         self.verified.insert((wire.kind, wire.round, wire.member));
-                        journal.put(
-                            &mut self.state,
-                            wire.kind,
-                            wire.round,
-                            wire.member,
-                            wire.ballot,
-                        );
-                        fresh.push(wire);
+                        journal.accept(&mut self.state, &mut fresh, wire);
                     }
                 }
                 (None, Ballot::Vote { value, signature }) => {
@@ -580,14 +572,7 @@ impl Register {
                     if self.strict || wire.member == ctx.me() {
                         strict_checks.push((wire, check));
                     } else {
-                        journal.put(
-                            &mut self.state,
-                            wire.kind,
-                            wire.round,
-                            wire.member,
-                            wire.ballot,
-                        );
-                        fresh.push(wire);
+                        journal.accept(&mut self.state, &mut fresh, wire);
                     }
                 }
             }
@@ -605,14 +590,7 @@ impl Register {
                     continue;
                 }
                 self.verified.insert((wire.kind, wire.round, wire.member));
-                journal.put(
-                    &mut self.state,
-                    wire.kind,
-                    wire.round,
-                    wire.member,
-                    wire.ballot,
-                );
-                fresh.push(wire);
+                journal.accept(&mut self.state, &mut fresh, wire);
             }
         }
 

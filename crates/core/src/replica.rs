@@ -127,14 +127,33 @@ struct Peer {
     owed: BTreeSet<Key>,
 }
 
-/// One member's replica.
-pub struct Replica {
+/// What every register of a replica shares: who we are, how to check signatures, the
+/// application's hook, and who is proven to have equivocated. Kept apart from the registers so a
+/// register can be borrowed mutably while its [`Context`] borrows this.
+struct Env {
     signer: Box<dyn VoteSigner>,
     verifier: Arc<dyn Verifier>,
     hook: Arc<dyn ValidationHook>,
+    excluded: BTreeSet<MemberIndex>,
+}
+
+impl Env {
+    fn context<'a>(&'a self, key: &'a Key) -> Context<'a> {
+        Context {
+            key,
+            signer: self.signer.as_ref(),
+            verifier: self.verifier.as_ref(),
+            hook: self.hook.as_ref(),
+            excluded: &self.excluded,
+        }
+    }
+}
+
+/// One member's replica.
+pub struct Replica {
+    env: Env,
     registers: BTreeMap<Key, Register>,
     excluded: BTreeMap<MemberIndex, Equivocation>,
-    excluded_set: BTreeSet<MemberIndex>,
     merkle: MerkleIndex,
     peers: BTreeMap<MemberIndex, Peer>,
     dirty: BTreeSet<Key>,
@@ -159,12 +178,14 @@ impl Replica {
         hook: Arc<dyn ValidationHook>,
     ) -> Replica {
         Replica {
-            signer,
-            verifier,
-            hook,
+            env: Env {
+                signer,
+                verifier,
+                hook,
+                excluded: BTreeSet::new(),
+            },
             registers: BTreeMap::new(),
             excluded: BTreeMap::new(),
-            excluded_set: BTreeSet::new(),
             merkle: MerkleIndex::new(),
             peers: BTreeMap::new(),
             dirty: BTreeSet::new(),
@@ -187,7 +208,7 @@ impl Replica {
             replica.registers.insert(key, Register::restore(state));
         }
         for proof in evidence {
-            replica.excluded_set.insert(proof.member());
+            replica.env.excluded.insert(proof.member());
             replica.excluded.insert(proof.member(), proof);
         }
         replica
@@ -195,7 +216,7 @@ impl Replica {
 
     /// This member's index.
     pub fn me(&self) -> MemberIndex {
-        self.signer.member()
+        self.env.signer.member()
     }
 
     /// The replicated state of a key (what to persist).
@@ -245,7 +266,7 @@ impl Replica {
 
     /// A neighbour connected. It learns our changes from now on; Merkle repair covers the past.
     pub fn add_peer(&mut self, peer: MemberIndex) {
-        if peer != self.me() && usize::from(peer) < self.verifier.members() {
+        if peer != self.me() && usize::from(peer) < self.env.verifier.members() {
             self.peers.entry(peer).or_default();
         }
     }
@@ -258,15 +279,8 @@ impl Replica {
     /// Proposes a value for a key (a write; [`Value::Tombstone`] deletes).
     pub fn propose(&mut self, key: Key, value: Value) -> Result<(Step, Proposed), ProposeError> {
         let mut step = Step::default();
-        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
         let register = self.registers.entry(key.clone()).or_default();
-        let ctx = Context {
-            key: &key,
-            signer: self.signer.as_ref(),
-            verifier: verifier.as_ref(),
-            hook: hook.as_ref(),
-            excluded: &self.excluded_set,
-        };
+        let ctx = self.env.context(&key);
         let (proposed, outcome) = register.propose(&ctx, value)?;
         self.after_advance(&key, outcome, &mut step);
         Ok((step, proposed))
@@ -468,16 +482,16 @@ impl Replica {
             key: proof.key.clone(),
             error: InvalidState::ForgedEvidence(proof.member()),
         };
-        if !proof.is_well_formed() || usize::from(proof.member()) >= self.verifier.members() {
+        if !proof.is_well_formed() || usize::from(proof.member()) >= self.env.verifier.members() {
             return Err(forged());
         }
-        let network = self.verifier.network_id();
+        let network = self.env.verifier.network_id();
         let checks = [proof.first, proof.second].map(|v| SignatureCheck {
             member: v.member,
             message: vote_message(&network, &proof.key, &v.subject),
             signature: v.signature,
         });
-        if !self.verifier.verify_batch(&checks).is_empty() {
+        if !self.env.verifier.verify_batch(&checks).is_empty() {
             return Err(forged());
         }
         self.record_evidence(proof, step);
@@ -488,7 +502,7 @@ impl Replica {
         if self.excluded.contains_key(&proof.member()) {
             return;
         }
-        self.excluded_set.insert(proof.member());
+        self.env.excluded.insert(proof.member());
         self.excluded.insert(proof.member(), proof.clone());
         step.evidence.push(proof.clone());
         for peer in self.peers.keys() {
@@ -537,15 +551,8 @@ impl Replica {
                 known.values.extend(update.values.iter().map(|v| v.hash()));
             }
         }
-        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
         let register = self.registers.entry(key.clone()).or_default();
-        let ctx = Context {
-            key: &key,
-            signer: self.signer.as_ref(),
-            verifier: verifier.as_ref(),
-            hook: hook.as_ref(),
-            excluded: &self.excluded_set,
-        };
+        let ctx = self.env.context(&key);
         let result = register.merge(&ctx, update, verified);
         let outcome: MergeOutcome = match result {
             Ok(outcome) => outcome,
@@ -588,17 +595,10 @@ impl Replica {
     }
 
     fn advance_key(&mut self, key: &Key, step: &mut Step) {
-        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
         let Some(register) = self.registers.get_mut(key) else {
             return;
         };
-        let ctx = Context {
-            key,
-            signer: self.signer.as_ref(),
-            verifier: verifier.as_ref(),
-            hook: hook.as_ref(),
-            excluded: &self.excluded_set,
-        };
+        let ctx = self.env.context(key);
         let outcome = register.advance(&ctx);
         self.after_advance(key, outcome, step);
     }
@@ -619,7 +619,6 @@ impl Replica {
     /// A view closed for `key` (we formed or learned its certificate): report it and move our
     /// waiting proposal, if any, to the new view.
     fn on_decided(&mut self, key: &Key, cert: Certified, step: &mut Step) {
-        let (verifier, hook) = (self.verifier.clone(), self.hook.clone());
         let Some(register) = self.registers.get_mut(key) else {
             return;
         };
@@ -632,13 +631,7 @@ impl Replica {
             certified: cert,
             mine,
         });
-        let ctx = Context {
-            key,
-            signer: self.signer.as_ref(),
-            verifier: verifier.as_ref(),
-            hook: hook.as_ref(),
-            excluded: &self.excluded_set,
-        };
+        let ctx = self.env.context(key);
         let (dropped, outcome) = register.repropose_pending(&ctx);
         if let Some(value) = dropped {
             step.dropped_proposals.push((key.clone(), value));
