@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use beaufort_node::api::ValueView;
-use beaufort_node::config::{read_bounded, verify_certified, Config};
+use beaufort_node::config::{read_bounded, verify_certified, Config, NetworkSection};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -257,30 +257,49 @@ async fn watch(api: SocketAddr, prefix: &str) -> Result<()> {
 #[derive(Args)]
 pub struct VerifyArgs {
     /// Any member's configuration file (its network section is what is checked against).
+    #[arg(long, conflicts_with = "network", required_unless_present = "network")]
+    config: Option<PathBuf>,
+    /// The network description a node serves at `GET /v1/network` (JSON).
     #[arg(long)]
-    config: PathBuf,
-    /// The JSON printed by `beaufort get` (or returned by `GET /v1/kv/KEY`); `-` for stdin.
+    network: Option<PathBuf>,
+    /// A receipt (`GET /v1/receipts/KEY`) or the JSON printed by `beaufort get`; `-` for stdin.
     file: PathBuf,
 }
 
 /// Checks a value's certificate offline.
 pub fn verify(args: VerifyArgs) -> Result<()> {
-    let config = Config::load(&args.config)?;
+    let network: NetworkSection = match (&args.config, &args.network) {
+        (Some(config), _) => Config::load(config)?.network,
+        (None, Some(path)) => serde_json::from_str(&read_bounded(path)?)
+            .with_context(|| format!("parsing the network description {}", path.display()))?,
+        (None, None) => bail!("give --config or --network"),
+    };
     let text = if args.file.as_os_str() == "-" {
         std::io::read_to_string(std::io::Read::take(std::io::stdin(), 1 << 20))?
     } else {
         read_bounded(&args.file)?
     };
-    let view: ValueView = serde_json::from_str(&text).context("parsing the value JSON")?;
+    let document: serde_json::Value =
+        serde_json::from_str(&text).context("parsing the receipt JSON")?;
+    if let Some(claimed) = document.get("network_id").and_then(|v| v.as_str()) {
+        if claimed != network.id().to_hex() {
+            bail!(
+                "the receipt is for network {claimed}, not {} ({})",
+                network.id().to_hex(),
+                network.name
+            );
+        }
+    }
+    let view: ValueView = serde_json::from_value(document).context("parsing the receipt JSON")?;
     let (key, certified) = view.certified().map_err(|e| anyhow!(e))?;
-    verify_certified(&config.network, &key, &certified)?;
+    verify_certified(&network, &key, &certified)?;
     println!(
         "OK: {key} = {:?} certified in view {} round {} by {} of {} members",
         view.value.as_deref().unwrap_or("<deleted>"),
         certified.view,
         certified.round,
         certified.qc.signers.len(),
-        config.network.members.len()
+        network.members.len()
     );
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! returns what happened; the caller persists and sends.
 
 use crate::auth::{SignatureCheck, Verifier, VoteSigner};
-use crate::hook::ValidationHook;
+use crate::hook::{HookError, ValidationHook};
 use crate::state::{max_values_per_view, Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
 use crate::vote::{vote_message, Equivocation, SignedVote, VoteKind, VoteSubject};
@@ -99,7 +99,8 @@ impl KeyUpdate {
     }
 }
 
-/// Why a peer's state was refused. Each is something an honest peer never sends.
+/// Why a peer's state was refused. Each is something an honest peer never sends, except
+/// [`InvalidState::Deferred`] (see [`InvalidState::is_fault`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidState {
     /// A field was out of bounds or inconsistent.
@@ -120,6 +121,16 @@ pub enum InvalidState {
     /// An equivocation proof whose signatures do not verify.
     #[error("forged equivocation proof against member {0}")]
     ForgedEvidence(MemberIndex),
+    /// The hook cannot judge a value yet ([`HookError::Unavailable`]); nothing was merged.
+    #[error("set aside until a dependency arrives: {0}")]
+    Deferred(String),
+}
+
+impl InvalidState {
+    /// Whether the sender is to blame: every refusal except a deferral proves it faulty.
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, InvalidState::Deferred(_))
+    }
 }
 
 /// What merging an update did.
@@ -164,7 +175,7 @@ pub enum Proposed {
 /// A local proposal the hook refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("proposal rejected by the validation hook: {0}")]
-pub struct ProposalRejected(pub String);
+pub struct ProposalRejected(pub HookError);
 
 /// One key's register: the replicated state plus what only this member knows.
 #[derive(Clone, Debug, Default)]
@@ -343,7 +354,7 @@ impl Register {
         value: Value,
     ) -> Result<(Proposed, AdvanceOutcome), ProposalRejected> {
         ctx.hook
-            .validate(ctx.key, self.state.current_value(), &value)
+            .validate(ctx.key, self.state.accepted.as_ref(), &value)
             .map_err(ProposalRejected)?;
         if self.my_round(ctx.me()).is_some() {
             self.pending = Some(value);
@@ -451,7 +462,7 @@ impl Register {
     ) -> Result<Vec<WireBallot>, InvalidState> {
         let q = ctx.quorum();
         let n = ctx.verifier.members();
-        let old = self.state.current_value().cloned();
+        let old = self.state.accepted.clone();
         let max_values = max_values_per_view(n);
         for value in update.values {
             value
@@ -463,7 +474,10 @@ impl Register {
             }
             ctx.hook
                 .validate(ctx.key, old.as_ref(), &value)
-                .map_err(InvalidState::HookRejected)?;
+                .map_err(|e| match e {
+                    HookError::Rejected(why) => InvalidState::HookRejected(why),
+                    HookError::Unavailable(why) => InvalidState::Deferred(why),
+                })?;
             journal.insert_value(&mut self.state, hash, value);
         }
 

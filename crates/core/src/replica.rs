@@ -70,6 +70,8 @@ pub struct StepStats {
     pub invalid_signatures: usize,
     /// Votes this member cast.
     pub votes_cast: usize,
+    /// Updates set aside because the hook could not judge a value yet.
+    pub deferred_updates: usize,
 }
 
 /// The effects of one input.
@@ -102,6 +104,7 @@ impl Step {
         self.dropped_proposals.extend(other.dropped_proposals);
         self.faults.extend(other.faults);
         self.stats.invalid_signatures += other.stats.invalid_signatures;
+        self.stats.deferred_updates += other.stats.deferred_updates;
         self.stats.votes_cast += other.stats.votes_cast;
     }
 }
@@ -559,6 +562,10 @@ impl Replica {
             Err(error) => {
                 if register.state == RegisterState::default() {
                     self.registers.remove(&key);
+                }
+                if !error.is_fault() {
+                    step.stats.deferred_updates += 1;
+                    return;
                 }
                 step.faults.push(PeerFault {
                     peer: from,

@@ -3,10 +3,10 @@
 mod common;
 
 use beaufort_core::auth::{StandInCrypto, Verifier};
-use beaufort_core::hook::AcceptAll;
+use beaufort_core::hook::{AcceptAll, HookError};
 use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
 use beaufort_core::replica::{FaultReason, Replica};
-use beaufort_core::state::Ballot;
+use beaufort_core::state::{Ballot, Certified};
 use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUNDS};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
 use beaufort_core::wire::{decode, encode, SyncMessage, WireError, MAX_MESSAGE_BYTES};
@@ -14,6 +14,7 @@ use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Domain};
 use common::Cluster;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn crypto(n: usize) -> StandInCrypto {
@@ -298,8 +299,10 @@ fn rounds_beyond_the_bound_are_malformed() {
 #[test]
 fn hook_rejections_block_proposals_and_peer_states() {
     let hook: Arc<dyn beaufort_core::hook::ValidationHook> = Arc::new(
-        |_: &Key, _: Option<&Value>, new: &Value| match new.as_data() {
-            Some(b) if b.starts_with(b"forbidden") => Err("forbidden prefix".to_string()),
+        |_: &Key, _: Option<&Certified>, new: &Value| match new.as_data() {
+            Some(b) if b.starts_with(b"forbidden") => {
+                Err(HookError::Rejected("forbidden prefix".to_string()))
+            }
             _ => Ok(()),
         },
     );
@@ -335,6 +338,46 @@ fn hook_rejections_block_proposals_and_peer_states() {
     assert!(
         step.messages.is_empty(),
         "an honest member never votes for a rejected value"
+    );
+}
+
+#[test]
+fn a_value_the_hook_cannot_judge_yet_is_set_aside_without_blame_and_merged_later() {
+    let available = Arc::new(AtomicBool::new(false));
+    let gate = available.clone();
+    let hook: Arc<dyn beaufort_core::hook::ValidationHook> =
+        Arc::new(move |_: &Key, _: Option<&Certified>, _: &Value| {
+            if gate.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(HookError::Unavailable("contract not installed here".into()))
+            }
+        });
+    let c = crypto(4);
+    let x = data("x");
+    let mut replica = Replica::new(Box::new(c.signer(0)), Arc::new(c.clone()), hook);
+    replica.add_peer(3);
+    let message = || SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(
+            vec![x.clone()],
+            vec![vote(&c, 3, VoteKind::PreCommit, 0, &x)],
+            false,
+        )],
+    };
+    let step = replica.receive(3, message());
+    assert!(step.faults.is_empty(), "an honest sender is not blamed");
+    assert_eq!(step.stats.deferred_updates, 1);
+    assert!(step.persist.is_empty() && step.messages.is_empty());
+    assert!(replica.state(&key()).is_none(), "nothing was merged");
+
+    available.store(true, Ordering::SeqCst);
+    let step = replica.receive(3, message());
+    assert!(step.faults.is_empty());
+    assert_eq!(step.stats.deferred_updates, 0);
+    assert!(
+        step.persist.contains(&key()),
+        "merged once the hook can judge"
     );
 }
 

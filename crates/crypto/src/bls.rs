@@ -20,6 +20,11 @@ pub const VOTE_DST: &[u8] = b"BEAUFORT-V1-BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_";
 /// distinct from [`VOTE_DST`] so a PoP is never a valid vote and vice versa.
 pub const POP_DST: &[u8] = b"BLS_POP_BLS12381G1_XMD:SHA-256_SSWU_RO_POP_";
 
+/// Domain separation tag of application statements a member signs outside consensus (issuing a
+/// loyalty ticket, endorsing a contract): distinct from [`VOTE_DST`] so no statement is ever a
+/// valid vote and no vote is ever a valid statement.
+pub const STATEMENT_DST: &[u8] = b"BEAUFORT-V1-STATEMENT-BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_";
+
 /// Length of a compressed public key, for parsers and size accounting.
 pub const PUBLIC_KEY_LEN: usize = G2_LEN;
 

@@ -53,6 +53,8 @@ pub enum Domain {
     NetworkId,
     /// The per-group random scalars of a batch signature check, derived from the caller's seed.
     BatchScalar,
+    /// The source code of a contract, as its endorsements name it.
+    ContractSource,
     /// Random-oracle outputs for anything else a test or tool needs.
     Other,
 }
@@ -67,6 +69,7 @@ impl Domain {
             Domain::RegisterState => "beaufort v1 register state",
             Domain::BlsCoefficient => "beaufort v1 bls coefficient",
             Domain::NetworkId => "beaufort v1 network id",
+            Domain::ContractSource => "beaufort v1 contract source",
             Domain::BatchScalar => "beaufort v1 batch scalar",
             Domain::Other => "beaufort v1 other",
         }

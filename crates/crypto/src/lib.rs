@@ -34,7 +34,7 @@ pub mod qc;
 pub mod user;
 
 pub use batch::{verify_batch, verify_batch_report, BatchItem, BatchOutcome, BatchReport};
-pub use bls::{ProofOfPossession, PublicKey, SecretKey, Signature, VOTE_DST};
+pub use bls::{ProofOfPossession, PublicKey, SecretKey, Signature, STATEMENT_DST, VOTE_DST};
 pub use error::CryptoError;
 pub use hash::{Digest, Domain};
 pub use membership::{MemberIndex, MemberKey, Membership, Signer, MAX_MEMBERS};

@@ -6,7 +6,7 @@
 //! aggregator to the signer: aggregating votes is then plain point addition, and a verifier only
 //! adds the precomputed effective keys of the signers before one pairing check.
 
-use crate::bls::{ProofOfPossession, PublicKey, SecretKey, Signature, VOTE_DST};
+use crate::bls::{ProofOfPossession, PublicKey, SecretKey, Signature, STATEMENT_DST, VOTE_DST};
 use crate::curve::{self, G1Sum, G2Sum};
 use crate::error::CryptoError;
 use crate::hash::Digest;
@@ -123,6 +123,10 @@ impl Membership {
     /// Whether `sig` is member `index`'s vote on `msg`. False for unknown members and malformed
     /// signatures.
     pub fn verify_vote(&self, index: MemberIndex, msg: &[u8], sig: &Signature) -> bool {
+        self.verify_single(index, msg, sig, VOTE_DST)
+    }
+
+    fn verify_single(&self, index: MemberIndex, msg: &[u8], sig: &Signature, dst: &[u8]) -> bool {
         let (Some(key), Ok(point)) = (self.effective_key(index), sig.to_point()) else {
             return false;
         };
@@ -133,8 +137,14 @@ impl Membership {
                 message: msg,
                 randomizer: None,
             }],
-            VOTE_DST,
+            dst,
         )
+    }
+
+    /// Whether `sig` is member `index`'s signature of the application statement `msg` (see
+    /// [`Signer::sign_statement`]). False for unknown members and malformed signatures.
+    pub fn verify_statement(&self, index: MemberIndex, msg: &[u8], sig: &Signature) -> bool {
+        self.verify_single(index, msg, sig, STATEMENT_DST)
     }
 
     /// Checks a quorum certificate on `msg`: the signer set fits this membership, holds at least a
@@ -259,6 +269,12 @@ impl Signer {
         Signature::from_array(curve::sign(&self.effective, msg, VOTE_DST))
     }
 
+    /// Signs an application statement (not a vote): a ticket issue, a contract endorsement.
+    /// Verified by [`Membership::verify_statement`].
+    pub fn sign_statement(&self, msg: &[u8]) -> Signature {
+        Signature::from_array(curve::sign(&self.effective, msg, STATEMENT_DST))
+    }
+
     /// The member index this signer votes as.
     pub fn index(&self) -> MemberIndex {
         self.index
@@ -311,6 +327,26 @@ pub(crate) mod tests {
         assert_eq!((m.n(), m.f(), m.quorum()), (1, 0, 1));
         let (m, _) = committee(7);
         assert_eq!((m.n(), m.f(), m.quorum()), (7, 2, 5));
+    }
+
+    #[test]
+    fn statements_and_votes_never_stand_in_for_each_other() {
+        let (m, signers) = committee(4);
+        let statement = signers[2].sign_statement(b"issue ticket");
+        assert!(m.verify_statement(2, b"issue ticket", &statement));
+        assert!(
+            !m.verify_statement(1, b"issue ticket", &statement),
+            "other member"
+        );
+        assert!(
+            !m.verify_vote(2, b"issue ticket", &statement),
+            "a statement is no vote"
+        );
+        let vote = signers[2].sign(b"issue ticket");
+        assert!(
+            !m.verify_statement(2, b"issue ticket", &vote),
+            "a vote is no statement"
+        );
     }
 
     #[test]

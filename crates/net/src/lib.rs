@@ -2,9 +2,19 @@
 //!
 //! Members talk over noise-encrypted TCP (and QUIC) with yamux multiplexing. The membership is an
 //! allow-list: only the libp2p peer ids listed in the network configuration may connect, everyone
-//! else is disconnected as soon as the handshake reveals their identity. Each sync message of the
-//! core travels as one request of the `/beaufort/sync/1` request-response protocol, length-limited
-//! to the core's `MAX_MESSAGE_BYTES`; the answer is a one-byte acknowledgement.
+//! else is disconnected as soon as the handshake reveals their identity. Sync messages travel over
+//! the `/beaufort/sync/2` request-response protocol, and every link (this member to one other) is
+//! FIFO: a link has at most one request in flight, the messages sent meanwhile wait in a bounded
+//! per-member queue, and when the acknowledgement (an empty response) comes back, everything queued
+//! leaves as one batch (format in `frame`). The receiver hands a batch's messages to the runtime in
+//! order before it acknowledges, so the next batch cannot overtake it. (Version 1 sent every message
+//! as its own request on its own substream, and libp2p reads concurrent substreams in no fixed
+//! order, so links reordered; the simulator's links are FIFO.) A batch is bounded by the core's
+//! `MAX_MESSAGE_BYTES` plus framing; malformed framing marks the sender faulty, like an invalid
+//! message. When a queue overflows, its oldest messages are dropped (see `queue`): the core
+//! tolerates loss and repairs it by anti-entropy. The cost of this stop-and-wait scheme is that a
+//! message produced while a batch is in flight waits for its acknowledgement: up to one round
+//! trip on a wide-area link (a long-lived stream per link would avoid it, at more complexity).
 //!
 //! The peer manager dials a target set of neighbours (at least [`NetConfig::neighbours`], or all
 //! other members if there are fewer), redials lost ones, and when the runtime reports a fault it
@@ -17,7 +27,7 @@
 
 use async_trait::async_trait;
 use beaufort_core::types::MemberIndex;
-use beaufort_core::wire::MAX_MESSAGE_BYTES;
+use frame::{Batch, FrameError, MAX_BATCH_BYTES};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -29,6 +39,7 @@ use libp2p::{
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use queue::{OutQueue, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES};
 use rand::seq::SliceRandom;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
@@ -37,8 +48,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The sync protocol's name on the wire.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/beaufort/sync/1");
+mod frame;
+mod queue;
+
+/// The sync protocol's name on the wire. Version 2: a request is a batch of messages (version 1
+/// carried one), so members of either version refuse each other's requests instead of misreading
+/// them.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/beaufort/sync/2");
 
 /// Capacity of the command and event channels between the runtime and the network task.
 pub const CHANNEL_CAPACITY: usize = 4096;
@@ -56,6 +72,18 @@ const MAINTAIN_EVERY: Duration = Duration::from_millis(500);
 const MAX_ADDRESSES: usize = 16;
 /// Every this many maintenance rounds, discovery servers are asked again for missing members.
 const DISCOVER_EVERY_ROUNDS: u32 = 4;
+/// How long a disconnected member's queue is kept for a reconnection; after that its messages
+/// are stale (the runtime re-syncs a reconnected member by anti-entropy anyway) and are dropped.
+const QUEUE_LINGER: Duration = Duration::from_secs(10);
+/// Most concurrent sync substreams per connection. An honest peer has at most one request in
+/// flight to us and we one to it; the bound caps what a hostile peer can make us buffer.
+const MAX_SYNC_STREAMS: usize = 8;
+/// How long a request may take, acknowledgement included. A link waits for it before sending the
+/// next batch, so a lost connection stalls the link at most this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Initial buffer for a received frame; it grows as bytes actually arrive, so an announced length
+/// alone does not make us allocate.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// One member as the network sees it.
 #[derive(Clone, Debug)]
@@ -78,7 +106,9 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     /// Minimum number of neighbours to keep (all other members if there are fewer).
     pub neighbours: usize,
-    /// Test-only delay added to every outgoing message (zero in production).
+    /// Test-only delay added to every outgoing message (zero in production). It holds messages
+    /// before they enter their link's queue, in FIFO order, so it delays messages but not the
+    /// link's acknowledgements: it emulates one-way latency, not a long round trip per batch.
     pub latency: Duration,
     /// Discovery servers (libp2p rendezvous), each with its peer id. Trusted only for liveness:
     /// what they return are peer records signed by the members themselves, and a connection is
@@ -109,15 +139,18 @@ pub enum NetEvent {
 /// Counters exported as metrics (prometheus-client handles: cheap to clone, shared).
 #[derive(Debug, Default)]
 pub struct NetStats {
-    /// Payload bytes of sync messages sent.
+    /// Bytes of sync requests sent, as framed on the wire (batch framing included; noise, yamux
+    /// and TCP overhead not), to see what the protocol costs.
     pub bytes_sent: Counter,
-    /// Payload bytes of sync messages received.
+    /// Bytes of sync requests received, framed as for [`NetStats::bytes_sent`].
     pub bytes_received: Counter,
-    /// Sync messages sent.
+    /// Sync messages sent (each message of a batch counts once), counted when their batch leaves.
     pub messages_sent: Counter,
-    /// Sync messages received.
+    /// Sync messages received and handed to the runtime.
     pub messages_received: Counter,
-    /// Messages dropped because a queue was full or the peer was not connected.
+    /// Messages dropped, to see how much anti-entropy has to repair: a channel or queue was full
+    /// (the oldest go first), the peer was not connected or isolated, or a batch was not
+    /// acknowledged (timeout, connection closed; it may or may not have arrived).
     pub messages_dropped: Counter,
     /// Members currently connected.
     pub connected: Gauge,
@@ -209,6 +242,7 @@ impl Network {
             banned: HashMap::new(),
             latency: config.latency,
             delayed: VecDeque::new(),
+            links: HashMap::new(),
             discovery: config.discovery,
             namespace,
             registered: BTreeSet::new(),
@@ -220,8 +254,10 @@ impl Network {
         Ok((Network { commands, stats }, events))
     }
 
-    /// Sends an encoded sync message to a member. Never waits: if the queue is full the message is
-    /// dropped and counted (anti-entropy repairs what is lost).
+    /// Sends an encoded sync message to a member; messages to one member arrive in the order sent.
+    /// Never waits: if the command channel is full the message is dropped, and if the member's link
+    /// queue overflows its oldest messages are; both are counted (anti-entropy repairs what is
+    /// lost).
     pub fn send(&self, to: MemberIndex, bytes: Vec<u8>) {
         if self.commands.try_send(Command::Send(to, bytes)).is_err() {
             self.stats.messages_dropped.inc();
@@ -292,8 +328,8 @@ fn build_swarm(
                     SyncCodec,
                     [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(30))
-                        .with_max_concurrent_streams(1024),
+                        .with_request_timeout(REQUEST_TIMEOUT)
+                        .with_max_concurrent_streams(MAX_SYNC_STREAMS),
                 ),
                 ping: ping::Behaviour::default(),
                 rendezvous: rendezvous::client::Behaviour::new(key.clone()),
@@ -302,7 +338,7 @@ fn build_swarm(
         })
         .map_err(|e| transport(&e))?
         .with_swarm_config(|c| {
-            // Every sync message opens a fresh substream; lazy negotiation sends the request
+            // Every batch opens a fresh substream; lazy negotiation sends the request
             // together with the protocol proposal instead of waiting a round trip for the
             // listener's confirmation (we propose exactly one protocol per substream).
             c.with_idle_connection_timeout(Duration::from_secs(3600))
@@ -311,23 +347,30 @@ fn build_swarm(
         .build())
 }
 
-/// Reads one length-prefixed frame of at most `limit` bytes.
-async fn read_frame<T: futures::AsyncRead + Unpin + Send>(
-    io: &mut T,
-    limit: usize,
-) -> io::Result<Vec<u8>> {
+/// Reads a frame's length prefix.
+async fn read_len<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > limit {
+    Ok(usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX))
+}
+
+/// Reads exactly `len` bytes, allocating only as they arrive. A stream that ends early is an
+/// error but not proof of a fault: a connection that dies mid-request looks the same.
+async fn read_body<T: futures::AsyncRead + Unpin + Send>(
+    io: &mut T,
+    len: usize,
+) -> io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
+    io.take(u64::try_from(len).unwrap_or(u64::MAX))
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len {
         return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {limit}"),
+            io::ErrorKind::UnexpectedEof,
+            format!("frame ended after {} of {len} bytes", body.len()),
         ));
     }
-    let mut bytes = vec![0u8; len];
-    io.read_exact(&mut bytes).await?;
-    Ok(bytes)
+    Ok(body)
 }
 
 /// Writes one length-prefixed frame.
@@ -342,41 +385,73 @@ async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
     io.close().await
 }
 
-/// The request-response codec: a request is one encoded sync message, the response an empty
-/// acknowledgement. Both are length-prefixed and bounded.
+/// A sync request. Outgoing ones are always batches; an incoming one that violates the framing
+/// is still delivered to the network task (as `Malformed`) rather than failed in the codec,
+/// because libp2p does not report a request whose reading failed, and the task must learn of it
+/// to treat the sender as faulty.
+#[derive(Debug)]
+enum SyncRequest {
+    /// A well-formed batch of messages.
+    Batch(Batch),
+    /// What the peer sent is not a well-formed batch.
+    Malformed(FrameError),
+}
+
+/// The request-response codec: a request is one length-prefixed frame holding a batch (`frame`),
+/// bounded by [`MAX_BATCH_BYTES`]; the response is an empty frame, the acknowledgement that
+/// releases the link's next batch.
 #[derive(Clone, Copy, Default)]
 struct SyncCodec;
 
 #[async_trait]
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = SyncRequest;
     type Response = ();
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
     where
         T: futures::AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_MESSAGE_BYTES).await
+        let len = read_len(io).await?;
+        if len > MAX_BATCH_BYTES {
+            return Ok(SyncRequest::Malformed(FrameError::Oversized { len }));
+        }
+        let body = read_body(io, len).await?;
+        Ok(match Batch::decode(body) {
+            Ok(batch) => SyncRequest::Batch(batch),
+            Err(error) => SyncRequest::Malformed(error),
+        })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
     where
         T: futures::AsyncRead + Unpin + Send,
     {
-        read_frame(io, 0).await.map(drop)
+        match read_len(io).await? {
+            0 => Ok(()),
+            len => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("acknowledgement of {len} bytes, expected none"),
+            )),
+        }
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: Vec<u8>,
+        request: SyncRequest,
     ) -> io::Result<()>
     where
         T: futures::AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &request).await
+        match request {
+            SyncRequest::Batch(batch) => write_frame(io, batch.body()).await,
+            SyncRequest::Malformed(error) => {
+                Err(io::Error::new(io::ErrorKind::InvalidInput, error))
+            }
+        }
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, _: ()) -> io::Result<()>
@@ -394,6 +469,27 @@ struct Ban {
     next: Duration,
 }
 
+/// This member's sending side of the link to one other member.
+struct Link {
+    /// Messages waiting for the link to be free.
+    queue: OutQueue,
+    /// The request in flight, if any, and how many messages it carries. At most one, so that
+    /// batches arrive in the order they were sent.
+    in_flight: Option<(request_response::OutboundRequestId, usize)>,
+    /// Since when the member has been disconnected (`None` while connected).
+    down_since: Option<Instant>,
+}
+
+impl Link {
+    fn new() -> Link {
+        Link {
+            queue: OutQueue::new(MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES),
+            in_flight: None,
+            down_since: None,
+        }
+    }
+}
+
 struct NetTask {
     swarm: libp2p::Swarm<Behaviour>,
     members: Vec<MemberPeer>,
@@ -408,6 +504,8 @@ struct NetTask {
     banned: HashMap<MemberIndex, Ban>,
     latency: Duration,
     delayed: VecDeque<(Instant, MemberIndex, Vec<u8>)>,
+    /// Outgoing links, created when the first message for a member is queued.
+    links: HashMap<MemberIndex, Link>,
     /// Discovery servers and where they are.
     discovery: Vec<(PeerId, Multiaddr)>,
     namespace: rendezvous::Namespace,
@@ -465,18 +563,122 @@ impl NetTask {
         }
     }
 
+    /// Queues a message on its link (after the delay layer, if any) and sends if the link is free.
     fn transmit(&mut self, to: MemberIndex, bytes: Vec<u8>) {
-        let Some(member) = self.members.get(usize::from(to)) else {
+        if usize::from(to) >= self.members.len() {
             return;
-        };
+        }
         if !self.connected.contains(&to) || self.isolated.contains(&to) {
             self.stats.messages_dropped.inc();
             return;
         }
-        self.stats.bytes_sent.inc_by(bytes.len() as u64);
-        self.stats.messages_sent.inc();
-        let peer = member.peer_id;
-        self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+        let dropped = self
+            .links
+            .entry(to)
+            .or_insert_with(Link::new)
+            .queue
+            .push(bytes);
+        self.stats.messages_dropped.inc_by(dropped);
+        self.pump(to);
+    }
+
+    /// Sends the next batch on a member's link if the link is free, the member connected and
+    /// something waits.
+    fn pump(&mut self, to: MemberIndex) {
+        let Some(member) = self.members.get(usize::from(to)) else {
+            return;
+        };
+        let Some(link) = self.links.get_mut(&to) else {
+            return;
+        };
+        if link.in_flight.is_some() || !self.connected.contains(&to) {
+            return;
+        }
+        if self.isolated.contains(&to) {
+            self.stats.messages_dropped.inc_by(link.queue.clear());
+            return;
+        }
+        let Some(batch) = link.queue.take_batch() else {
+            return;
+        };
+        let count = batch.len();
+        self.stats.bytes_sent.inc_by(batch.wire_bytes() as u64);
+        self.stats.messages_sent.inc_by(count as u64);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&member.peer_id, SyncRequest::Batch(batch));
+        link.in_flight = Some((id, count));
+    }
+
+    /// A request ended, acknowledged or failed: frees its link and sends what waits. A failed
+    /// batch is dropped (it may or may not have arrived); the queue behind it stays.
+    fn settle(
+        &mut self,
+        peer: PeerId,
+        request: request_response::OutboundRequestId,
+        failed: Option<&request_response::OutboundFailure>,
+    ) {
+        let Some(&index) = self.index_of.get(&peer) else {
+            return;
+        };
+        let Some(link) = self.links.get_mut(&index) else {
+            return;
+        };
+        let Some((id, count)) = link.in_flight else {
+            return;
+        };
+        if id != request {
+            return;
+        }
+        link.in_flight = None;
+        if let Some(error) = failed {
+            tracing::debug!(peer = index, %error, count, "sync batch not delivered");
+            self.stats.messages_dropped.inc_by(count as u64);
+        }
+        self.pump(index);
+    }
+
+    /// Hands a received batch's messages to the runtime in order, then acknowledges it (which
+    /// lets the sender send its next batch, so the order holds across batches). False when the
+    /// runtime has gone away.
+    async fn deliver(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: request_response::ResponseChannel<()>,
+    ) -> bool {
+        let Some(&from) = self.index_of.get(&peer) else {
+            return true;
+        };
+        let batch = match request {
+            SyncRequest::Batch(batch) => batch,
+            SyncRequest::Malformed(error) => {
+                // Only a faulty peer frames badly: the same path as an invalid message. The
+                // request is not acknowledged (the connection closes anyway).
+                tracing::warn!(peer = from, %error, "malformed sync batch");
+                self.ban(from);
+                return true;
+            }
+        };
+        if self.isolated.contains(&from) {
+            self.stats.messages_dropped.inc_by(batch.len() as u64);
+        } else {
+            self.stats.bytes_received.inc_by(batch.wire_bytes() as u64);
+            self.stats.messages_received.inc_by(batch.len() as u64);
+            for message in batch.messages() {
+                let event = NetEvent::Message {
+                    from,
+                    bytes: message.to_vec(),
+                };
+                if self.events.send(event).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, ());
+        true
     }
 
     /// Disconnects and blocks a faulty peer, and replaces it among the targets.
@@ -499,6 +701,9 @@ impl NetTask {
             },
         );
         self.stats.peers_banned.inc();
+        if let Some(link) = self.links.get_mut(&peer) {
+            self.stats.messages_dropped.inc_by(link.queue.clear());
+        }
         self.swarm.behaviour_mut().block.block_peer(peer_id);
         if self.targets.remove(&peer) {
             if let Some(replacement) = self.spare.pop_front() {
@@ -557,10 +762,20 @@ impl NetTask {
         }
     }
 
-    /// Lifts expired bans and dials targets that are not connected.
+    /// Lifts expired bans, drops the queues of members gone too long, and dials targets that are
+    /// not connected.
     fn maintain(&mut self) {
         self.discover();
         let now = Instant::now();
+        for link in self.links.values_mut() {
+            if !link.queue.is_empty()
+                && link
+                    .down_since
+                    .is_some_and(|since| now.duration_since(since) >= QUEUE_LINGER)
+            {
+                self.stats.messages_dropped.inc_by(link.queue.clear());
+            }
+        }
         for (&peer, ban) in &mut self.banned {
             if ban.until.is_some_and(|until| until <= now) {
                 // The block ends; the back-off length stays, so a repeat offender waits longer.
@@ -599,9 +814,14 @@ impl NetTask {
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 if let Some(&peer) = self.index_of.get(&peer_id) {
+                    if let Some(link) = self.links.get_mut(&peer) {
+                        link.down_since = None;
+                    }
                     if self.connected.insert(peer) {
                         self.stats.connected.set(self.connected.len() as i64);
                         tracing::info!(peer, "member connected");
+                        // What waited through a brief disconnection goes first.
+                        self.pump(peer);
                         return self.events.send(NetEvent::PeerUp(peer)).await.is_ok();
                     }
                 }
@@ -613,6 +833,9 @@ impl NetTask {
             } => {
                 self.registered.remove(&peer_id);
                 if let Some(&peer) = self.index_of.get(&peer_id) {
+                    if let Some(link) = self.links.get_mut(&peer) {
+                        link.down_since.get_or_insert_with(Instant::now);
+                    }
                     if self.connected.remove(&peer) {
                         self.stats.connected.set(self.connected.len() as i64);
                         tracing::info!(peer, "member disconnected");
@@ -653,32 +876,20 @@ impl NetTask {
                         request, channel, ..
                     },
                 ..
-            })) => {
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, ());
-                let Some(&from) = self.index_of.get(&peer) else {
-                    return true;
-                };
-                if self.isolated.contains(&from) {
-                    self.stats.messages_dropped.inc();
-                    return true;
-                }
-                self.stats.bytes_received.inc_by(request.len() as u64);
-                self.stats.messages_received.inc();
-                return self
-                    .events
-                    .send(NetEvent::Message {
-                        from,
-                        bytes: request,
-                    })
-                    .await
-                    .is_ok();
-            }
+            })) => return self.deliver(peer, request, channel).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { request_id, .. },
+                ..
+            })) => self.settle(peer, request_id, None),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
-                request_response::Event::OutboundFailure { peer, error, .. },
-            )) => {
-                tracing::debug!(%peer, %error, "sync message not delivered");
-                self.stats.messages_dropped.inc();
-            }
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                },
+            )) => self.settle(peer, request_id, Some(&error)),
             _ => {}
         }
         true

@@ -7,8 +7,9 @@ pub mod config;
 pub mod metrics;
 mod runtime;
 
+use beaufort_apps::AppHook;
+use beaufort_contracts::Registry;
 use beaufort_core::auth::{BlsSigner, BlsVerifier};
-use beaufort_core::hook::ValidationHook;
 use beaufort_core::replica::Replica;
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
@@ -19,7 +20,7 @@ use beaufort_store::Store;
 use config::{parse_addresses, read_p2p_key, Config};
 use futures::Stream;
 use metrics::Metrics;
-use runtime::{Request, Runtime};
+use runtime::{ListQuery, Request, Runtime};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,32 +102,17 @@ pub struct Status {
     pub pending_writes: usize,
     /// Progress of keys with pending own writes.
     pub in_progress: Vec<KeyProgress>,
+    /// This member's most recent own writes and how long each took to commit, newest first.
+    pub recent_commits: Vec<RecentCommit>,
 }
 
-/// The validation hook every member of a network runs: keys under a write-once prefix may be
-/// written only while they have no value (a voucher is redeemed once).
-#[derive(Clone, Debug, Default)]
-pub struct WriteOnceHook {
-    prefixes: Vec<Vec<u8>>,
-}
-
-impl WriteOnceHook {
-    /// A hook for the given prefixes.
-    pub fn new(prefixes: &[String]) -> WriteOnceHook {
-        WriteOnceHook {
-            prefixes: prefixes.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        }
-    }
-}
-
-impl ValidationHook for WriteOnceHook {
-    fn validate(&self, key: &Key, old: Option<&Value>, _new: &Value) -> Result<(), String> {
-        let write_once = self.prefixes.iter().any(|p| key.as_bytes().starts_with(p));
-        if write_once && old.is_some() {
-            return Err(format!("{key} can be written only once"));
-        }
-        Ok(())
-    }
+/// One of this member's recent commits, for the dashboard.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecentCommit {
+    /// The key written.
+    pub key: String,
+    /// From submission to holding the certificate, in milliseconds.
+    pub latency_ms: u64,
 }
 
 /// Options that are not part of the configuration file.
@@ -147,6 +133,8 @@ pub struct NodeHandle {
     config: Arc<Config>,
     store: Arc<Store>,
     network: Network,
+    apps: Arc<AppHook>,
+    statements: Arc<Signer>,
 }
 
 /// A write submitted and not yet committed.
@@ -168,8 +156,14 @@ impl NodeHandle {
     pub fn start(config: Config, options: StartOptions) -> Result<NodeHandle, NodeError> {
         let membership = config.network.membership()?;
         let me = config.node.index;
-        let secret = read_secret_key_file(&config.node.bls_key_file)
-            .map_err(|e| NodeError::KeyMismatch(format!("BLS key file: {e}")))?;
+        let read_secret = || {
+            read_secret_key_file(&config.node.bls_key_file)
+                .map_err(|e| NodeError::KeyMismatch(format!("BLS key file: {e}")))
+        };
+        let secret = read_secret()?;
+        // A second signer for application statements (ticket issues, endorsements), so the
+        // replica keeps sole ownership of the one that votes.
+        let statements = Arc::new(Signer::new(me, read_secret()?));
         if membership.public_key(me) != Some(&secret.public_key()) {
             return Err(NodeError::KeyMismatch(format!(
                 "the BLS key file is not member {me}'s key"
@@ -189,11 +183,25 @@ impl NodeHandle {
             keys = loaded.states.len(),
             "restored state from the store"
         );
-        let hook = Arc::new(WriteOnceHook::new(&config.network.write_once_prefixes));
+        let shared_membership = Arc::new(membership.clone());
+        let apps = Arc::new(AppHook::new(
+            shared_membership.clone(),
+            Arc::new(Registry::new()),
+            &config.network.write_once_prefixes,
+        ));
+        for (key, state) in &loaded.states {
+            if let Some(certified) = &state.accepted {
+                match apps.learn(key, certified) {
+                    Ok(Some(name)) => tracing::info!(contract = name, "installed contract"),
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%key, %error, "could not install a contract"),
+                }
+            }
+        }
         let replica = Replica::restore(
             Box::new(BlsSigner::new(Signer::new(me, secret))),
-            Arc::new(BlsVerifier::new(membership.clone())),
-            hook,
+            Arc::new(BlsVerifier::new(membership)),
+            apps.clone(),
             loaded.states,
             loaded.evidence,
         );
@@ -208,7 +216,7 @@ impl NodeHandle {
             neighbours: config.node.neighbours,
             latency: options.latency,
             discovery: config.discovery_servers()?,
-            namespace: format!("beaufort/{}", membership.network_id().to_hex()),
+            namespace: format!("beaufort/{}", shared_membership.network_id().to_hex()),
             mdns: config.node.mdns,
         })?;
         let metrics = Arc::new(Metrics::new(network.stats()));
@@ -218,9 +226,10 @@ impl NodeHandle {
             replica,
             store.clone(),
             network.clone(),
-            membership.n(),
+            shared_membership.n(),
             changes.clone(),
             metrics.clone(),
+            apps.clone(),
         );
         // The runtime gets its own OS thread and single-threaded tokio runtime: its protocol steps
         // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
@@ -238,10 +247,12 @@ impl NodeHandle {
             requests,
             changes,
             metrics,
-            membership: Arc::new(membership),
+            membership: shared_membership,
             config: Arc::new(config),
             store,
             network,
+            apps,
+            statements,
         })
     }
 
@@ -268,7 +279,38 @@ impl NodeHandle {
         prefix: String,
         limit: usize,
     ) -> Result<Vec<(Key, Certified)>, NodeError> {
-        self.ask(|tx| Request::List(prefix, limit, tx)).await
+        self.ask(|tx| {
+            Request::List(
+                ListQuery {
+                    prefix,
+                    limit,
+                    containing: None,
+                },
+                tx,
+            )
+        })
+        .await
+    }
+
+    /// Like [`NodeHandle::list`], but only values whose bytes contain `needle` (an index-free
+    /// search, e.g. the tickets naming an owner's key; callers re-check the parsed value).
+    pub async fn list_containing(
+        &self,
+        prefix: String,
+        needle: Vec<u8>,
+        limit: usize,
+    ) -> Result<Vec<(Key, Certified)>, NodeError> {
+        self.ask(|tx| {
+            Request::List(
+                ListQuery {
+                    prefix,
+                    limit,
+                    containing: Some(needle),
+                },
+                tx,
+            )
+        })
+        .await
     }
 
     /// Proposes a value and returns a handle to wait for its commit.
@@ -321,6 +363,16 @@ impl NodeHandle {
     /// The verified membership (to check certificates).
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The applications' hook: contracts this member can run, contract installs.
+    pub fn apps(&self) -> &AppHook {
+        &self.apps
+    }
+
+    /// This member's signer of application statements (ticket issues, contract endorsements).
+    pub fn statement_signer(&self) -> &Signer {
+        &self.statements
     }
 
     /// The configuration the node runs with.

@@ -8,14 +8,15 @@
 //! one disk commit covers a burst of incoming votes.
 
 use crate::metrics::Metrics;
-use crate::{Change, NodeError, Status};
+use crate::{Change, NodeError, RecentCommit, Status};
+use beaufort_apps::AppHook;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Value, ValueHash};
 use beaufort_core::wire::{decode, encode};
 use beaufort_net::{NetEvent, Network};
 use beaufort_store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -38,9 +39,23 @@ pub(crate) type WriteReply = oneshot::Sender<Result<Certified, NodeError>>;
 /// A request from a [`crate::NodeHandle`].
 pub(crate) enum Request {
     Get(Key, oneshot::Sender<Option<Certified>>),
-    List(String, usize, oneshot::Sender<Vec<(Key, Certified)>>),
+    List(ListQuery, oneshot::Sender<Vec<(Key, Certified)>>),
     Write(Key, Value, WriteReply),
     Status(oneshot::Sender<Status>),
+}
+
+/// Which committed values a list request wants.
+pub(crate) struct ListQuery {
+    /// Keys starting with this.
+    pub prefix: String,
+    /// At most this many.
+    pub limit: usize,
+    /// Only values whose bytes contain this (a cheap pre-filter; callers re-check parsed).
+    pub containing: Option<Vec<u8>>,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 struct Waiter {
@@ -56,9 +71,14 @@ pub(crate) struct Runtime {
     pub members: usize,
     pub changes: broadcast::Sender<Change>,
     pub metrics: Arc<Metrics>,
+    pub apps: Arc<AppHook>,
     waiters: HashMap<Key, Vec<Waiter>>,
     pending: usize,
+    recent_commits: VecDeque<RecentCommit>,
 }
+
+/// How many of its own recent commits a member remembers for the status page.
+const RECENT_COMMITS: usize = 50;
 
 impl Runtime {
     pub fn new(
@@ -68,6 +88,7 @@ impl Runtime {
         members: usize,
         changes: broadcast::Sender<Change>,
         metrics: Arc<Metrics>,
+        apps: Arc<AppHook>,
     ) -> Runtime {
         Runtime {
             replica,
@@ -76,8 +97,10 @@ impl Runtime {
             members,
             changes,
             metrics,
+            apps,
             waiters: HashMap::new(),
             pending: 0,
+            recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
         }
     }
 
@@ -129,14 +152,20 @@ impl Runtime {
             Request::Get(key, reply) => {
                 let _ = reply.send(self.replica.get(&key).cloned());
             }
-            Request::List(prefix, limit, reply) => {
+            Request::List(query, reply) => {
+                let needle = query.containing.as_deref().unwrap_or_default();
                 let items = self
                     .replica
                     .states()
-                    .filter(|(k, _)| k.as_bytes().starts_with(prefix.as_bytes()))
-                    .filter_map(|(k, s)| s.accepted.clone().map(|c| (k.clone(), c)))
-                    .filter(|(_, c)| c.value != Value::Tombstone)
-                    .take(limit.min(MAX_LIST))
+                    .filter(|(k, _)| k.as_bytes().starts_with(query.prefix.as_bytes()))
+                    .filter_map(|(k, s)| s.accepted.as_ref().map(|c| (k, c)))
+                    .filter(|(_, c)| {
+                        c.value
+                            .as_data()
+                            .is_some_and(|bytes| contains(bytes, needle))
+                    })
+                    .map(|(k, c)| (k.clone(), c.clone()))
+                    .take(query.limit.min(MAX_LIST))
                     .collect();
                 let _ = reply.send(items);
             }
@@ -231,13 +260,26 @@ impl Runtime {
                 *waiters = keep;
                 for waiter in done {
                     self.pending -= 1;
-                    self.metrics
-                        .commit_latency
-                        .observe(waiter.since.elapsed().as_secs_f64());
+                    let latency = waiter.since.elapsed();
+                    self.metrics.commit_latency.observe(latency.as_secs_f64());
+                    if self.recent_commits.len() == RECENT_COMMITS {
+                        self.recent_commits.pop_back();
+                    }
+                    self.recent_commits.push_front(RecentCommit {
+                        key: decision.key.to_string(),
+                        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                    });
                     let _ = waiter.reply.send(Ok(decision.certified.clone()));
                 }
                 if waiters.is_empty() {
                     self.waiters.remove(&decision.key);
+                }
+            }
+            match self.apps.learn(&decision.key, &decision.certified) {
+                Ok(Some(name)) => tracing::info!(contract = name, "installed contract"),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(key = %decision.key, %error, "could not install a contract");
                 }
             }
             let _ = self.changes.send(Change {
@@ -286,6 +328,7 @@ impl Runtime {
             keys: self.replica.states().count(),
             pending_writes: self.pending,
             in_progress,
+            recent_commits: self.recent_commits.iter().cloned().collect(),
         }
     }
 }

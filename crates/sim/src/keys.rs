@@ -7,7 +7,8 @@
 
 use crate::SimError;
 use beaufort_core::auth::{BlsSigner, BlsVerifier, StandInCrypto, Verifier, VoteSigner};
-use beaufort_core::hook::ValidationHook;
+use beaufort_core::hook::{HookError, ValidationHook};
+use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Value};
 use beaufort_core::vote::NetworkId;
 use beaufort_crypto::bls::SecretKey;
@@ -46,11 +47,13 @@ impl ForbiddenPrefixHook {
 }
 
 impl ValidationHook for ForbiddenPrefixHook {
-    fn validate(&self, _key: &Key, _old: Option<&Value>, new: &Value) -> Result<(), String> {
+    fn validate(&self, _key: &Key, _old: Option<&Certified>, new: &Value) -> Result<(), HookError> {
         if ForbiddenPrefixHook::allows(new) {
             Ok(())
         } else {
-            Err("values starting with \"forbidden\" are not allowed".to_owned())
+            Err(HookError::Rejected(
+                "values starting with \"forbidden\" are not allowed".to_owned(),
+            ))
         }
     }
 }

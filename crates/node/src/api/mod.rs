@@ -5,6 +5,12 @@
 //! the token from the node's configuration. Every error is a 4xx/5xx with a JSON body
 //! `{"error": "..."}`; request bodies are limited to the largest value, keys to the core's bound.
 
+mod assets;
+mod loyalty;
+mod web;
+
+pub use loyalty::TicketView;
+
 use crate::{Change, NodeError, NodeHandle};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -83,7 +89,7 @@ impl ValueView {
 }
 
 /// An error answer.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -115,12 +121,50 @@ pub fn router(node: NodeHandle) -> Router {
             axum::routing::put(put_value).delete(delete_value),
         )
         .route("/v1/status", get(status))
+        .route("/v1/loyalty/tickets", axum::routing::post(loyalty::issue))
+        .route(
+            "/v1/contracts",
+            axum::routing::post(assets::propose_contract),
+        )
+        .route(
+            "/v1/contracts/{name}/endorse",
+            axum::routing::post(assets::endorse_contract),
+        )
         .route("/v1/test/isolate", axum::routing::put(isolate))
         .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
     Router::new()
         .route("/v1/kv/{*key}", get(get_value))
         .route("/v1/kv", get(list))
         .route("/v1/watch", get(watch))
+        .route("/v1/info", get(info))
+        .route("/v1/network", get(network))
+        .route("/v1/receipts/{*key}", get(receipt))
+        .route("/v1/loyalty/tickets", get(loyalty::list))
+        .route("/v1/loyalty/tickets/{id}", get(loyalty::get))
+        .route(
+            "/v1/loyalty/tickets/{id}/challenge",
+            get(loyalty::challenge),
+        )
+        .route(
+            "/v1/loyalty/tickets/{id}/redeem",
+            axum::routing::post(loyalty::redeem),
+        )
+        .route(
+            "/v1/loyalty/tickets/{id}/transfer",
+            axum::routing::post(loyalty::transfer),
+        )
+        .route("/v1/contracts", get(assets::list_contracts))
+        .route("/v1/assets", get(assets::list_assets))
+        .route("/v1/assets/{id}", get(assets::get_asset))
+        .route(
+            "/v1/assets/{id}/challenge",
+            axum::routing::post(assets::challenge),
+        )
+        .route(
+            "/v1/assets/{id}/transitions",
+            axum::routing::post(assets::transition),
+        )
+        .merge(web::router())
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(operator)
@@ -176,6 +220,41 @@ struct WaitQuery {
     wait: Option<String>,
 }
 
+/// How a write ended, for routes that shape their own answers.
+pub(crate) enum Outcome {
+    /// Committed with this certificate.
+    Committed(Certified),
+    /// Not committed within the wait: the 202 answer to send.
+    Pending(Response),
+    /// Refused or lost.
+    Failed(NodeError),
+}
+
+/// Proposes `value` under `key` and waits for the outcome (at most `wait`, default
+/// [`DEFAULT_WAIT`]).
+pub(crate) async fn wait_for(
+    node: &NodeHandle,
+    key: Key,
+    value: Value,
+    wait: Option<Duration>,
+) -> Outcome {
+    let pending = match node.submit(key.clone(), value).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e),
+    };
+    match tokio::time::timeout(wait.unwrap_or(DEFAULT_WAIT), pending.wait()).await {
+        Ok(Ok(certified)) => Outcome::Committed(certified),
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(_) => Outcome::Pending(
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "pending", "key": key.to_string() })),
+            )
+                .into_response(),
+        ),
+    }
+}
+
 async fn write(node: NodeHandle, key: Key, value: Value, wait: WaitQuery) -> Response {
     let wait = match wait.wait.as_deref().map(humantime::parse_duration) {
         None => DEFAULT_WAIT,
@@ -184,18 +263,10 @@ async fn write(node: NodeHandle, key: Key, value: Value, wait: WaitQuery) -> Res
             return ApiError(StatusCode::BAD_REQUEST, format!("wait: {e}")).into_response()
         }
     };
-    let pending = match node.submit(key.clone(), value).await {
-        Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    match tokio::time::timeout(wait, pending.wait()).await {
-        Ok(Ok(certified)) => Json(ValueView::new(&key, &certified)).into_response(),
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(_) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "status": "pending", "key": key.to_string() })),
-        )
-            .into_response(),
+    match wait_for(&node, key.clone(), value, Some(wait)).await {
+        Outcome::Committed(certified) => Json(ValueView::new(&key, &certified)).into_response(),
+        Outcome::Pending(response) => response,
+        Outcome::Failed(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -257,6 +328,68 @@ async fn watch(
             .unwrap_or_else(|_| Event::default().event("error")))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// What `GET /v1/info` shows: which member this node is, for every page's header.
+#[derive(Serialize)]
+struct Info {
+    member: beaufort_core::types::MemberIndex,
+    members: usize,
+    name: String,
+    network: String,
+    network_id: String,
+}
+
+async fn info(State(node): State<NodeHandle>) -> Json<Info> {
+    let member = node.config().node.index;
+    Json(Info {
+        member,
+        members: node.membership().n(),
+        name: format!("member-{member}"),
+        network: node.config().network.name.clone(),
+        network_id: node.membership().network_id().to_hex(),
+    })
+}
+
+/// The public network description (member keys and addresses): what `beaufort verify
+/// --network` checks receipts against.
+async fn network(State(node): State<NodeHandle>) -> Response {
+    (
+        [(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"network.json\"",
+        )],
+        Json(node.config().network.clone()),
+    )
+        .into_response()
+}
+
+/// A committed value with everything needed to check it offline: the network it belongs to and
+/// its certificate.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The network id (hex) the certificate's signers belong to.
+    pub network_id: String,
+    /// The value and its certificate.
+    #[serde(flatten)]
+    pub value: ValueView,
+}
+
+async fn receipt(
+    State(node): State<NodeHandle>,
+    Path(key): Path<String>,
+) -> Result<Json<Receipt>, ApiError> {
+    let key = parse_key(key)?;
+    match node.get(key.clone()).await? {
+        Some(certified) => Ok(Json(Receipt {
+            network_id: node.membership().network_id().to_hex(),
+            value: ValueView::new(&key, &certified),
+        })),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{key} has no value"),
+        )),
+    }
 }
 
 async fn status(State(node): State<NodeHandle>) -> Result<Json<crate::Status>, ApiError> {

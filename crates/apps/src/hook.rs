@@ -1,0 +1,168 @@
+//! The validation hook every member of a network runs: it routes each key to its application's
+//! rules by prefix.
+//!
+//! - `loyalty/…`: only `loyalty/ticket/<id>` keys, holding [`TicketRecord`]s ([`check_ticket`]);
+//! - `asset/<id>`: [`AssetRecord`]s governed by a contract ([`check_record`]); a contract this
+//!   member has not installed yet makes the hook answer [`HookError::Unavailable`];
+//! - `contract/<name>`: [`ContractPackage`]s, growing only by endorsements;
+//! - any other key: plain data, except that keys under a write-once prefix of the network's
+//!   configuration may be written only while they have no value.
+//!
+//! Tickets, assets and contracts are never deleted: their history is what makes them
+//! trustworthy, and a deleted contract would change the answer for assets that use it.
+
+use crate::loyalty::{check_ticket, TicketRecord, TICKET_PREFIX};
+use beaufort_contracts::asset::{check_asset_id, check_record, AssetRecord, ASSET_PREFIX};
+use beaufort_contracts::install::{ContractPackage, CONTRACT_PREFIX};
+use beaufort_contracts::{ContractError, Registry};
+use beaufort_core::hook::{HookError, ValidationHook};
+use beaufort_core::state::Certified;
+use beaufort_core::types::{Key, Value};
+use beaufort_crypto::membership::Membership;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// Keys reserved for applications: plain writes there are refused.
+pub const LOYALTY_PREFIX: &str = "loyalty/";
+
+/// The hook of a Beaufort network's applications.
+pub struct AppHook {
+    membership: Arc<Membership>,
+    registry: Arc<Registry>,
+    write_once: Vec<Vec<u8>>,
+}
+
+impl AppHook {
+    /// A hook checking signatures against `membership`, running contracts from `registry`, and
+    /// enforcing the configured write-once prefixes.
+    pub fn new(
+        membership: Arc<Membership>,
+        registry: Arc<Registry>,
+        write_once_prefixes: &[String],
+    ) -> AppHook {
+        AppHook {
+            membership,
+            registry,
+            write_once: write_once_prefixes
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+        }
+    }
+}
+
+impl AppHook {
+    /// Takes note of a committed value: a contract package that reached a quorum of endorsements
+    /// is compiled and installed, so assets under it can be validated. Called by the node for
+    /// every decision and for every value restored from disk at start; returns the name of a
+    /// contract it newly installed.
+    pub fn learn(&self, key: &Key, certified: &Certified) -> Result<Option<String>, ContractError> {
+        let Some(name) = std::str::from_utf8(key.as_bytes())
+            .ok()
+            .and_then(|k| k.strip_prefix(CONTRACT_PREFIX))
+        else {
+            return Ok(None);
+        };
+        let Some(Ok(package)) = certified
+            .value
+            .as_data()
+            .map(serde_json::from_slice::<ContractPackage>)
+        else {
+            return Ok(None);
+        };
+        if package.name != name
+            || !package.is_installed(&self.membership)
+            || self.registry.get(name).is_some()
+        {
+            return Ok(None);
+        }
+        // Fails only if this member reached its cap on installed contracts (the hook accepted
+        // the package, so it compiled); assets under it then stay Unavailable here.
+        self.registry.install(&package)?;
+        Ok(Some(package.name))
+    }
+
+    /// The contracts this member can run.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The membership signatures are checked against.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+}
+
+fn rejected(why: impl std::fmt::Display) -> HookError {
+    HookError::Rejected(why.to_string())
+}
+
+/// Parses a record value (a tombstone is refused: application records are never deleted).
+fn parse<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, HookError> {
+    let bytes = value
+        .as_data()
+        .ok_or_else(|| rejected(format!("a {what} is never deleted")))?;
+    serde_json::from_slice(bytes).map_err(|e| rejected(format!("not a {what} record: {e}")))
+}
+
+fn parse_old<T: DeserializeOwned>(
+    old: Option<&Certified>,
+    what: &str,
+) -> Result<Option<(T, u64)>, HookError> {
+    old.map(|c| parse::<T>(&c.value, what).map(|record| (record, c.view)))
+        .transpose()
+}
+
+impl ValidationHook for AppHook {
+    fn validate(&self, key: &Key, old: Option<&Certified>, new: &Value) -> Result<(), HookError> {
+        let text = std::str::from_utf8(key.as_bytes()).unwrap_or("");
+        if let Some(id) = text.strip_prefix(TICKET_PREFIX) {
+            let old = parse_old::<TicketRecord>(old, "ticket")?;
+            let new = parse::<TicketRecord>(new, "ticket")?;
+            return check_ticket(
+                &self.membership,
+                id,
+                old.as_ref().map(|(r, v)| (r, *v)),
+                &new,
+            )
+            .map_err(rejected);
+        }
+        if text.starts_with(LOYALTY_PREFIX) {
+            return Err(rejected(format!(
+                "{LOYALTY_PREFIX} keys are reserved for loyalty tickets"
+            )));
+        }
+        if let Some(id) = text.strip_prefix(ASSET_PREFIX) {
+            check_asset_id(id).map_err(rejected)?;
+            let old = parse_old::<AssetRecord>(old, "asset")?;
+            let new = parse::<AssetRecord>(new, "asset")?;
+            let contract = self.registry.get(&new.contract).ok_or_else(|| {
+                HookError::Unavailable(format!("contract {} is not installed here", new.contract))
+            })?;
+            let network = self.membership.network_id();
+            return check_record(
+                &network,
+                contract.as_ref(),
+                id,
+                old.as_ref().map(|(r, v)| (r, *v)),
+                &new,
+            )
+            .map_err(rejected);
+        }
+        if let Some(name) = text.strip_prefix(CONTRACT_PREFIX) {
+            let old = parse_old::<ContractPackage>(old, "contract")?;
+            let new = parse::<ContractPackage>(new, "contract")?;
+            return new
+                .check_write(&self.membership, name, old.as_ref().map(|(p, _)| p))
+                .map_err(rejected);
+        }
+        let write_once = self
+            .write_once
+            .iter()
+            .any(|p| key.as_bytes().starts_with(p));
+        if write_once && old.is_some() {
+            return Err(rejected(format!("{key} can be written only once")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! Shared by the multi-process tests: `beaufort init` a consortium on loopback, run each member as
+//! its own `beaufort node` process, and drive it through the CLI client and the HTTP API.
+//! Conditions are polled with a deadline; nothing depends on timing beyond that deadline.
+
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+use serde_json::Value as Json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_beaufort");
+/// Generous: several clusters share a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+/// How long a write that cannot commit is given before it answers 202 (pending).
+pub const SHORT_WAIT: &str = "2s";
+
+/// Polls `condition` until it holds; panics with `what` after [`DEADLINE`].
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A member process, killed when dropped.
+pub struct Member {
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn start(config: &Path) -> Member {
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn beaufort node");
+        Member {
+            config: config.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Member::start(&self.config.clone());
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg(args[0])
+            .arg("--config")
+            .arg(&self.config)
+            .args(&args[1..])
+            .output()
+            .expect("run beaufort client")
+    }
+
+    /// One HTTP request to the member's API with its operator token: (status, body). `None` if
+    /// the node does not answer (it may be down or still starting).
+    pub fn http(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let config = beaufort_node::config::Config::load(&self.config).expect("load config");
+        let mut stream = TcpStream::connect(config.node.api_bind).ok()?;
+        stream.set_read_timeout(Some(DEADLINE)).ok()?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            config.node.api_token,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
+    /// `GET /v1/status`, once the node answers.
+    pub fn status(&self) -> Json {
+        let mut status = Json::Null;
+        eventually("a status answer", || {
+            match self.http("GET", "/v1/status", "") {
+                Some((200, body)) => {
+                    status = serde_json::from_str(&body).expect("status JSON");
+                    true
+                }
+                _ => false,
+            }
+        });
+        status
+    }
+
+    /// `PUT /v1/kv/{key}?wait=..`: (status, body), retried while the node does not answer.
+    pub fn put_wait(&self, key: &str, value: &str, wait: &str) -> (u16, String) {
+        let mut answer = None;
+        eventually("a put answer", || {
+            answer = self.http("PUT", &format!("/v1/kv/{key}?wait={wait}"), value);
+            answer.is_some()
+        });
+        answer.expect("answered")
+    }
+
+    /// The committed value of a key (`None` if it has none).
+    pub fn value(&self, key: &str) -> Option<String> {
+        let mut answer = None;
+        eventually("a get answer", || {
+            answer = self.http("GET", &format!("/v1/kv/{key}"), "");
+            answer.is_some()
+        });
+        match answer.expect("answered") {
+            (200, body) => {
+                let json: Json = serde_json::from_str(&body).expect("value JSON");
+                Some(json["value"].as_str().expect("text value").to_owned())
+            }
+            (404, _) => None,
+            (status, body) => panic!("GET {key}: {status} {body}"),
+        }
+    }
+
+    /// Test-only partition: this member drops all traffic to and from `members`.
+    pub fn isolate(&self, members: &[usize]) {
+        let body = serde_json::json!({ "members": members }).to_string();
+        let answer = self.http("PUT", "/v1/test/isolate", &body);
+        assert!(
+            matches!(answer, Some((200, _))),
+            "isolate {members:?}: {answer:?}"
+        );
+    }
+
+    /// Polls `get` until the key has `value` (or the deadline passes); returns the JSON.
+    pub fn wait_for(&self, key: &str, value: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let out = self.cli(&["get", key]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && text.contains(&format!("\"value\":\"{value}\"")) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never became {value} at {}: {text} {}",
+                self.config.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Retries `put` until it answers success (a node may still be starting); returns the JSON.
+    pub fn put(&self, key: &str, value: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let out = self.cli(&["put", key, value]);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "put {key} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn consortium(dir: &Path, n: usize) -> Vec<Member> {
+    consortium_with(dir, n, false)
+}
+
+/// A consortium of `n` members, optionally with the test-only controls enabled.
+pub fn consortium_with(dir: &Path, n: usize, test_controls: bool) -> Vec<Member> {
+    init(dir, n);
+    (0..n)
+        .map(|i| {
+            let config = dir.join(format!("member-{i}.toml"));
+            if test_controls {
+                let text = std::fs::read_to_string(&config).expect("read config");
+                let last_table = text.lines().rfind(|l| l.starts_with('['));
+                assert_eq!(last_table, Some("[node]"), "the [node] table comes last");
+                std::fs::write(&config, format!("{text}test_controls = true\n"))
+                    .expect("write config");
+            }
+            Member::start(&config)
+        })
+        .collect()
+}
+
+/// `beaufort init` of `n` members on free loopback ports in `dir`.
+pub fn init(dir: &Path, n: usize) {
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--members",
+            &n.to_string(),
+            "--p2p-port",
+            "0",
+            "--api-port",
+            "0",
+        ])
+        .args(["--write-once", "voucher/", "--out"])
+        .arg(dir)
+        .output()
+        .expect("run beaufort init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls until every member holds `key` with one and the same value, and returns it.
+pub fn agreed_value(members: &[Member], key: &str) -> String {
+    let mut agreed = None;
+    eventually(&format!("every member to agree on {key}"), || {
+        let values: Vec<Option<String>> = members.iter().map(|m| m.value(key)).collect();
+        agreed = values[0].clone();
+        agreed.is_some() && values.iter().all(|v| *v == agreed)
+    });
+    agreed.expect("agreed")
+}

@@ -1,0 +1,373 @@
+//! Loyalty routes: merchants issue tickets, customers redeem and transfer them by signing the
+//! challenge this node hands out. The member's own checks here give precise answers (403 for a
+//! signature, 409 for a ticket already spent or changed, 404 for an unknown ticket); the same
+//! rules run again in every member's validation hook before anyone votes.
+
+use super::{wait_for, ApiError, Outcome};
+use crate::{NodeError, NodeHandle};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use beaufort_apps::loyalty::{
+    self, check_ticket_id, redeem_challenge, transfer_challenge, TicketAction, TicketError,
+    TicketRecord, TICKET_PREFIX,
+};
+use beaufort_core::state::Certified;
+use beaufort_core::types::{Key, MemberIndex, Value, View};
+use beaufort_crypto::user::UserPublicKey;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// A ticket as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TicketView {
+    /// Its id.
+    pub id: String,
+    /// Its register's key.
+    pub key: String,
+    /// The issuing merchant.
+    pub issuer: MemberIndex,
+    /// Points left.
+    pub points: u64,
+    /// Points at issue.
+    pub issued_points: u64,
+    /// Current owner.
+    pub owner: UserPublicKey,
+    /// `live` while points are left, else `redeemed`.
+    pub status: String,
+    /// View of the current value (what the next signature must name).
+    pub view: View,
+    /// Round it was certified in.
+    pub round: u32,
+    /// The step that produced the current value.
+    pub last: TicketAction,
+}
+
+impl TicketView {
+    fn new(record: TicketRecord, certified: &Certified) -> TicketView {
+        TicketView {
+            key: format!("{TICKET_PREFIX}{}", record.id),
+            status: if record.is_live() { "live" } else { "redeemed" }.to_owned(),
+            id: record.id,
+            issuer: record.issuer,
+            points: record.points,
+            issued_points: record.issued_points,
+            owner: record.owner,
+            view: certified.view,
+            round: certified.round,
+            last: record.last,
+        }
+    }
+}
+
+fn ticket_key(id: &str) -> Result<Key, ApiError> {
+    check_ticket_id(id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Key::new(format!("{TICKET_PREFIX}{id}").into_bytes())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn parse_record(certified: &Certified) -> Result<TicketRecord, ApiError> {
+    certified
+        .value
+        .as_data()
+        .and_then(|bytes| serde_json::from_slice(bytes).ok())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the committed ticket does not parse".into(),
+            )
+        })
+}
+
+/// The ticket's committed value and record, or 404.
+async fn current(node: &NodeHandle, id: &str) -> Result<(Key, Certified, TicketRecord), ApiError> {
+    let key = ticket_key(id)?;
+    let certified = node
+        .get(key.clone())
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")))?;
+    let record = parse_record(&certified)?;
+    Ok((key, certified, record))
+}
+
+fn ticket_error(error: TicketError) -> ApiError {
+    let status = match error {
+        TicketError::BadSignature(_) => StatusCode::FORBIDDEN,
+        TicketError::AlreadyRedeemed => StatusCode::CONFLICT,
+        TicketError::Malformed(_) => StatusCode::BAD_REQUEST,
+        TicketError::NotEnoughPoints { .. } | TicketError::Invalid(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    };
+    ApiError(status, error.to_string())
+}
+
+/// Proposes the ticket's next record and answers with the committed ticket.
+async fn commit(node: NodeHandle, key: Key, record: &TicketRecord) -> Response {
+    let bytes = match serde_json::to_vec(record) {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+    };
+    let value = match Value::data(bytes) {
+        Ok(v) => v,
+        Err(e) => return ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response(),
+    };
+    match wait_for(&node, key.clone(), value, None).await {
+        Outcome::Committed(certified) => match parse_record(&certified) {
+            Ok(record) => Json(TicketView::new(record, &certified)).into_response(),
+            Err(e) => e.into_response(),
+        },
+        Outcome::Pending(response) => response,
+        // The hook refusing our own proposal means the ticket moved on between our read and the
+        // proposal; losing means another step on the same view won: both are conflicts.
+        Outcome::Failed(NodeError::Lost(_)) | Outcome::Failed(NodeError::Rejected(_)) => ApiError(
+            StatusCode::CONFLICT,
+            "another change to this ticket was committed first (already redeemed or transferred)"
+                .into(),
+        )
+        .into_response(),
+        Outcome::Failed(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Body of an issue.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IssueBody {
+    owner: UserPublicKey,
+    points: u64,
+}
+
+pub(super) async fn issue(State(node): State<NodeHandle>, Json(body): Json<IssueBody>) -> Response {
+    let mut id = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut id);
+    let id = hex::encode(id);
+    let network = node.membership().network_id();
+    let record = match loyalty::issue(
+        &network,
+        node.statement_signer(),
+        &id,
+        body.owner,
+        body.points,
+    ) {
+        Ok(r) => r,
+        Err(e) => return ticket_error(e).into_response(),
+    };
+    match ticket_key(&id) {
+        Ok(key) => commit(node, key, &record).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Query of the owner listing.
+#[derive(Deserialize)]
+pub(super) struct OwnerQuery {
+    owner: UserPublicKey,
+}
+
+/// An owner's tickets and balance.
+#[derive(Serialize)]
+pub(super) struct Wallet {
+    owner: UserPublicKey,
+    balance: u64,
+    tickets: Vec<TicketView>,
+}
+
+pub(super) async fn list(
+    State(node): State<NodeHandle>,
+    Query(q): Query<OwnerQuery>,
+) -> Result<Json<Wallet>, ApiError> {
+    let needle = hex::encode(q.owner.as_bytes()).into_bytes();
+    let found = node
+        .list_containing(TICKET_PREFIX.to_owned(), needle, crate::runtime::MAX_LIST)
+        .await?;
+    let tickets: Vec<TicketView> = found
+        .iter()
+        .filter_map(|(_, c)| {
+            let record: TicketRecord = serde_json::from_slice(c.value.as_data()?).ok()?;
+            (record.owner == q.owner).then(|| TicketView::new(record, c))
+        })
+        .collect();
+    let balance = tickets
+        .iter()
+        .filter(|t| t.status == "live")
+        .map(|t| t.points)
+        .sum();
+    Ok(Json(Wallet {
+        owner: q.owner,
+        balance,
+        tickets,
+    }))
+}
+
+pub(super) async fn get(
+    State(node): State<NodeHandle>,
+    Path(id): Path<String>,
+) -> Result<Json<TicketView>, ApiError> {
+    let (_, certified, record) = current(&node, &id).await?;
+    Ok(Json(TicketView::new(record, &certified)))
+}
+
+/// Query of a challenge.
+#[derive(Deserialize)]
+pub(super) struct ChallengeQuery {
+    action: String,
+    amount: Option<u64>,
+    to: Option<UserPublicKey>,
+}
+
+/// The exact bytes to sign, with what they commit to.
+#[derive(Serialize)]
+pub(super) struct Challenge {
+    ticket: String,
+    action: String,
+    view: View,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merchant: Option<MemberIndex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<UserPublicKey>,
+    /// The bytes, hex (they are also readable text).
+    challenge_hex: String,
+    /// The same bytes as text, for people to read before they sign.
+    challenge_text: String,
+}
+
+pub(super) async fn challenge(
+    State(node): State<NodeHandle>,
+    Path(id): Path<String>,
+    Query(q): Query<ChallengeQuery>,
+) -> Result<Json<Challenge>, ApiError> {
+    let (_, certified, record) = current(&node, &id).await?;
+    if !record.is_live() {
+        return Err(ticket_error(TicketError::AlreadyRedeemed));
+    }
+    let network = node.membership().network_id();
+    let me = node.config().node.index;
+    let view = certified.view;
+    let (bytes, merchant, amount, to) = match q.action.as_str() {
+        "redeem" => {
+            let amount = q.amount.unwrap_or(record.points);
+            if amount == 0 || amount > record.points {
+                return Err(ticket_error(TicketError::NotEnoughPoints {
+                    have: record.points,
+                    asked: amount,
+                }));
+            }
+            (
+                redeem_challenge(&network, &id, view, me, amount),
+                Some(me),
+                Some(amount),
+                None,
+            )
+        }
+        "transfer" => {
+            let to = q.to.ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "a transfer needs to=<public key>".into(),
+                )
+            })?;
+            (
+                transfer_challenge(&network, &id, view, &to),
+                None,
+                None,
+                Some(to),
+            )
+        }
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("action must be redeem or transfer, not {other:?}"),
+            ))
+        }
+    };
+    Ok(Json(Challenge {
+        ticket: id,
+        action: q.action,
+        view,
+        merchant,
+        amount,
+        to,
+        challenge_hex: hex::encode(&bytes),
+        challenge_text: String::from_utf8_lossy(&bytes).into_owned(),
+    }))
+}
+
+/// Body of a redemption.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RedeemBody {
+    view: View,
+    amount: u64,
+    signature: String,
+}
+
+/// The ticket about to be spent, if the signed view is its current one: a signature over an older
+/// view is a request for a ticket that has changed since (409), not a forgery.
+async fn spendable(
+    node: &NodeHandle,
+    id: &str,
+    signed: View,
+) -> Result<(Key, View, TicketRecord), ApiError> {
+    let (key, certified, record) = current(node, id).await?;
+    if !record.is_live() {
+        return Err(ticket_error(TicketError::AlreadyRedeemed));
+    }
+    if signed != certified.view {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "the ticket changed since the challenge (signed view {signed}, now {}); ask for a new challenge",
+                certified.view
+            ),
+        ));
+    }
+    Ok((key, certified.view, record))
+}
+
+pub(super) async fn redeem(
+    State(node): State<NodeHandle>,
+    Path(id): Path<String>,
+    Json(body): Json<RedeemBody>,
+) -> Response {
+    let (key, view, record) = match spendable(&node, &id, body.view).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let network = node.membership().network_id();
+    let me = node.config().node.index;
+    match loyalty::redeem(&network, &record, view, me, body.amount, body.signature) {
+        Ok(next) => commit(node, key, &next).await,
+        Err(e) => ticket_error(e).into_response(),
+    }
+}
+
+/// Body of a transfer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TransferBody {
+    view: View,
+    to: UserPublicKey,
+    signature: String,
+}
+
+pub(super) async fn transfer(
+    State(node): State<NodeHandle>,
+    Path(id): Path<String>,
+    Json(body): Json<TransferBody>,
+) -> Response {
+    let (key, view, record) = match spendable(&node, &id, body.view).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let network = node.membership().network_id();
+    match loyalty::transfer(&network, &record, view, body.to, body.signature) {
+        Ok(next) => commit(node, key, &next).await,
+        Err(e) => ticket_error(e).into_response(),
+    }
+}

@@ -1,0 +1,309 @@
+// Merchant dashboard: operator token, issuing points, network status (polled) and the live feed.
+import {
+  $, api, busy, clockTime, describeError, el, ErrorBox, loadNodeInfo, normalisePk, parseJsonObject,
+  pkProblem, shortId, shortPk, watchChanges,
+} from '/web/common.js';
+
+const TOKEN_KEY = 'beaufort.operator-token';
+const POLL_MS = 2000;
+const FEED_MAX = 100;
+
+const errors = new ErrorBox($('error'));
+let info = null;
+let token = readToken();
+// After a 401 we stop polling: hammering the node with a wrong token helps nobody.
+let tokenRejected = false;
+let pollTimer = null;
+
+function readToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) || '';
+  } catch {
+    return ''; // storage disabled: the token then lives until the page closes
+  }
+}
+
+function writeToken(value) {
+  token = value;
+  try {
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    errors.show('token', 'This browser does not allow saving the token; it will be forgotten when the page closes.');
+  }
+}
+
+function setTokenState(kind, text) {
+  const badge = $('token-status');
+  badge.className = `badge ${kind}`;
+  badge.textContent = text;
+}
+
+// ---- Token ----
+
+$('token-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const value = $('token').value.trim();
+  if (!value) {
+    errors.show('token', 'Type or paste the operator token before saving.');
+    return;
+  }
+  errors.clear('token');
+  writeToken(value);
+  $('token').value = '';
+  tokenRejected = false;
+  setTokenState('info', 'checking…');
+  pollStatus();
+});
+
+$('clear-token').addEventListener('click', () => {
+  writeToken('');
+  $('token').value = '';
+  tokenRejected = false;
+  errors.clear('status');
+  errors.clear('token');
+  setTokenState('', 'no token');
+  pollStatus();
+});
+
+// ---- Issuing points ----
+
+if (navigator.clipboard && navigator.clipboard.readText && window.isSecureContext) {
+  $('paste-owner').hidden = false;
+  $('paste-owner').addEventListener('click', async () => {
+    try {
+      $('issue-owner').value = normalisePk(await navigator.clipboard.readText());
+    } catch (e) {
+      errors.show('issue', `Could not read the clipboard (${e.message}); paste into the field instead.`);
+    }
+  });
+}
+
+$('issue-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const result = $('issue-result');
+  result.className = 'result';
+  result.replaceChildren();
+  const owner = normalisePk($('issue-owner').value);
+  const pointsText = $('issue-points').value.trim();
+  const points = Number(pointsText);
+  const problem =
+    pkProblem(owner) ||
+    (!/^\d+$/.test(pointsText) || !Number.isSafeInteger(points) || points <= 0
+      ? 'Points must be a whole number greater than zero.'
+      : null) ||
+    (!token ? "Save the operator token first (it is in this node's configuration file)." : null);
+  if (problem) {
+    errors.show('issue', problem);
+    result.className = 'result fail';
+    result.textContent = `Not issued: ${problem}`;
+    return;
+  }
+  $('issue-owner').value = owner;
+  await busy($('issue-button'), 'Issuing…', async () => {
+    try {
+      const ticket = await api('POST', '/v1/loyalty/tickets', { token, body: { owner, points } });
+      errors.clear('issue');
+      result.className = 'result ok';
+      result.dataset.ticket = ticket.id || '';
+      result.replaceChildren(
+        `Issued ${ticket.points ?? points} points to ${shortPk(ticket.owner || owner)} — ticket `,
+        el('code', { id: 'issue-ticket', title: ticket.id }, ticket.id || '?'),
+        ticket.view !== undefined ? ` (certified in view ${ticket.view}).` : '.',
+      );
+      $('issue-points').value = '';
+    } catch (e) {
+      if (e.status === 401) setTokenState('bad', 'rejected');
+      errors.show('issue', `Issuing ${points} points failed: ${describeError(e)}`);
+      result.className = 'result fail';
+      result.textContent = `Not issued: ${describeError(e)}`;
+    }
+  });
+});
+
+// ---- Network status ----
+
+function schedulePoll() {
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(pollStatus, POLL_MS);
+}
+
+async function pollStatus() {
+  clearTimeout(pollTimer);
+  if (!token) {
+    $('status-updated').textContent = 'save the operator token to see the status';
+    $('status').classList.add('stale');
+    setTokenState('', 'no token');
+    return; // saving a token restarts polling
+  }
+  if (tokenRejected) return;
+  // A hidden tab does not need fresh numbers; the next visible tick catches up.
+  if (document.hidden) return schedulePoll();
+  try {
+    renderStatus(await api('GET', '/v1/status', { token }));
+    errors.clear('status');
+    setTokenState('ok', 'accepted');
+  } catch (e) {
+    $('status').classList.add('stale');
+    $('status-updated').textContent = `last poll failed at ${clockTime()}`;
+    if (e.status === 401) {
+      tokenRejected = true;
+      setTokenState('bad', 'rejected');
+      errors.show('status', `The node rejected the operator token — check it and save it again. ${describeError(e)}`);
+      return;
+    }
+    errors.show('status', `Network status unavailable: ${describeError(e)}`);
+  }
+  schedulePoll();
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && token && !tokenRejected) pollStatus();
+});
+
+const list = (xs) => (Array.isArray(xs) && xs.length ? xs.join(', ') : 'none');
+
+function renderStatus(s) {
+  $('status').classList.remove('stale');
+  $('status-updated').textContent = `updated ${clockTime()}`;
+  $('status-member').textContent = `${s.member} of ${s.members}`;
+  $('status-neighbours').textContent = list(s.neighbours);
+  const excluded = Array.isArray(s.excluded) ? s.excluded : [];
+  $('status-excluded').textContent = list(excluded);
+  $('status-excluded-box').classList.toggle('alert', excluded.length > 0);
+  $('status-excluded-box').title = excluded.length
+    ? 'These members were caught equivocating; their votes are ignored.'
+    : '';
+  $('status-keys').textContent = String(s.keys ?? '—');
+  $('status-pending').textContent = String(s.pending_writes ?? '—');
+
+  const progress = Array.isArray(s.in_progress) ? s.in_progress : [];
+  $('status-in-progress-count').textContent = String(progress.length);
+  // The entries' shape is the backend's business; show a key if there is one.
+  $('status-in-progress').replaceChildren(
+    ...progress.slice(0, 8).map((p) => el('li', {}, typeof p === 'string' ? p : p?.key ?? JSON.stringify(p))),
+    ...(progress.length > 8 ? [el('li', { class: 'muted' }, `and ${progress.length - 8} more`)] : []),
+  );
+
+  renderLatency(Array.isArray(s.recent_commits) ? s.recent_commits : []);
+}
+
+function renderLatency(commits) {
+  const values = commits.map((c) => Number(c.latency_ms)).filter((v) => Number.isFinite(v) && v >= 0);
+  const chart = $('latency-chart');
+  $('latency-count').textContent = String(values.length);
+  if (values.length === 0) {
+    chart.replaceChildren();
+    chart.setAttribute('aria-label', 'No commits yet');
+    $('latency-p50').textContent = '—';
+    $('latency-max').textContent = '—';
+    return;
+  }
+  const sorted = [...values].sort((a, b) => a - b);
+  const p50 = sorted[Math.ceil(sorted.length / 2) - 1];
+  const max = sorted[sorted.length - 1];
+  $('latency-p50').textContent = `${Math.round(p50)} ms`;
+  $('latency-max').textContent = `${Math.round(max)} ms`;
+  chart.setAttribute('aria-label', `${values.length} recent commits, median ${Math.round(p50)} ms, max ${Math.round(max)} ms`);
+  chart.replaceChildren(
+    ...commits.slice(-60).map((c) => {
+      const ms = Number(c.latency_ms) || 0;
+      const bar = el('div', { class: 'bar', title: `${c.key ?? ''}: ${Math.round(ms)} ms` });
+      bar.style.height = `${Math.max(3, (ms / (max || 1)) * 100)}%`;
+      return bar;
+    }),
+  );
+}
+
+// ---- Live feed ----
+
+const atThisShop = (m) => (info && Number(m) === Number(info.member) ? ' (this shop)' : '');
+
+/** Turns a committed change into { tag, title, detail } a shop assistant can read at a glance. */
+function describeChange(ch) {
+  if (ch.deleted) return { tag: 'deleted', title: `Deleted ${ch.key}`, detail: '' };
+  const record = parseJsonObject(ch.value);
+
+  if (ch.key.startsWith('loyalty/ticket/') && record) {
+    const last = record.last && typeof record.last === 'object' ? record.last : {};
+    const id = record.id || ch.key.slice('loyalty/ticket/'.length);
+    const ticket = `ticket ${shortId(id)}`;
+    const owner = shortPk(record.owner);
+    const left = record.points ?? '?';
+    switch (last.action) {
+      case 'issue':
+        return {
+          tag: 'issue',
+          title: `Issued ${record.issued_points ?? record.points ?? '?'} points`,
+          detail: `by member ${last.merchant ?? record.issuer ?? '?'}${atThisShop(last.merchant ?? record.issuer)} to ${owner} · ${ticket}`,
+        };
+      case 'redeem':
+        return {
+          tag: 'redeem',
+          title: `Redeemed ${last.amount ?? '?'} points`,
+          detail: `at member ${last.merchant ?? '?'}${atThisShop(last.merchant)} by ${owner} · ${left} left${record.status === 'redeemed' ? ' (used up)' : ''} · ${ticket}`,
+        };
+      case 'transfer':
+        return {
+          tag: 'transfer',
+          title: `Transferred ${left} points`,
+          detail: `${shortPk(last.from)} → ${owner} · ${ticket}`,
+        };
+      default:
+        return { tag: 'ticket', title: `Ticket updated: ${left} points, ${record.status ?? 'unknown status'}`, detail: `owner ${owner} · ${ticket}` };
+    }
+  }
+
+  if (ch.key.startsWith('asset/') && record) {
+    // The stored asset record's layout is the backend's; look in the likely places.
+    const state = record.state;
+    const stateName = typeof state === 'string' ? state : state?.name ?? record.state_name ?? '?';
+    const value = (state && typeof state === 'object' ? state.value : null) ?? record.value ?? {};
+    const last = record.last && typeof record.last === 'object' ? record.last : {};
+    const id = record.id || ch.key.slice('asset/'.length);
+    const what = (value && typeof value === 'object' && value.tool) || id;
+    return {
+      tag: String(stateName).toLowerCase(),
+      title: `${record.contract ?? 'asset'}: ${what} is ${stateName}`,
+      detail: last.transition ? `${last.transition} by ${shortPk(last.actor)}` : `asset ${id}`,
+    };
+  }
+
+  let detail;
+  if (typeof ch.value === 'string') detail = ch.value.length > 140 ? `${ch.value.slice(0, 140)}…` : ch.value;
+  else detail = `${(ch.value_hex || '').length / 2} bytes of binary data`;
+  return { tag: 'value', title: ch.key, detail };
+}
+
+function addFeedRow(ch) {
+  const d = describeChange(ch);
+  const row = el(
+    'li',
+    { class: `feed-item feed-${d.tag}`, dataset: { key: ch.key } },
+    el(
+      'div',
+      { class: 'feed-top' },
+      el('span', { class: `tag tag-${d.tag}` }, d.tag),
+      el('span', { class: 'feed-title' }, d.title),
+      el('time', { class: 'feed-time', datetime: new Date().toISOString() }, clockTime()),
+    ),
+    d.detail ? el('div', { class: 'feed-detail' }, d.detail) : null,
+    el('div', { class: 'feed-meta mono' }, `${ch.key} · view ${ch.view ?? '?'} · round ${ch.round ?? '?'}`),
+  );
+  const feed = $('feed');
+  feed.prepend(row);
+  while (feed.children.length > FEED_MAX) feed.lastElementChild.remove();
+  $('feed-empty').hidden = true;
+}
+
+$('feed-clear').addEventListener('click', () => {
+  $('feed').replaceChildren();
+  $('feed-empty').hidden = false;
+});
+
+// ---- Start ----
+
+setTokenState(token ? 'info' : '', token ? 'saved' : 'no token');
+pollStatus();
+watchChanges('', addFeedRow, { stateEl: $('feed-state'), errors });
+loadNodeInfo(errors).then((i) => (info = i));
