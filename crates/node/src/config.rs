@@ -55,6 +55,13 @@ pub struct MemberEntry {
     pub peer_id: String,
     /// Where the member's node listens (libp2p multiaddresses).
     pub addresses: Vec<String>,
+    /// A display name (a shop's name), shown by the web app. Not part of the network id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The public URL of the member's HTTP API, so wallets can redeem at any merchant. Not part
+    /// of the network id (a member may move its API without re-keying the network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// What every member agrees on.
@@ -358,6 +365,8 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
             key,
             peer_id: keypair.public().to_peer_id().to_string(),
             addresses: addresses.clone(),
+            name: Some(member_name(i)),
+            api_url: Some(format!("http://127.0.0.1:{api_port}")),
         });
         nodes.push(NodeSection {
             index,
@@ -394,6 +403,14 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
         config_files,
         configs,
     })
+}
+
+/// "Merchant A", "Merchant B", …, then "Merchant 26", … for a local consortium.
+fn member_name(i: usize) -> String {
+    match u8::try_from(i) {
+        Ok(letter @ 0..=25) => format!("Merchant {}", char::from(b'A' + letter)),
+        _ => format!("Merchant {i}"),
+    }
 }
 
 /// Port `base + i`, or a currently free port when `base` is 0.

@@ -170,6 +170,7 @@ pub fn router(node: NodeHandle) -> Router {
         .merge(operator)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
+        .layer(middleware::from_fn(cors))
         .with_state(node)
 }
 
@@ -192,6 +193,31 @@ async fn require_token(
         .into_response();
     }
     next.run(request).await
+}
+
+/// Lets a wallet page served by one member call another member's customer routes (a customer
+/// whose wallet lives at merchant A redeems at merchant B). Any origin may send GET and POST with
+/// a JSON body, but no credentials and no `Authorization` header: operator routes stay out of
+/// reach of other origins because the preflight never approves that header.
+async fn cors(request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::OPTIONS {
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+                (header::ACCESS_CONTROL_MAX_AGE, "600"),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        axum::http::HeaderValue::from_static("*"),
+    );
+    response
 }
 
 /// Compares without an early exit, so the token cannot be guessed byte by byte from timing.
@@ -342,10 +368,13 @@ struct Info {
 
 async fn info(State(node): State<NodeHandle>) -> Json<Info> {
     let member = node.config().node.index;
+    let entry = node.config().network.members.get(usize::from(member));
     Json(Info {
         member,
         members: node.membership().n(),
-        name: format!("member-{member}"),
+        name: entry
+            .and_then(|e| e.name.clone())
+            .unwrap_or_else(|| format!("member-{member}")),
         network: node.config().network.name.clone(),
         network_id: node.membership().network_id().to_hex(),
     })
