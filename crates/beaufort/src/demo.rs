@@ -1,7 +1,9 @@
 //! `beaufort demo`: N members in one process over real libp2p on loopback, with real redb stores
-//! in a temporary directory and each member's HTTP API, running a loyalty-style workload (shops
-//! award and redeem customers' points at different members) and printing commit latencies.
+//! in a temporary directory and each member's HTTP API and web app. It runs a workload (shops
+//! updating customers' balances, or lending tools under the eShare contract), prints commit
+//! latencies, and with `--serve` keeps the consortium up for people to use the web app.
 
+use crate::workload::{install_script, Workload, WorkloadKind};
 use anyhow::{bail, Context, Result};
 use beaufort_core::types::{Key, Value};
 use beaufort_node::config::{init_local, InitOptions};
@@ -29,9 +31,15 @@ pub struct DemoArgs {
     /// queue it builds, not the protocol.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
-    /// Customers (keys) per member in the workload.
+    /// Customers (keys) or tools per member in the workload.
     #[arg(long, default_value_t = 200)]
     customers: usize,
+    /// What the shops submit.
+    #[arg(long, value_enum, default_value = "kv")]
+    workload: WorkloadKind,
+    /// After the workload, keep serving the web app and API until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
 }
 
 /// Most writes one member may have waiting for their commit; beyond it the demo skips a tick
@@ -73,9 +81,11 @@ async fn run(args: DemoArgs) -> Result<()> {
         args.latency
     );
     let mut nodes = Vec::new();
+    let mut tokens = Vec::new();
     for path in &consortium.config_files {
         let config = beaufort_node::config::Config::load(path)?;
         let bind = config.node.api_bind;
+        tokens.push(config.node.api_token.clone());
         let node = NodeHandle::start(
             config,
             StartOptions {
@@ -85,11 +95,18 @@ async fn run(args: DemoArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
-        println!("  member {}: API http://{bind}", nodes.len());
+        println!(
+            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare",
+            nodes.len()
+        );
         tokio::spawn(api::serve(node.clone(), listener));
         nodes.push(node);
     }
     wait_connected(&nodes).await?;
+    if args.workload == WorkloadKind::EshareScript {
+        install_script(&nodes).await?;
+        println!("installed the eShare script through endorsements at every member");
+    }
 
     let bar = ProgressBar::new(args.duration.as_secs().max(1));
     bar.set_style(
@@ -106,7 +123,12 @@ async fn run(args: DemoArgs) -> Result<()> {
         let node = node.clone();
         let latencies = latencies.clone();
         let failures = failures.clone();
-        let customers = args.customers;
+        let workload = Arc::new(std::sync::Mutex::new(Workload::new(
+            args.workload,
+            m,
+            args.customers,
+            &node,
+        )?));
         let period = Duration::from_secs_f64(1.0 / args.rate);
         submitters.push(tokio::spawn(async move {
             // Shops are not synchronised: each member starts at a random phase of the period, as
@@ -122,22 +144,42 @@ async fn run(args: DemoArgs) -> Result<()> {
                 if writes.len() >= MAX_IN_FLIGHT_PER_MEMBER {
                     continue;
                 }
-                // Each shop updates its own customers' balances, so writes do not contend.
-                let key = Key::new(format!("points/shop-{m}/customer-{}", i % customers))
-                    .unwrap_or_else(|_| unreachable!("short key"));
-                let balance = Value::Data(format!("{}", i * 10 + m).into_bytes());
-                let (node, latencies, failures) =
-                    (node.clone(), latencies.clone(), failures.clone());
+                let next = workload
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .next(i);
+                i += 1;
+                let (key, value, tool) = match next {
+                    Ok(Some(write)) => write,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::error!(%error, "the workload could not build a write");
+                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                let (node, latencies, failures, workload) = (
+                    node.clone(),
+                    latencies.clone(),
+                    failures.clone(),
+                    workload.clone(),
+                );
                 writes.spawn(async move {
                     let begun = Instant::now();
-                    match node.set(key, balance).await {
+                    let outcome = node.set(key, value).await;
+                    match &outcome {
                         Ok(_) => latencies.lock().await.push(begun.elapsed()),
                         Err(_) => {
                             failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
+                    if let Some(tool) = tool {
+                        workload
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .finished(tool, outcome.as_ref().ok());
+                    }
                 });
-                i += 1;
             }
             while writes.join_next().await.is_some() {}
         }));
@@ -199,6 +241,16 @@ async fn run(args: DemoArgs) -> Result<()> {
     }
     if redeemed != 1 {
         bail!("expected exactly one redemption, got {redeemed}");
+    }
+    if args.serve {
+        println!("serving the web app; operator tokens for the dashboards:");
+        for (m, token) in tokens.iter().enumerate() {
+            println!("  member {m}: {token}");
+        }
+        println!("press Ctrl-C to stop");
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
     }
     Ok(())
 }

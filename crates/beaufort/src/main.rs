@@ -10,6 +10,7 @@ mod eval;
 mod keygen;
 mod model_check;
 mod node_cmd;
+mod workload;
 
 use anyhow::{bail, Context, Result};
 use beaufort_sim::config::Transport;
