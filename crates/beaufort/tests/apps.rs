@@ -65,7 +65,21 @@ fn an_independent_client_issues_redeems_concurrently_and_verifies_a_receipt() {
         "the client's checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
-    println!("{stdout}");
+
+    let (status, openapi) = call(&members[1], "GET", "/openapi.json", &Json::Null);
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/loyalty/tickets",
+        "/v1/loyalty/tickets/{id}",
+        "/v1/loyalty/tickets/{id}/challenge",
+        "/v1/loyalty/tickets/{id}/redeem",
+        "/v1/loyalty/tickets/{id}/transfer",
+        "/v1/receipts/{key}",
+        "/v1/contracts",
+        "/v1/assets/{id}/transitions",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} is described in /openapi.json");
+    }
 }
 
 struct User(UserKeyPair);

@@ -481,3 +481,46 @@ async fn run_transition(
         Outcome::Failed(e) => reply(ApiError::from(e)),
     })
 }
+
+/// The OpenAPI paths of the contract and asset routes.
+pub(super) fn openapi_paths(error: &serde_json::Value) -> serde_json::Value {
+    let id = serde_json::json!({ "name": "id", "in": "path", "required": true,
+        "schema": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } });
+    let transition = serde_json::json!({ "type": "object", "required": ["transition", "input", "actor"],
+        "properties": { "contract": { "type": "string", "description": "needed to create the asset" },
+            "transition": { "type": "string" }, "input": {}, "actor": { "type": "string", "description": "P-256 public key (hex)" },
+            "view": { "type": ["integer", "null"], "description": "from the challenge" },
+            "signature": { "type": "string", "description": "r||s hex over challenge_hex's bytes" } } });
+    let body = |schema: &serde_json::Value| {
+        serde_json::json!({ "required": true,
+        "content": { "application/json": { "schema": schema } } })
+    };
+    let asset = serde_json::json!({ "description": "{id, key, contract, state: {name, value}, view, round, last: {transition, actor, input}}" });
+    serde_json::json!({
+        "/v1/contracts": {
+            "get": { "summary": "Compiled-in, installed and pending contracts with their transitions and endorsements",
+                "responses": { "200": { "description": "[{name, status, transitions, endorsements, needed}]" } } },
+            "post": { "summary": "Propose a Rhai contract, endorsed by this member (operator)",
+                "security": [{ "bearer": [] }],
+                "requestBody": body(&serde_json::json!({ "type": "object", "required": ["name", "source"],
+                    "properties": { "name": { "type": "string" }, "source": { "type": "string" } } })),
+                "responses": { "200": { "description": "{name, status, endorsements, needed}" }, "401": error, "409": error, "422": error } }
+        },
+        "/v1/contracts/{name}/endorse": { "post": { "summary": "Add this member's endorsement (operator); installed at a quorum",
+            "security": [{ "bearer": [] }],
+            "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": { "200": { "description": "{name, status, endorsements, needed}" }, "401": error, "404": error, "409": error } } },
+        "/v1/assets": { "get": { "summary": "Assets, optionally of one contract",
+            "parameters": [{ "name": "contract", "in": "query", "schema": { "type": "string" } }],
+            "responses": { "200": { "description": "[Asset]" } } } },
+        "/v1/assets/{id}": { "get": { "summary": "One asset", "parameters": [id.clone()],
+            "responses": { "200": asset, "400": error, "404": error } } },
+        "/v1/assets/{id}/challenge": { "post": { "summary": "The exact bytes the actor signs for a transition",
+            "parameters": [id.clone()], "requestBody": body(&transition),
+            "responses": { "200": { "description": "{challenge_hex, challenge_text, view, contract}" }, "404": error, "422": error } } },
+        "/v1/assets/{id}/transitions": { "post": { "summary": "Apply a signed transition (every member re-runs guard and effect)",
+            "parameters": [id], "requestBody": body(&transition),
+            "responses": { "200": asset, "202": { "description": "Not committed within 30 s" },
+                "400": error, "403": error, "404": error, "409": error, "422": error } } }
+    })
+}

@@ -371,3 +371,50 @@ pub(super) async fn transfer(
         Err(e) => ticket_error(e).into_response(),
     }
 }
+
+/// The OpenAPI paths of the loyalty routes.
+pub(super) fn openapi_paths(error: &serde_json::Value) -> serde_json::Value {
+    let id = serde_json::json!({ "name": "id", "in": "path", "required": true,
+        "schema": { "type": "string", "pattern": "^[0-9a-f]{32}$" } });
+    let ticket = serde_json::json!({ "description": "The ticket as committed",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ticket" } } } });
+    let pk = serde_json::json!({ "type": "string", "pattern": "^04[0-9a-f]{128}$",
+        "description": "P-256 public key, uncompressed SEC1 point in hex (WebCrypto exportKey raw)" });
+    let signature = serde_json::json!({ "type": "string", "pattern": "^[0-9a-f]{128}$",
+        "description": "ECDSA P-256 SHA-256 signature r||s in hex (WebCrypto sign) of challenge_hex's bytes" });
+    let spend = |summary: &str, body: serde_json::Value| {
+        serde_json::json!({ "post": { "summary": summary, "parameters": [id.clone()],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": body } } },
+            "responses": { "200": ticket, "202": { "description": "Not committed within 30 s" },
+                "400": error, "403": error, "404": error, "409": error, "422": error } } })
+    };
+    serde_json::json!({
+        "/v1/loyalty/tickets": {
+            "post": { "summary": "Issue a ticket of points to a customer (operator)",
+                "security": [{ "bearer": [] }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["owner", "points"],
+                    "properties": { "owner": pk, "points": { "type": "integer", "minimum": 1, "maximum": loyalty::MAX_POINTS } } } } } },
+                "responses": { "200": ticket, "400": error, "401": error, "422": error } },
+            "get": { "summary": "A customer's tickets and balance (sum of live tickets)",
+                "parameters": [{ "name": "owner", "in": "query", "required": true, "schema": pk }],
+                "responses": { "200": { "description": "{owner, balance, tickets: [Ticket]}" }, "400": error } }
+        },
+        "/v1/loyalty/tickets/{id}": { "get": { "summary": "One ticket", "parameters": [id],
+            "responses": { "200": ticket, "400": error, "404": error } } },
+        "/v1/loyalty/tickets/{id}/challenge": { "get": {
+            "summary": "The exact bytes the owner signs to redeem (at this member) or transfer the ticket at its current view",
+            "parameters": [id,
+                { "name": "action", "in": "query", "required": true, "schema": { "enum": ["redeem", "transfer"] } },
+                { "name": "amount", "in": "query", "schema": { "type": "integer", "minimum": 1 }, "description": "redeem: points (default all)" },
+                { "name": "to", "in": "query", "schema": pk, "description": "transfer: the new owner" }],
+            "responses": { "200": { "description": "{ticket, action, view, merchant?, amount?, to?, challenge_hex, challenge_text}" },
+                "400": error, "404": error, "409": error, "422": error } } },
+        "/v1/loyalty/tickets/{id}/redeem": spend("Redeem points of the ticket at this member, signed by its owner",
+            serde_json::json!({ "type": "object", "required": ["view", "amount", "signature"],
+                "properties": { "view": { "type": "integer" }, "amount": { "type": "integer" }, "signature": signature } })),
+        "/v1/loyalty/tickets/{id}/transfer": spend("Give the ticket to another key, signed by its owner",
+            serde_json::json!({ "type": "object", "required": ["view", "to", "signature"],
+                "properties": { "view": { "type": "integer" }, "to": pk, "signature": signature } }))
+    })
+}

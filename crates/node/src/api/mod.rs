@@ -478,7 +478,7 @@ pub fn openapi_document() -> serde_json::Value {
             "responses": { "200": value, "202": { "description": "Not committed within the wait" },
                 "401": error, "409": error, "413": error, "422": error } })
     };
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": { "title": "Beaufort node API", "version": env!("CARGO_PKG_VERSION") },
         "components": {
@@ -489,7 +489,12 @@ pub fn openapi_document() -> serde_json::Value {
                     "key": { "type": "string" }, "value": { "type": ["string", "null"] },
                     "value_hex": { "type": ["string", "null"] }, "deleted": { "type": "boolean" },
                     "view": { "type": "integer" }, "round": { "type": "integer" },
-                    "certificate": { "type": "object" } } }
+                    "certificate": { "type": "object" } } },
+                "Ticket": { "type": "object", "properties": {
+                    "id": { "type": "string" }, "key": { "type": "string" }, "issuer": { "type": "integer" },
+                    "points": { "type": "integer" }, "issued_points": { "type": "integer" },
+                    "owner": { "type": "string" }, "status": { "enum": ["live", "redeemed"] },
+                    "view": { "type": "integer" }, "round": { "type": "integer" }, "last": { "type": "object" } } }
             }
         },
         "paths": {
@@ -517,9 +522,26 @@ pub fn openapi_document() -> serde_json::Value {
             "/metrics": { "get": { "summary": "Prometheus metrics",
                 "responses": { "200": { "description": "OpenMetrics text" } } } },
             "/openapi.json": { "get": { "summary": "This document",
-                "responses": { "200": { "description": "OpenAPI 3.1" } } } }
+                "responses": { "200": { "description": "OpenAPI 3.1" } } } },
+            "/v1/info": { "get": { "summary": "Which member this node is: {member, members, name, network, network_id}",
+                "responses": { "200": { "description": "Info" } } } },
+            "/v1/network": { "get": { "summary": "The public network description (what beaufort verify --network checks receipts against)",
+                "responses": { "200": { "description": "network.json" } } } },
+            "/v1/receipts/{key}": { "get": { "summary": "A committed value with its certificate and network id, to verify offline",
+                "parameters": key_param, "responses": { "200": value, "400": error, "404": error } } }
         }
-    })
+    });
+    for paths in [
+        loyalty::openapi_paths(&error),
+        assets::openapi_paths(&error),
+    ] {
+        if let (Some(all), serde_json::Value::Object(more)) =
+            (document["paths"].as_object_mut(), paths)
+        {
+            all.extend(more);
+        }
+    }
+    document
 }
 
 /// Serves the API on the configured address until the future is dropped.
