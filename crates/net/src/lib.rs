@@ -210,7 +210,7 @@ impl Network {
                 .listen_on(address.clone())
                 .map_err(|e| NetError::Listen {
                     address: address.clone(),
-                    error: e.to_string(),
+                    error: describe(&e),
                 })?;
         }
         let mut index_of = HashMap::new();
@@ -934,7 +934,7 @@ pub async fn run_discovery_server(
             .listen_on(address.clone())
             .map_err(|e| NetError::Listen {
                 address,
-                error: e.to_string(),
+                error: describe(&e),
             })?;
     }
     let me = *swarm.local_peer_id();
@@ -957,4 +957,21 @@ pub async fn run_discovery_server(
 struct DiscoveryBehaviour {
     rendezvous: rendezvous::server::Behaviour,
     ping: ping::Behaviour,
+}
+
+/// An error with its chain of causes. libp2p's transport errors often display as an empty string
+/// and keep the reason (say, "address in use") in their source or debug form.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    if parts.is_empty() {
+        format!("{error:?}")
+    } else {
+        parts.join(": ")
+    }
 }
