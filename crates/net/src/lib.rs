@@ -49,6 +49,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 mod frame;
+mod peers;
 mod queue;
 
 /// The sync protocol's name on the wire. Version 2: a request is a batch of messages (version 1
@@ -156,6 +157,8 @@ pub struct NetStats {
     pub connected: Gauge,
     /// Peers disconnected and backed off because of a fault.
     pub peers_banned: Counter,
+    /// Times the neighbours were re-wired because own writes made no progress.
+    pub rewirings: Counter,
 }
 
 /// Why the network could not start.
@@ -187,6 +190,7 @@ enum Command {
     Send(MemberIndex, Vec<u8>),
     Fault(MemberIndex),
     Isolate(BTreeSet<MemberIndex>),
+    Rewire,
 }
 
 /// The runtime's handle on the network task. Dropping every clone stops the task.
@@ -271,6 +275,15 @@ impl Network {
         }
     }
 
+    /// Replaces half of the neighbours (at least one) with other members, chosen at random. The
+    /// runtime calls this when its own writes stop making progress: if the neighbours it has are
+    /// withholding votes (an eclipse), new ones give it a path to the honest members.
+    pub fn rewire(&self) {
+        if self.commands.try_send(Command::Rewire).is_err() {
+            self.stats.messages_dropped.inc();
+        }
+    }
+
     /// Test-only: from now on, silently drops every sync message to or from the given members
     /// (an empty set heals). Connections stay up, so this emulates a network partition on
     /// loopback, where processes cannot be partitioned by the kernel here. Only reachable through
@@ -293,6 +306,7 @@ struct Behaviour {
     allow: allow_block_list::Behaviour<AllowedPeers>,
     block: allow_block_list::Behaviour<BlockedPeers>,
     sync: request_response::Behaviour<SyncCodec>,
+    peers: request_response::Behaviour<peers::PeersCodec>,
     ping: ping::Behaviour,
     rendezvous: rendezvous::client::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
@@ -330,6 +344,16 @@ fn build_swarm(
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
                         .with_max_concurrent_streams(MAX_SYNC_STREAMS),
+                ),
+                peers: request_response::Behaviour::with_codec(
+                    peers::PeersCodec,
+                    [(
+                        peers::PEERS_PROTOCOL,
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(REQUEST_TIMEOUT)
+                        .with_max_concurrent_streams(2),
                 ),
                 ping: ping::Behaviour::default(),
                 rendezvous: rendezvous::client::Behaviour::new(key.clone()),
@@ -530,6 +554,7 @@ impl NetTask {
                         tracing::warn!(?members, "test control: isolating members");
                         self.isolated = members;
                     }
+                    Some(Command::Rewire) => self.rewire(),
                     None => return,
                 },
                 event = self.swarm.select_next_some() => {
@@ -713,6 +738,58 @@ impl NetTask {
         }
     }
 
+    /// Swaps half of the targets (at least one) for spare members and drops the connections to
+    /// the ones swapped out.
+    fn rewire(&mut self) {
+        let mut current: Vec<MemberIndex> = self.targets.iter().copied().collect();
+        current.shuffle(&mut rand::thread_rng());
+        let swap = current.len().div_ceil(2).min(self.spare.len());
+        let mut out = Vec::with_capacity(swap);
+        for dropped in current.into_iter().take(swap) {
+            let Some(replacement) = self.spare.pop_front() else {
+                break;
+            };
+            self.targets.remove(&dropped);
+            self.targets.insert(replacement);
+            self.spare.push_back(dropped);
+            out.push(dropped);
+            if let Some(member) = self.members.get(usize::from(dropped)) {
+                let _ = self.swarm.disconnect_peer_id(member.peer_id);
+            }
+        }
+        self.stats.rewirings.inc();
+        tracing::warn!(
+            dropped = ?out,
+            targets = ?self.targets,
+            "own writes make no progress: re-wiring neighbours"
+        );
+        self.maintain();
+    }
+
+    /// This member's known addresses of every member (its own listen addresses included), for a
+    /// peer that asks.
+    fn peer_list(&self) -> peers::PeerList {
+        let me = self
+            .members
+            .iter()
+            .position(|m| m.peer_id == *self.swarm.local_peer_id());
+        let entries = self
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, member)| {
+                let index = MemberIndex::try_from(i).ok()?;
+                let addresses: Vec<Multiaddr> = if Some(i) == me {
+                    self.swarm.external_addresses().cloned().collect()
+                } else {
+                    member.addresses.clone()
+                };
+                (!addresses.is_empty()).then_some((index, addresses))
+            })
+            .collect();
+        peers::PeerList(entries)
+    }
+
     /// Remembers a member's address learnt from discovery (non-members are ignored).
     fn learn(&mut self, peer: PeerId, address: Multiaddr) {
         let Some(&index) = self.index_of.get(&peer) else {
@@ -820,6 +897,7 @@ impl NetTask {
                     if self.connected.insert(peer) {
                         self.stats.connected.set(self.connected.len() as i64);
                         tracing::info!(peer, "member connected");
+                        self.swarm.behaviour_mut().peers.send_request(&peer_id, ());
                         // What waited through a brief disconnection goes first.
                         self.pump(peer);
                         return self.events.send(NetEvent::PeerUp(peer)).await.is_ok();
@@ -864,6 +942,44 @@ impl NetTask {
                 }
                 other => tracing::debug!(?other, "discovery"),
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Peers(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { channel, .. },
+                ..
+            })) if self.index_of.contains_key(&peer) => {
+                let list = self.peer_list().encode();
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .peers
+                    .send_response(channel, list);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Peers(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            })) => {
+                if let Some(&from) = self.index_of.get(&peer) {
+                    match peers::PeerList::decode(&response, self.members.len()) {
+                        Ok(list) => {
+                            for (member, addresses) in list.0 {
+                                let Some(peer_id) =
+                                    self.members.get(usize::from(member)).map(|m| m.peer_id)
+                                else {
+                                    continue;
+                                };
+                                for address in addresses {
+                                    self.learn(peer_id, address);
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(peer = from, %error, "malformed peer list");
+                            self.ban(from);
+                        }
+                    }
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, address) in found {
                     self.learn(peer, address);

@@ -56,12 +56,12 @@ impl Metrics {
         );
         registry.register(
             "sent_bytes",
-            "Payload bytes of sync messages sent",
+            "Bytes (batch framing included) of sync messages sent",
             net.bytes_sent.clone(),
         );
         registry.register(
             "received_bytes",
-            "Payload bytes of sync messages received",
+            "Bytes (batch framing included) of sync messages received",
             net.bytes_received.clone(),
         );
         registry.register(
@@ -76,13 +76,18 @@ impl Metrics {
         );
         registry.register(
             "dropped_messages",
-            "Sync messages dropped (queue full or peer not connected)",
+            "Sync messages dropped (queue full, peer not connected or isolated, batch not acknowledged)",
             net.messages_dropped.clone(),
         );
         registry.register(
             "banned_peers",
             "Peers disconnected and backed off for a fault",
             net.peers_banned.clone(),
+        );
+        registry.register(
+            "rewirings",
+            "Times the neighbours were re-wired because own writes made no progress",
+            net.rewirings.clone(),
         );
         Metrics {
             registry,

@@ -8,6 +8,7 @@
 //! one disk commit covers a burst of incoming votes.
 
 use crate::metrics::Metrics;
+use crate::stall::StallWatch;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
 use beaufort_core::replica::{Replica, Step};
@@ -75,6 +76,7 @@ pub(crate) struct Runtime {
     waiters: HashMap<Key, Vec<Waiter>>,
     pending: usize,
     recent_commits: VecDeque<RecentCommit>,
+    stall: StallWatch,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -101,6 +103,7 @@ impl Runtime {
             waiters: HashMap::new(),
             pending: 0,
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
+            stall: StallWatch::new(std::time::Instant::now()),
         }
     }
 
@@ -128,6 +131,15 @@ impl Runtime {
                 },
                 _ = flush.tick() => step.absorb(self.replica.flush()),
                 _ = anti_entropy.tick() => {
+                    let oldest = self
+                        .waiters
+                        .values()
+                        .flatten()
+                        .map(|w| w.since.into_std())
+                        .min();
+                    if self.stall.should_rewire(std::time::Instant::now(), oldest) {
+                        self.network.rewire();
+                    }
                     let peers: Vec<MemberIndex> = self.replica.peers().collect();
                     for peer in peers {
                         step.absorb(self.replica.start_anti_entropy(peer));
@@ -260,6 +272,7 @@ impl Runtime {
                 *waiters = keep;
                 for waiter in done {
                     self.pending -= 1;
+                    self.stall.committed(std::time::Instant::now());
                     let latency = waiter.since.elapsed();
                     self.metrics.commit_latency.observe(latency.as_secs_f64());
                     if self.recent_commits.len() == RECENT_COMMITS {

@@ -1,0 +1,88 @@
+//! When to re-wire: the paper's eclipse defence. If this member's own writes stop committing,
+//! its neighbours may be withholding votes; replacing some of them with other members gives it a
+//! path to the honest majority. A pure decision, so it is tested without a network.
+
+use std::time::{Duration, Instant};
+
+/// A write pending this long with no own commit meanwhile counts as stalled.
+pub const STALL_AFTER: Duration = Duration::from_secs(3);
+/// Least time between two re-wirings, so a consortium that cannot commit at all (more than f
+/// members down) churns its connections slowly.
+pub const REWIRE_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// Tracks own commits and re-wirings.
+#[derive(Debug)]
+pub struct StallWatch {
+    last_commit: Instant,
+    last_rewire: Option<Instant>,
+}
+
+impl StallWatch {
+    /// A watch started at `now` (as if something had just committed: no re-wiring at start-up).
+    pub fn new(now: Instant) -> StallWatch {
+        StallWatch {
+            last_commit: now,
+            last_rewire: None,
+        }
+    }
+
+    /// One of this member's writes committed.
+    pub fn committed(&mut self, now: Instant) {
+        self.last_commit = now;
+    }
+
+    /// Whether to re-wire now, given when the oldest pending own write was submitted. Records
+    /// the re-wiring when it says yes.
+    pub fn should_rewire(&mut self, now: Instant, oldest_pending: Option<Instant>) -> bool {
+        let Some(oldest) = oldest_pending else {
+            return false;
+        };
+        let stalled = now.saturating_duration_since(oldest) >= STALL_AFTER
+            && now.saturating_duration_since(self.last_commit) >= STALL_AFTER;
+        let cooled = self
+            .last_rewire
+            .is_none_or(|at| now.saturating_duration_since(at) >= REWIRE_COOLDOWN);
+        if stalled && cooled {
+            self.last_rewire = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewires_only_when_own_writes_stall_and_not_too_often() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut watch = StallWatch::new(t0);
+        assert!(!watch.should_rewire(at(60), None), "nothing pending");
+        assert!(
+            !watch.should_rewire(at(2), Some(t0)),
+            "not pending long enough"
+        );
+        watch.committed(at(4));
+        assert!(
+            !watch.should_rewire(at(5), Some(t0)),
+            "another write committed recently"
+        );
+        assert!(
+            watch.should_rewire(at(7), Some(t0)),
+            "pending 7 s, last commit 3 s ago"
+        );
+        assert!(!watch.should_rewire(at(12), Some(t0)), "cooling down");
+        assert!(
+            watch.should_rewire(at(17), Some(t0)),
+            "cooled down, still stalled"
+        );
+        watch.committed(at(18));
+        assert!(
+            !watch.should_rewire(at(30), Some(at(29))),
+            "the pending write is new"
+        );
+    }
+}
