@@ -65,6 +65,7 @@ pub struct KeyUpdate {
     /// Bodies of proposed values the receiver may lack.
     pub values: Vec<Value>,
     /// Vote slots the receiver may lack.
+    #[serde(with = "crate::wire::vote_groups")]
     pub votes: Vec<WireBallot>,
     /// True if this is the sender's whole state for the key, so anything it cannot justify is the
     /// sender's fault rather than a gap in what the receiver already had.

@@ -9,7 +9,9 @@ use beaufort_core::replica::{FaultReason, Replica};
 use beaufort_core::state::{Ballot, Certified};
 use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUNDS};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
-use beaufort_core::wire::{decode, encode, SyncMessage, WireError, MAX_MESSAGE_BYTES};
+use beaufort_core::wire::{
+    decode, encode, SyncMessage, WireError, MAX_MESSAGE_BYTES, WIRE_VERSION,
+};
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Domain};
 use common::Cluster;
@@ -693,7 +695,7 @@ fn decoding_rejects_oversized_foreign_and_garbage_messages() {
     bytes[0] = 9;
     assert!(matches!(decode(&bytes, 4), Err(WireError::Version(9))));
     assert!(matches!(
-        decode(&[1, 0, 200, 200, 200], 4),
+        decode(&[WIRE_VERSION as u8, 0, 200, 200, 200], 4),
         Err(WireError::Decode(_))
     ));
     let keys = (0..300)
@@ -701,4 +703,70 @@ fn decoding_rejects_oversized_foreign_and_garbage_messages() {
         .collect();
     let bytes = encode(&SyncMessage::NeedState { keys }).unwrap();
     assert!(matches!(decode(&bytes, 4), Err(WireError::Bounds(_))));
+}
+
+#[test]
+fn votes_travel_grouped_by_kind_round_and_value_and_come_back_whole() {
+    let c = crypto(7);
+    let (x, y) = (data("x"), data("y"));
+    let mut votes: Vec<WireBallot> = (0..7)
+        .map(|m| {
+            vote(
+                &c,
+                m,
+                VoteKind::PreCommit,
+                0,
+                if m % 3 == 0 { &y } else { &x },
+            )
+        })
+        .chain((0..5).map(|m| vote(&c, m, VoteKind::Commit, 1, &x)))
+        .collect();
+    let a = vote(&c, 6, VoteKind::Commit, 1, &x);
+    let b = vote(&c, 6, VoteKind::Commit, 1, &y);
+    let (
+        Ballot::Vote {
+            value: va,
+            signature: sa,
+        },
+        Ballot::Vote {
+            value: vb,
+            signature: sb,
+        },
+    ) = (a.ballot, b.ballot)
+    else {
+        panic!("single votes");
+    };
+    let (first, second) = if va < vb {
+        ((va, sa), (vb, sb))
+    } else {
+        ((vb, sb), (va, sa))
+    };
+    votes.push(WireBallot {
+        ballot: Ballot::Equivocated { first, second },
+        ..a
+    });
+    let message = SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(vec![x.clone(), y.clone()], votes.clone(), true)],
+    };
+    let bytes = encode(&message).unwrap();
+    let SyncMessage::Updates { updates, .. } = decode(&bytes, 7).unwrap() else {
+        panic!("updates");
+    };
+    let key_of = |w: &WireBallot| (w.kind, w.round, w.member, format!("{:?}", w.ballot));
+    let mut sent: Vec<_> = votes.iter().map(key_of).collect();
+    let mut got: Vec<_> = updates[0].votes.iter().map(key_of).collect();
+    sent.sort();
+    got.sort();
+    assert_eq!(
+        sent, got,
+        "every slot comes back, equivocation proof included"
+    );
+    // 13 single votes in 3 groups: one value hash per group, not per vote.
+    let ungrouped_per_vote = 1 + 1 + 1 + 1 + 32 + 48;
+    assert!(
+        bytes.len() < 13 * ungrouped_per_vote,
+        "{} bytes for 13 votes",
+        bytes.len()
+    );
 }
