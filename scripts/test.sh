@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 if ! python3 -c 'import cryptography' 2>/dev/null; then
   pip install --quiet cryptography || { apt-get update && apt-get install -y python3-cryptography; }
 fi
+# The browser tests (crates/beaufort/tests/browser.rs) drive Debian's headless Chromium through
+# chromedriver; they fail, never skip, without them.
+command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release

@@ -9,18 +9,6 @@ use common::*;
 use serde_json::{json, Value as Json};
 use std::process::Command;
 
-fn api_url(member: &Member) -> String {
-    let config = beaufort_node::config::Config::load(&member.config).expect("config");
-    format!("http://{}", config.node.api_bind)
-}
-
-fn token(member: &Member) -> String {
-    beaufort_node::config::Config::load(&member.config)
-        .expect("config")
-        .node
-        .api_token
-}
-
 /// `(status, JSON body)` of a request, retried while the member does not answer.
 fn call(member: &Member, method: &str, path: &str, body: &Json) -> (u16, Json) {
     let body = if body.is_null() {
@@ -54,8 +42,8 @@ fn an_independent_client_issues_redeems_concurrently_and_verifies_a_receipt() {
     );
     let out = Command::new("python3")
         .arg(script)
-        .args(["--beaufort", BIN, "--token", &token(&members[0])])
-        .args(members.iter().map(api_url))
+        .args(["--beaufort", BIN, "--token", &members[0].token()])
+        .args(members.iter().map(Member::api_url))
         .output()
         .expect("python3 runs (scripts/test.sh installs it and its cryptography package)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -78,7 +66,29 @@ fn an_independent_client_issues_redeems_concurrently_and_verifies_a_receipt() {
         "/v1/contracts",
         "/v1/assets/{id}/transitions",
     ] {
-        assert!(openapi["paths"].get(path).is_some(), "{path} is described in /openapi.json");
+        assert!(
+            openapi["paths"].get(path).is_some(),
+            "{path} is described in /openapi.json"
+        );
+    }
+
+    // Malformed requests get the same JSON error shape as every other refusal.
+    let zero_id = "0".repeat(32);
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/v1/loyalty/tickets/{zero_id}/redeem"),
+            json!({}),
+        ),
+        ("GET", "/v1/loyalty/tickets?owner=zz".to_owned(), Json::Null),
+        ("DELETE", "/v1/loyalty/tickets".to_owned(), Json::Null),
+    ] {
+        let (status, answer) = call(&members[2], method, &path, &body);
+        assert!((400..500).contains(&status), "{method} {path}: {status}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {answer}"
+        );
     }
 }
 

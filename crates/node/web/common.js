@@ -329,9 +329,11 @@ export function downloadText(filename, text, type = 'application/json') {
 /**
  * Subscribes to committed changes under `prefix`. The browser reconnects EventSource by itself
  * after a drop; we only step in when it gives up (HTTP error) or stays down, so the page says so.
- * `onReopen` runs after a reconnection, since the stream does not replay what was missed.
+ * `onOpen` runs each time the stream opens, the first time included: the stream carries only
+ * what commits after it opened, so a change committed between the page's first load and the
+ * opening (or while disconnected) would otherwise never show; the page reloads its state instead.
  */
-export function watchChanges(prefix, onChange, { stateEl, errors, onReopen } = {}) {
+export function watchChanges(prefix, onChange, { stateEl, errors, onOpen } = {}) {
   const setState = (cls, text) => {
     if (!stateEl) return;
     stateEl.className = `live-state ${cls}`;
@@ -343,7 +345,6 @@ export function watchChanges(prefix, onChange, { stateEl, errors, onReopen } = {
   }
   let source = null;
   let downTimer = null;
-  let wasDown = false;
   const connect = () => {
     source = new EventSource(`/v1/watch?prefix=${encodeURIComponent(prefix)}`);
     setState('connecting', 'connecting…');
@@ -352,9 +353,9 @@ export function watchChanges(prefix, onChange, { stateEl, errors, onReopen } = {
       downTimer = null;
       setState('on', 'live');
       if (errors) errors.clear('watch');
-      // Changes committed while we were away are not replayed: let the page reload its state.
-      if (wasDown && onReopen) onReopen();
-      wasDown = false;
+      // Changes committed before the stream opened are not replayed: let the page reload its
+      // state (the node subscribes before it answers, so nothing falls between the two).
+      if (onOpen) onOpen();
     };
     source.addEventListener('change', (ev) => {
       let data;
@@ -366,7 +367,6 @@ export function watchChanges(prefix, onChange, { stateEl, errors, onReopen } = {
       if (data && typeof data.key === 'string') onChange(data);
     });
     source.onerror = () => {
-      wasDown = true;
       if (source.readyState === EventSource.CLOSED) {
         setState('off', 'disconnected — retrying');
         if (errors) errors.show('watch', 'Live updates stopped: the node refused the event stream. Retrying every 5 s.');

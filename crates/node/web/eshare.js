@@ -217,7 +217,7 @@ function lendForm(asset) {
       errors.show('action', problem);
       return;
     }
-    act($(`lend-confirm-${id}`), 'Lending…', `lend ${toolName(asset)}`, () => transition(id, 'lend', { borrower }), () => `${toolName(asset)} is lent to ${shortPk(borrower)}.`);
+    act($(`lend-confirm-${id}`), 'Lending…', `lend ${toolName(asset)}`, () => transition(id, 'lend', { borrower }), () => `${toolName(asset)} is lent to ${shortPk(borrower)}`);
   });
   return form;
 }
@@ -286,5 +286,5 @@ loadNodeInfo(errors);
     errors.show('key', `${describeError(e)} You can still look at the tools.`);
   }
   await load();
-  watchChanges('asset/', scheduleLoad, { stateEl: $('live-state'), errors, onReopen: scheduleLoad });
+  watchChanges('asset/', scheduleLoad, { stateEl: $('live-state'), errors, onOpen: scheduleLoad });
 })();

@@ -111,7 +111,9 @@ $('issue-form').addEventListener('submit', async (ev) => {
         el('code', { id: 'issue-ticket', title: ticket.id }, ticket.id || '?'),
         ticket.view !== undefined ? ` (certified in view ${ticket.view}).` : '.',
       );
+      // Clear both fields: the next customer at the counter is someone else.
       $('issue-points').value = '';
+      $('issue-owner').value = '';
     } catch (e) {
       if (e.status === 401) setTokenState('bad', 'rejected');
       errors.show('issue', `Issuing ${points} points failed: ${describeError(e)}`);
@@ -219,29 +221,44 @@ function renderLatency(commits) {
 
 const atThisShop = (m) => (info && Number(m) === Number(info.member) ? ' (this shop)' : '');
 
+// Shop names by member index, from the network description; numbers until it has loaded.
+let shopNames = [];
+api('GET', '/v1/network')
+  .then((network) => {
+    shopNames = (Array.isArray(network?.members) ? network.members : []).map((m) =>
+      typeof m?.name === 'string' ? m.name : null,
+    );
+  })
+  .catch(() => {});
+const shop = (m) => (m === undefined || m === null ? '?' : shopNames[Number(m)] || `member ${m}`);
+
 /** Turns a committed change into { tag, title, detail } a shop assistant can read at a glance. */
 function describeChange(ch) {
   if (ch.deleted) return { tag: 'deleted', title: `Deleted ${ch.key}`, detail: '' };
   const record = parseJsonObject(ch.value);
 
   if (ch.key.startsWith('loyalty/ticket/') && record) {
+    // The register holds the ticket record itself: {id, issuer, issued_to, issued_points,
+    // issuer_signature, owner, points, last: {action, ...}}. Its status is not stored: a ticket
+    // with no points left is used up.
     const last = record.last && typeof record.last === 'object' ? record.last : {};
     const id = record.id || ch.key.slice('loyalty/ticket/'.length);
     const ticket = `ticket ${shortId(id)}`;
     const owner = shortPk(record.owner);
     const left = record.points ?? '?';
+    const usedUp = record.points !== undefined && Number(record.points) === 0;
     switch (last.action) {
       case 'issue':
         return {
           tag: 'issue',
           title: `Issued ${record.issued_points ?? record.points ?? '?'} points`,
-          detail: `by member ${last.merchant ?? record.issuer ?? '?'}${atThisShop(last.merchant ?? record.issuer)} to ${owner} · ${ticket}`,
+          detail: `by ${shop(last.merchant ?? record.issuer)}${atThisShop(last.merchant ?? record.issuer)} to ${owner} · ${ticket}`,
         };
       case 'redeem':
         return {
           tag: 'redeem',
           title: `Redeemed ${last.amount ?? '?'} points`,
-          detail: `at member ${last.merchant ?? '?'}${atThisShop(last.merchant)} by ${owner} · ${left} left${record.status === 'redeemed' ? ' (used up)' : ''} · ${ticket}`,
+          detail: `at ${shop(last.merchant)}${atThisShop(last.merchant)} by ${owner} · ${left} left${usedUp ? ' (used up)' : ''} · ${ticket}`,
         };
       case 'transfer':
         return {
@@ -250,22 +267,23 @@ function describeChange(ch) {
           detail: `${shortPk(last.from)} → ${owner} · ${ticket}`,
         };
       default:
-        return { tag: 'ticket', title: `Ticket updated: ${left} points, ${record.status ?? 'unknown status'}`, detail: `owner ${owner} · ${ticket}` };
+        return { tag: 'ticket', title: `Ticket updated: ${left} points${usedUp ? ', used up' : ''}`, detail: `owner ${owner} · ${ticket}` };
     }
   }
 
   if (ch.key.startsWith('asset/') && record) {
-    // The stored asset record's layout is the backend's; look in the likely places.
-    const state = record.state;
-    const stateName = typeof state === 'string' ? state : state?.name ?? record.state_name ?? '?';
-    const value = (state && typeof state === 'object' ? state.value : null) ?? record.value ?? {};
-    const last = record.last && typeof record.last === 'object' ? record.last : {};
-    const id = record.id || ch.key.slice('asset/'.length);
-    const what = (value && typeof value === 'object' && value.tool) || id;
+    // The register holds the asset record: {contract, state: {name, value}, transition, input,
+    // actor, signature}, where transition/actor describe the step that produced this state (the
+    // API's GET /v1/assets nests them under "last"; the register does not).
+    const state = record.state && typeof record.state === 'object' ? record.state : {};
+    const stateName = typeof state.name === 'string' ? state.name : '?';
+    const value = state.value && typeof state.value === 'object' ? state.value : {};
+    const id = ch.key.slice('asset/'.length);
+    const what = typeof value.tool === 'string' && value.tool ? value.tool : id;
     return {
-      tag: String(stateName).toLowerCase(),
+      tag: stateName.toLowerCase(),
       title: `${record.contract ?? 'asset'}: ${what} is ${stateName}`,
-      detail: last.transition ? `${last.transition} by ${shortPk(last.actor)}` : `asset ${id}`,
+      detail: typeof record.transition === 'string' ? `${record.transition} by ${shortPk(record.actor)} · asset ${id}` : `asset ${id}`,
     };
   }
 

@@ -1,5 +1,6 @@
-// Customer wallet: the key pair, tickets and balance, multi-ticket redemption at this node's
-// merchant, transfers, and receipts that can be verified offline.
+// Customer wallet: the key pair, tickets and balance, multi-ticket redemption at any merchant of
+// the network (the wallet lives at one origin, but the customer shops everywhere), transfers, and
+// receipts that can be verified offline.
 import {
   $, api, busy, debounce, describeError, downloadText, el, ErrorBox, loadKeyPair, loadNodeInfo,
   normalisePk, parseJsonObject, pkProblem, shortId, shortPk, showMyKey, signChallenge, watchChanges,
@@ -11,8 +12,16 @@ let keys = null;
 let tickets = [];
 // Answers to overlapping refreshes can arrive out of order; only the newest may repaint.
 let refreshSeq = 0;
+// The network's members as { index, name, url } (url: the member's published API address).
+let merchants = [];
+// A redemption at another shop commits there first and reaches this node a moment later. Until
+// it does, the ticket as that shop returned it is the newer truth: ticket id -> TicketView.
+const fresher = new Map();
 
 const isLive = (t) => t.status === 'live' && Number(t.points) > 0;
+/** Whether ticket view `a` is newer than `b` (a later view, or a later round of the same view). */
+const newerThan = (a, b) =>
+  Number(a.view) > Number(b.view) || (Number(a.view) === Number(b.view) && Number(a.round) > Number(b.round));
 const ticketKey = (t) => t.key || `loyalty/ticket/${t.id}`;
 
 // ---- Result area ----
@@ -45,10 +54,23 @@ async function refresh() {
   try {
     const data = await api('GET', `/v1/loyalty/tickets?owner=${encodeURIComponent(keys.pk)}`);
     if (seq !== refreshSeq) return;
-    tickets = Array.isArray(data?.tickets) ? data.tickets : [];
-    const balance = Number.isFinite(Number(data?.balance))
-      ? Number(data.balance)
-      : tickets.filter(isLive).reduce((sum, t) => sum + Number(t.points), 0);
+    const listed = Array.isArray(data?.tickets) ? data.tickets : [];
+    let patched = false;
+    tickets = listed
+      .map((t) => {
+        const newer = fresher.get(t.id);
+        if (newer && newerThan(newer, t)) {
+          patched = true;
+          return newer;
+        }
+        fresher.delete(t.id); // this node has caught up
+        return t;
+      })
+      .filter((t) => t.owner === undefined || t.owner === keys.pk);
+    const balance =
+      !patched && Number.isFinite(Number(data?.balance))
+        ? Number(data.balance)
+        : tickets.filter(isLive).reduce((sum, t) => sum + Number(t.points), 0);
     $('balance').textContent = String(balance);
     renderTickets();
     errors.clear('tickets');
@@ -61,13 +83,20 @@ async function refresh() {
 
 const scheduleRefresh = debounce(refresh, 300);
 
+/** A member's display name once the network description is loaded, else "member N". */
+function merchantName(index) {
+  if (index === undefined || index === null) return 'member ?';
+  const m = merchants.find((x) => x.index === Number(index));
+  return m ? m.name : `member ${index}`;
+}
+
 function lastActionText(t) {
   const last = t.last && typeof t.last === 'object' ? t.last : {};
   switch (last.action) {
     case 'issue':
-      return `Issued by member ${last.merchant ?? t.issuer ?? '?'}`;
+      return `Issued by ${merchantName(last.merchant ?? t.issuer)}`;
     case 'redeem':
-      return `Last: ${last.amount ?? '?'} points redeemed at member ${last.merchant ?? '?'}`;
+      return `Last: ${last.amount ?? '?'} points redeemed at ${merchantName(last.merchant)}`;
     case 'transfer':
       return `Received from ${shortPk(last.from, keys.pk)}`;
     default:
@@ -96,7 +125,7 @@ function renderTickets() {
         el(
           'div',
           { class: 'item-detail' },
-          `of ${t.issued_points ?? '?'} issued by member ${t.issuer ?? '?'} · ticket `,
+          `of ${t.issued_points ?? '?'} issued by ${merchantName(t.issuer)} · ticket `,
           el('code', { title: t.id }, shortId(t.id)),
         ),
         lastActionText(t) ? el('div', { class: 'item-detail' }, lastActionText(t)) : null,
@@ -146,6 +175,76 @@ async function downloadReceipt(t, button) {
   });
 }
 
+// ---- Merchants ----
+
+/** Fills #redeem-merchant from the network description; retries quietly until the node answers. */
+async function loadMerchants() {
+  const select = $('redeem-merchant');
+  for (;;) {
+    try {
+      const network = await api('GET', '/v1/network');
+      const members = Array.isArray(network?.members) ? network.members : [];
+      if (members.length === 0) throw new Error('The network description lists no members.');
+      merchants = members.map((m, index) => ({
+        index,
+        name: typeof m?.name === 'string' && m.name ? m.name : `member-${index}`,
+        url: typeof m?.api_url === 'string' && m.api_url ? m.api_url : null,
+      }));
+      errors.clear('merchants');
+      if (keys) renderTickets(); // names instead of member numbers
+      break;
+    } catch (e) {
+      // Redeeming here still works without the list: offer this shop alone meanwhile.
+      merchants = [{ index: Number(info.member), name: info.name, url: null }];
+      errors.show('merchants', `Could not load the list of shops (${describeError(e)}); you can redeem only here for now. Retrying every 10 s.`);
+      renderMerchants(select);
+      await new Promise((r) => setTimeout(r, 10000));
+    }
+  }
+  renderMerchants(select);
+}
+
+function renderMerchants(select) {
+  const chosen = select.value === '' ? String(info.member) : select.value;
+  select.replaceChildren(
+    ...merchants.map((m) =>
+      el('option', { value: String(m.index) }, m.index === Number(info.member) ? `${m.name} (this shop)` : m.name),
+    ),
+  );
+  select.value = merchants.some((m) => String(m.index) === chosen) ? chosen : String(info.member);
+}
+
+/** The shop chosen in #redeem-merchant; this node's own member until the list has loaded. */
+function selectedMerchant() {
+  const value = $('redeem-merchant').value;
+  const chosen = value === '' ? undefined : merchants.find((m) => String(m.index) === value);
+  if (chosen) return chosen;
+  return info ? { index: Number(info.member), name: info.name, url: null } : null;
+}
+
+/**
+ * Where to send a shop's customer calls: '' (this page's own origin) for this node's member or a
+ * member that published no API address, else its published address. Throws when that address
+ * cannot be called from this page.
+ */
+function merchantBase(m) {
+  if (!m.url || m.index === Number(info.member)) return '';
+  let url;
+  try {
+    url = new URL(m.url);
+  } catch {
+    throw new Error(`${m.name}'s API address in the network description (${m.url}) is not a URL; nothing was signed.`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`${m.name}'s API address (${m.url}) is not http(s); nothing was signed.`);
+  }
+  if (window.location.protocol === 'https:' && url.protocol === 'http:') {
+    // Browsers block plain-http calls from a secure page (mixed content).
+    throw new Error(`${m.name}'s node publishes only a plain http:// address (${url.origin}), which this secure page may not call; nothing was signed.`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
 // ---- Redemption ----
 
 /** Smallest live tickets first until they cover `amount`; the last one only partly. */
@@ -161,15 +260,43 @@ function planRedemption(amount) {
   return left > 0 ? null : plan;
 }
 
-async function redeemOne(t, amount) {
+/** How often a shop's node that has not yet heard of a ticket is asked again, and how long apart. */
+const UNKNOWN_TICKET_TRIES = 5;
+const UNKNOWN_TICKET_PAUSE_MS = 1000;
+
+/** Asks the chosen shop's node for the challenge, signs it, and redeems there. */
+async function redeemOne(t, amount, merchant) {
+  const base = merchantBase(merchant);
   const id = encodeURIComponent(t.id);
-  const ch = await api('GET', `/v1/loyalty/tickets/${id}/challenge?action=redeem&amount=${amount}`);
+  let ch;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      ch = await api('GET', `${base}/v1/loyalty/tickets/${id}/challenge?action=redeem&amount=${amount}`);
+      break;
+    } catch (e) {
+      // A ticket issued a moment ago elsewhere may not have reached that shop's node yet.
+      if (e?.status !== 404 || base === '' || attempt >= UNKNOWN_TICKET_TRIES) throw e;
+      await new Promise((r) => setTimeout(r, UNKNOWN_TICKET_PAUSE_MS));
+    }
+  }
   // The bytes are opaque to us, so at least refuse to sign a challenge for something else.
-  if ((ch.action && ch.action !== 'redeem') || (ch.amount !== undefined && Number(ch.amount) !== amount)) {
+  if (
+    (ch.action && ch.action !== 'redeem') ||
+    (ch.ticket !== undefined && ch.ticket !== t.id) ||
+    (ch.amount !== undefined && Number(ch.amount) !== amount)
+  ) {
     throw new Error('The node offered a challenge for a different operation; nothing was signed.');
   }
+  // The signature names the shop that redeems: never sign for another shop than the one chosen.
+  if (ch.merchant === undefined || ch.merchant === null || Number(ch.merchant) !== merchant.index) {
+    const noAddress = merchant.url ? '' : ` ${merchant.name} publishes no API address, so this shop's node was asked instead.`;
+    throw new Error(
+      `The node that answered would record the redemption at member ${ch.merchant ?? '?'}, not at ${merchant.name} (member ${merchant.index}); nothing was signed.${noAddress}`,
+    );
+  }
   const signature = await signChallenge(keys, ch.challenge_hex);
-  const ticket = await api('POST', `/v1/loyalty/tickets/${id}/redeem`, { body: { view: ch.view, amount, signature } });
+  const ticket = await api('POST', `${base}/v1/loyalty/tickets/${id}/redeem`, { body: { view: ch.view, amount, signature } });
+  if (ticket && ticket.id === t.id) fresher.set(t.id, ticket);
   return { ticket, merchant: ch.merchant };
 }
 
@@ -188,6 +315,11 @@ $('redeem-form').addEventListener('submit', async (ev) => {
     errors.show('action', 'Enter how many points to redeem: a whole number greater than zero.');
     return;
   }
+  const merchant = selectedMerchant();
+  if (!merchant) {
+    errors.show('action', 'Still connecting to this shop\'s node; try again in a moment.');
+    return;
+  }
   await busy($('redeem-button'), 'Redeeming…', async () => {
     await refresh(); // plan against the freshest tickets to avoid needless conflicts
     const total = tickets.filter(isLive).reduce((s, t) => s + Number(t.points), 0);
@@ -199,7 +331,7 @@ $('redeem-form').addEventListener('submit', async (ev) => {
     }
     errors.clear('action');
     // Tickets are independent keys, so they commit in parallel; each succeeds or fails on its own.
-    const outcomes = await Promise.allSettled(plan.map((p) => redeemOne(p.ticket, p.amount)));
+    const outcomes = await Promise.allSettled(plan.map((p) => redeemOne(p.ticket, p.amount, merchant)));
     let done = 0;
     const items = outcomes.map((o, i) => {
       const { ticket, amount: part } = plan[i];
@@ -222,7 +354,7 @@ $('redeem-form').addEventListener('submit', async (ev) => {
     });
     const failed = items.filter((i) => !i.ok);
     const balance = await refresh();
-    const where = info ? info.name : 'this shop';
+    const where = merchant.name;
     const after = balance === null || balance === undefined ? '' : ` New balance: ${balance} points.`;
     if (failed.length === 0) {
       showResult('ok', `Redeemed ${amount} points at ${where}.${after}`, items);
@@ -266,7 +398,7 @@ $('transfer-form').addEventListener('submit', async (ev) => {
       const balance = await refresh();
       showResult(
         'ok',
-        `Ticket ${shortId(id)} (${ticket.points} points) now belongs to ${shortPk(to)}.${balance !== null && balance !== undefined ? ` Your balance: ${balance} points.` : ''}`,
+        `Ticket ${shortId(id)} (${ticket.points} points) now belongs to ${shortPk(to)}${balance !== null && balance !== undefined ? `; your balance: ${balance} points.` : ''}`,
       );
     } catch (e) {
       const hint = e?.status === 409 ? 'the ticket changed meanwhile (refreshed; try again): ' : '';
@@ -283,7 +415,7 @@ $('refresh-button').addEventListener('click', () => busy($('refresh-button'), 'R
 
 loadNodeInfo(errors).then((i) => {
   info = i;
-  $('redeem-merchant').textContent = `${i.name} (member ${i.member})`;
+  loadMerchants();
 });
 
 (async () => {
@@ -313,6 +445,6 @@ loadNodeInfo(errors).then((i) => {
         (record && (record.owner === keys.pk || record.last?.from === keys.pk));
       if (ours) scheduleRefresh();
     },
-    { stateEl: $('live-state'), errors, onReopen: scheduleRefresh },
+    { stateEl: $('live-state'), errors, onOpen: scheduleRefresh },
   );
 })();

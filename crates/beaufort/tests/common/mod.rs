@@ -90,6 +90,20 @@ impl Member {
         Some((status, body))
     }
 
+    /// The base URL of the member's HTTP API.
+    pub fn api_url(&self) -> String {
+        let config = beaufort_node::config::Config::load(&self.config).expect("load config");
+        format!("http://{}", config.node.api_bind)
+    }
+
+    /// The member's operator token.
+    pub fn token(&self) -> String {
+        beaufort_node::config::Config::load(&self.config)
+            .expect("load config")
+            .node
+            .api_token
+    }
+
     /// `GET /v1/status`, once the node answers.
     pub fn status(&self) -> Json {
         let mut status = Json::Null;

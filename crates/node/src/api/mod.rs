@@ -170,6 +170,7 @@ pub fn router(node: NodeHandle) -> Router {
         .merge(operator)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(cors))
         .with_state(node)
 }
@@ -218,6 +219,38 @@ async fn cors(request: Request, next: Next) -> Response {
         axum::http::HeaderValue::from_static("*"),
     );
     response
+}
+
+/// Most bytes of a plain-text error kept when it is rewrapped as JSON.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// Gives every error the same shape, `{"error": "..."}`: axum's own rejections (a body that is
+/// not the expected JSON, a bad query string, a method the route does not have) answer in plain
+/// text, which clients and the web app would otherwise have to special-case.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), MAX_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    } else {
+        text
+    };
+    ApiError(status, message).into_response()
 }
 
 /// Compares without an early exit, so the token cannot be guessed byte by byte from timing.

@@ -1,0 +1,859 @@
+//! The web app in a real browser: headless Chromium, driven over WebDriver by chromedriver,
+//! against a real consortium of four member processes on loopback. What the API-level tests
+//! cannot see is checked here: the pages' own JavaScript signs with WebCrypto keys kept in
+//! IndexedDB, a wallet served by one member redeems at another member across origins (CORS and
+//! the CSP), live updates arrive over server-sent events, and errors reach the person in words.
+//!
+//! The WebDriver client is fantoccini, the maintained Rust client, taken without any TLS feature:
+//! chromedriver listens on loopback, so it talks plain HTTP over the hyper/hyper-util stack the
+//! node already uses (axum) and brings no second HTTP client or TLS library. What it does add,
+//! through its `webdriver` protocol-types crate, is compiled for the tests only (an older `http`
+//! 0.2, `cookie`, ICU's text segmenter) — cheaper to keep than a hand-written WebDriver client.
+//!
+//! Every wait polls the page (or the API) until a condition holds, with the same generous
+//! deadline as the other multi-process tests; nothing sleeps and hopes, nothing asserts timings.
+//! Chromium and chromedriver must be installed (Debian: `apt-get install chromium
+//! chromium-driver`; `scripts/test.sh` does it): without them the test fails and says so.
+//!
+//! With `BEAUFORT_SCREENSHOTS=1` the test also writes the screenshots in docs/screenshots/;
+//! otherwise it takes them into a temporary directory, so a normal run leaves the tree alone.
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value as Json};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::runtime::Runtime;
+
+/// Desktop and phone viewports of the screenshots (CSS pixels).
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+/// A program from an environment variable, else the first of `names` on the PATH.
+fn find_program(variable: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable) {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+fn missing(what: &str, variable: &str) -> String {
+    format!(
+        "{what} was not found on the PATH (or in ${variable}). The browser tests need Debian's \
+         chromium and chromium-driver packages: `apt-get update && apt-get install -y chromium \
+         chromium-driver` (scripts/test.sh installs them when chromedriver is missing)."
+    )
+}
+
+/// A port that was free a moment ago (as `beaufort init --api-port 0` picks its own).
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    chromium: PathBuf,
+    log: PathBuf,
+    dir: TempDir,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let chromedriver = find_program("BEAUFORT_CHROMEDRIVER", &["chromedriver"])
+            .unwrap_or_else(|| panic!("{}", missing("chromedriver", "BEAUFORT_CHROMEDRIVER")));
+        let chromium = find_program("BEAUFORT_CHROMIUM", &["chromium", "chromium-browser"])
+            .unwrap_or_else(|| panic!("{}", missing("chromium", "BEAUFORT_CHROMIUM")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("chromedriver.log");
+        let port = free_port();
+        let mut child = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromedriver.display()));
+        let deadline = Instant::now() + DEADLINE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "chromedriver exited ({status}) before listening: {}",
+                    read_log(&log)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver never listened on port {port}: {}",
+                read_log(&log)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            chromium,
+            log,
+            dir,
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The end of a log file, for failure messages.
+fn read_log(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// One person's browser: its own Chromium with a fresh profile (so its own IndexedDB, hence its
+/// own customer key), driven synchronously so the test reads top to bottom like the other
+/// multi-process tests. The session (and Chromium) is closed when dropped.
+struct Browser<'a> {
+    who: &'static str,
+    rt: &'a Runtime,
+    client: Option<Client>,
+    _profile: TempDir,
+}
+
+impl<'a> Browser<'a> {
+    fn open(driver: &Driver, rt: &'a Runtime, who: &'static str) -> Browser<'a> {
+        let profile = tempfile::tempdir_in(driver.dir.path()).expect("profile dir");
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": driver.chromium,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-dev-shm-usage",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    // Nothing but the consortium on loopback: no update checks, sync or the like.
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-extensions",
+                    "--disable-domain-reliability",
+                    "--disable-features=MediaRouter,DialMediaRouteProvider,OptimizationHints,Translate",
+                    // Screenshots as a phone shows the page (overlay scrollbars take no room).
+                    "--hide-scrollbars",
+                ],
+            },
+        });
+        let Json::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object literal")
+        };
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities);
+        let client = rt
+            .block_on(builder.connect(&driver.url))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{who}: chromedriver could not start Chromium ({e}); its log ends with:\n{}",
+                    read_log(&driver.log)
+                )
+            });
+        Browser {
+            who,
+            rt,
+            client: Some(client),
+            _profile: profile,
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("session open until drop")
+    }
+
+    fn goto(&self, url: &str) {
+        self.rt
+            .block_on(self.client().goto(url))
+            .unwrap_or_else(|e| panic!("{}: open {url}: {e}", self.who));
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page.
+    fn js(&self, script: &str, args: Vec<Json>) -> Json {
+        self.rt
+            .block_on(self.client().execute(script, args))
+            .unwrap_or_else(|e| panic!("{}: script failed ({e}): {script}", self.who))
+    }
+
+    /// What the page shows a person right now: the URL, the error box and the result areas.
+    fn diagnostic(&self) -> String {
+        let script = "const t = (id) => { const e = document.getElementById(id); \
+            return e ? `${id}${e.hidden ? ' (hidden)' : ''}: ${e.innerText.trim()}` : ''; }; \
+            return [location.href, t('error'), t('result'), t('issue-result')] \
+            .filter(Boolean).join(' | ');";
+        match self.rt.block_on(self.client().execute(script, vec![])) {
+            Ok(Json::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => format!("(page unreadable: {e})"),
+        }
+    }
+
+    /// Polls the JavaScript expression `condition` (with `args` as `arguments`) until it is
+    /// truthy, and returns its value; panics with `what` and what the page shows after
+    /// [`DEADLINE`].
+    fn wait(&self, what: &str, condition: &str, args: Vec<Json>) -> Json {
+        let script = format!("return ({condition});");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let value = self.js(&script, args.clone());
+            let truthy = match &value {
+                Json::Null | Json::Bool(false) => false,
+                Json::String(s) => !s.is_empty(),
+                Json::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: timed out waiting for {what}; the page shows: {}",
+                self.who,
+                self.diagnostic()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the element with `id` shows exactly `text`.
+    fn wait_text(&self, id: &str, text: &str) {
+        self.wait(
+            &format!("#{id} to read {text:?}"),
+            "document.getElementById(arguments[0])?.textContent.trim() === arguments[1]",
+            vec![json!(id), json!(text)],
+        );
+    }
+
+    /// Waits until an element matches `css`.
+    fn wait_for(&self, css: &str) {
+        self.wait(
+            &format!("an element matching {css}"),
+            "document.querySelector(arguments[0]) !== null",
+            vec![json!(css)],
+        );
+    }
+
+    /// The text of the element with `id` ("" if there is none).
+    fn text(&self, id: &str) -> String {
+        let value = self.js(
+            "return document.getElementById(arguments[0])?.textContent.trim() ?? '';",
+            vec![json!(id)],
+        );
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    fn exists(&self, css: &str) -> bool {
+        self.js(
+            "return document.querySelector(arguments[0]) !== null;",
+            vec![json!(css)],
+        ) == Json::Bool(true)
+    }
+
+    fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.rt
+            .block_on(self.client().find(Locator::Css(css)))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: no element {css} ({e}); the page shows: {}",
+                    self.who,
+                    self.diagnostic()
+                )
+            })
+    }
+
+    /// Clicks like a person: WebDriver scrolls the element into view and refuses hidden ones.
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.rt
+            .block_on(element.click())
+            .unwrap_or_else(|e| panic!("{}: click {css}: {e}", self.who));
+    }
+
+    /// Replaces the field's content by typing `text`.
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.rt
+            .block_on(async {
+                element.clear().await?;
+                element.send_keys(text).await
+            })
+            .unwrap_or_else(|e| panic!("{}: type into {css}: {e}", self.who));
+    }
+
+    fn select(&self, css: &str, value: &str) {
+        let element = self.find(css);
+        self.rt
+            .block_on(element.select_by_value(value))
+            .unwrap_or_else(|e| panic!("{}: select {value} in {css}: {e}", self.who));
+    }
+
+    /// This browser's customer key, once the page has loaded or created it.
+    fn public_key(&self) -> String {
+        let pk = self.wait(
+            "the customer key in #my-pk",
+            "document.getElementById('my-pk')?.dataset.pk",
+            vec![],
+        );
+        let pk = pk.as_str().expect("a string").to_owned();
+        assert!(
+            pk.len() == 130 && pk.starts_with("04"),
+            "{}: #my-pk is not an uncompressed P-256 key: {pk}",
+            self.who
+        );
+        assert_eq!(
+            self.text("my-pk"),
+            pk,
+            "#my-pk shows exactly the key it carries"
+        );
+        pk
+    }
+
+    /// The viewport's size as the page sees it, once two readings in a row agree: a resize is
+    /// applied asynchronously, so a single reading may still be the old size.
+    fn settled_viewport(&self) -> (i64, i64) {
+        let read = || {
+            let inner = self.js("return [window.innerWidth, window.innerHeight];", vec![]);
+            (
+                inner[0].as_i64().expect("a width in pixels"),
+                inner[1].as_i64().expect("a height in pixels"),
+            )
+        };
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = read();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Makes the viewport (what the page sees as `innerWidth` x `innerHeight`) exactly
+    /// `width` x `height`. WebDriver sizes the outer window, whose frame differs by platform, so
+    /// the window is corrected by what the viewport lacks until it fits (a stale reading only
+    /// costs one more round).
+    fn resize_viewport(&self, width: u32, height: u32) {
+        let wanted = (i64::from(width), i64::from(height));
+        let mut outer = wanted;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (w, h) = (
+                u32::try_from(outer.0.max(100)).expect("a window width"),
+                u32::try_from(outer.1.max(100)).expect("a window height"),
+            );
+            self.rt
+                .block_on(self.client().set_window_size(w, h))
+                .unwrap_or_else(|e| panic!("{}: resize the window to {w}x{h}: {e}", self.who));
+            let inner = self.settled_viewport();
+            if inner == wanted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the viewport stays {inner:?} instead of {wanted:?}",
+                self.who
+            );
+            outer = (outer.0 + wanted.0 - inner.0, outer.1 + wanted.1 - inner.1);
+        }
+    }
+
+    /// Screenshots of the current page at the desktop and the phone size, as `<name>-desktop.png`
+    /// and `<name>-phone.png`; the viewport is left at the desktop size.
+    fn screenshots(&self, name: &str, dir: &Path) {
+        for (size, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
+            self.resize_viewport(width, height);
+            let png = self
+                .rt
+                .block_on(self.client().screenshot())
+                .unwrap_or_else(|e| panic!("{}: screenshot: {e}", self.who));
+            assert!(
+                png.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "{}: the screenshot is not a PNG",
+                self.who
+            );
+            let path = dir.join(format!("{name}-{size}.png"));
+            std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+        self.resize_viewport(DESKTOP.0, DESKTOP.1);
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Closing the last window of the session quits its Chromium.
+            let _ = self.rt.block_on(client.close());
+        }
+    }
+}
+
+/// Where screenshots go: docs/screenshots/ when BEAUFORT_SCREENSHOTS=1, else a temporary
+/// directory (kept alive by the second field).
+fn screenshot_dir() -> (PathBuf, Option<TempDir>) {
+    if std::env::var("BEAUFORT_SCREENSHOTS").as_deref() == Ok("1") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&dir).expect("create docs/screenshots");
+        (dir, None)
+    } else {
+        let temp = tempfile::tempdir().expect("tempdir");
+        (temp.path().to_path_buf(), Some(temp))
+    }
+}
+
+/// `GET path` at `member` as JSON, once it answers 200.
+fn get_json(member: &Member, path: &str) -> Option<Json> {
+    match member.http("GET", path, "") {
+        Some((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_web_app_in_a_real_browser_on_a_real_consortium() {
+    let started = Instant::now();
+    // First, so a machine without a browser fails at once and says why.
+    let driver = Driver::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members = consortium(dir.path(), 4);
+    members[0].put("warmup", "1");
+    for m in &members {
+        m.wait_for("warmup", "1");
+    }
+    let urls: Vec<String> = members.iter().map(Member::api_url).collect();
+    let (shots, _keep) = screenshot_dir();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!("consortium up after {:?}", started.elapsed());
+
+    let merchant = Browser::open(&driver, &rt, "merchant (dashboard of member 0)");
+    let customer = Browser::open(&driver, &rt, "customer (wallet at member 0)");
+    operator_errors_are_shown(&members, &urls, &merchant);
+    println!("error display checked after {:?}", started.elapsed());
+    loyalty_across_merchants(&members, &urls, &merchant, &customer, &shots);
+    println!("loyalty checked after {:?}", started.elapsed());
+    eshare_between_neighbours(&driver, &rt, &members, &urls, &merchant, &customer);
+    println!("eShare checked after {:?}", started.elapsed());
+
+    merchant.screenshots("dashboard", &shots);
+    customer.screenshots("eshare", &shots);
+    println!(
+        "screenshots in {} after {:?}",
+        shots.display(),
+        started.elapsed()
+    );
+}
+
+/// (c) A wrong operator token gets a clear 401 message; a key the server refuses shows the
+/// server's own words. Leaves the dashboard with the right token saved.
+fn operator_errors_are_shown(members: &[Member], urls: &[String], merchant: &Browser) {
+    merchant.goto(&format!("{}/", urls[0]));
+    merchant.wait_text("node-name", "Merchant A");
+    // The feed shows what commits after its stream opened: from here on, everything.
+    merchant.wait_text("feed-state", "live");
+    merchant.wait_text("token-status", "no token");
+
+    merchant.type_into("#token", "not-the-operator-token");
+    merchant.click("#save-token");
+    merchant.wait_text("token-status", "rejected");
+    let shown = merchant
+        .wait(
+            "the 401 in the error box",
+            "!document.getElementById('error').hidden && document.getElementById('error-list').textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        shown.contains("rejected the operator token")
+            && shown.contains("Wrong or missing operator token")
+            && shown.contains("(HTTP 401)"),
+        "the dashboard explains the refused token: {shown}"
+    );
+
+    merchant.type_into("#token", &members[0].token());
+    merchant.click("#save-token");
+    merchant.wait_text("token-status", "accepted");
+    merchant.wait(
+        "the error box to clear once the token is accepted",
+        "document.getElementById('error').hidden",
+        vec![],
+    );
+    merchant.wait_text("status-member", "0 of 4");
+
+    // Well-formed to the page (130 hex digits, 04 first) but not a point on the curve: only the
+    // server can tell, and the person must see what it said.
+    let bad_key = format!("04{}", "00".repeat(64));
+    let (status, body) = members[0]
+        .http(
+            "POST",
+            "/v1/loyalty/tickets",
+            &json!({ "owner": bad_key, "points": 5 }).to_string(),
+        )
+        .expect("member 0 answers");
+    assert!(
+        (400..500).contains(&status),
+        "the server refuses the key: {status} {body}"
+    );
+    let server_says: String = match serde_json::from_str::<Json>(&body) {
+        Ok(json) => json["error"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => body.trim().chars().take(200).collect(),
+    };
+    assert!(!server_says.is_empty(), "the server gives a reason: {body}");
+    merchant.type_into("#issue-owner", &bad_key);
+    merchant.type_into("#issue-points", "5");
+    merchant.click("#issue-button");
+    let result = merchant
+        .wait(
+            "the refused issue in #issue-result",
+            "document.getElementById('issue-result').classList.contains('fail') && document.getElementById('issue-result').textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        result.contains(&server_says) && result.contains(&format!("(HTTP {status})")),
+        "#issue-result shows the server's words {server_says:?} and status {status}: {result}"
+    );
+    let errors = merchant.text("error-list");
+    assert!(errors.contains(&server_says), "the error box too: {errors}");
+    merchant.click("#error-dismiss");
+}
+
+/// (a) Points issued at merchant A are redeemed at merchant B from a wallet served by A; every
+/// member agrees; a second redemption is refused; the dashboard's feed shows both steps.
+fn loyalty_across_merchants(
+    members: &[Member],
+    urls: &[String],
+    merchant: &Browser,
+    customer: &Browser,
+    shots: &Path,
+) {
+    customer.goto(&format!("{}/wallet", urls[0]));
+    let pk = customer.public_key();
+    customer.wait_text("balance", "0");
+    customer.wait_text("live-state", "live");
+
+    merchant.type_into("#issue-owner", &pk);
+    merchant.type_into("#issue-points", "50");
+    merchant.click("#issue-button");
+    let ticket = merchant
+        .wait(
+            "the issued ticket's id",
+            "document.getElementById('issue-result').classList.contains('ok') && document.getElementById('issue-ticket')?.textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(ticket.len(), 32, "a ticket id is 16 bytes in hex: {ticket}");
+    let key = format!("loyalty/ticket/{ticket}");
+
+    // The wallet learns of it by itself (live updates), without a reload.
+    customer.wait_text("balance", "50");
+    customer.wait_for(&format!(
+        "#ticket-{ticket}[data-status=live][data-points='50']"
+    ));
+
+    // The shop list: every member by name, this shop first chosen.
+    customer.wait_for("#redeem-merchant option[value='3']");
+    let options = customer.js(
+        "return [...document.querySelectorAll('#redeem-merchant option')].map(o => [o.value, o.textContent]);",
+        vec![],
+    );
+    assert_eq!(
+        options,
+        json!([
+            ["0", "Merchant A (this shop)"],
+            ["1", "Merchant B"],
+            ["2", "Merchant C"],
+            ["3", "Merchant D"]
+        ]),
+        "the merchant selector lists the network's members"
+    );
+    assert_eq!(
+        customer.js(
+            "return document.getElementById('redeem-merchant').value;",
+            vec![]
+        ),
+        json!("0"),
+        "it defaults to the shop that served the wallet"
+    );
+    customer.select("#redeem-merchant", "1");
+    customer.type_into("#redeem-amount", "50");
+    customer.click("#redeem-button");
+    let summary = customer
+        .wait(
+            "the redemption's result",
+            "document.getElementById('result').classList.contains('ok') && document.getElementById('result-summary')?.textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        summary.contains("Redeemed 50 points at Merchant B"),
+        "{summary}"
+    );
+    customer.wait_text("balance", "0");
+    customer.wait_for(&format!(
+        "#ticket-{ticket}[data-status=redeemed][data-points='0']"
+    ));
+    customer.screenshots("wallet", shots);
+
+    for (i, m) in members.iter().enumerate() {
+        eventually(
+            &format!("member {i} to hold the ticket as redeemed at member 1"),
+            || {
+                get_json(m, &format!("/v1/loyalty/tickets?owner={pk}")).is_some_and(|w| {
+                    let t = &w["tickets"][0];
+                    w["balance"] == 0
+                        && w["tickets"].as_array().map(Vec::len) == Some(1)
+                        && t["id"] == json!(ticket)
+                        && t["status"] == "redeemed"
+                        && t["points"] == 0
+                        && t["last"]["action"] == "redeem"
+                        && t["last"]["merchant"] == 1
+                        && t["last"]["amount"] == 50
+                })
+            },
+        );
+    }
+
+    // Spending the same points again: the wallet refuses, says why, and nothing changes.
+    customer.type_into("#redeem-amount", "10");
+    customer.click("#redeem-button");
+    let refused = customer
+        .wait(
+            "the refusal of a second redemption",
+            "document.getElementById('result').classList.contains('fail') && !document.getElementById('error').hidden && document.getElementById('error-list').textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        refused.contains("You have 0 points; you cannot redeem 10."),
+        "{refused}"
+    );
+    assert!(
+        customer.text("result-summary").contains("Nothing redeemed"),
+        "{}",
+        customer.text("result-summary")
+    );
+    assert_eq!(customer.text("balance"), "0");
+    // And the consortium would refuse it too, at any member.
+    let (status, body) = members[2]
+        .http(
+            "GET",
+            &format!("/v1/loyalty/tickets/{ticket}/challenge?action=redeem&amount=10"),
+            "",
+        )
+        .expect("member 2 answers");
+    assert_eq!(status, 409, "{body}");
+
+    // The dashboard, open all along, saw the issue here and the redemption at merchant B.
+    let row = |kind: &str| format!("#feed .feed-item.feed-{kind}[data-key='{key}']");
+    merchant.wait_for(&row("issue"));
+    merchant.wait_for(&row("redeem"));
+    let redeemed = merchant.js(
+        "return document.querySelector(arguments[0]).textContent;",
+        vec![json!(row("redeem"))],
+    );
+    let redeemed = redeemed.as_str().unwrap_or_default();
+    assert!(
+        redeemed.contains("Redeemed 50 points")
+            && redeemed.contains("at Merchant B")
+            && redeemed.contains("0 left (used up)"),
+        "{redeemed}"
+    );
+    let issued = merchant.js(
+        "return document.querySelector(arguments[0]).textContent;",
+        vec![json!(row("issue"))],
+    );
+    assert!(
+        issued
+            .as_str()
+            .is_some_and(|t| t.contains("Issued 50 points") && t.contains("(this shop)")),
+        "{issued}"
+    );
+}
+
+/// (b) An owner lends a tool to a neighbour whose wallet lives at another member, takes it back,
+/// and the neighbour reports it broken; a stranger never gets the owner's buttons.
+fn eshare_between_neighbours(
+    driver: &Driver,
+    rt: &Runtime,
+    members: &[Member],
+    urls: &[String],
+    merchant: &Browser,
+    owner: &Browser,
+) {
+    owner.goto(&format!("{}/eshare", urls[0]));
+    let owner_pk = owner.public_key();
+    owner.wait_text("live-state", "live");
+    owner.wait(
+        "the register button to be enabled",
+        "!document.getElementById('register-button').disabled",
+        vec![],
+    );
+    owner.type_into("#tool-name", "Hammer drill");
+    owner.click("#register-button");
+    owner.wait(
+        "the registration's result",
+        "document.getElementById('result').classList.contains('ok')",
+        vec![],
+    );
+    let id = owner
+        .wait(
+            "the new tool in the list",
+            "[...document.querySelectorAll('#tools li.tool')].find(li => li.dataset.owner === arguments[0] && li.textContent.includes('Hammer drill'))?.dataset.id",
+            vec![json!(owner_pk)],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    owner.wait_text(&format!("state-{id}"), "Ready");
+    owner.wait_text(&format!("owner-{id}"), "you");
+    owner.wait_for(&format!("#lend-{id}"));
+
+    let borrower = Browser::open(driver, rt, "borrower (eShare at member 2)");
+    borrower.goto(&format!("{}/eshare", urls[2]));
+    let borrower_pk = borrower.public_key();
+    borrower.wait_text("live-state", "live");
+    assert_ne!(borrower_pk, owner_pk, "another browser, another key");
+    // Same origin as the owner but another browser profile: another key, no owner's rights.
+    let stranger = Browser::open(driver, rt, "stranger (eShare at member 0)");
+    stranger.goto(&format!("{}/eshare", urls[0]));
+    let stranger_pk = stranger.public_key();
+    stranger.wait_text("live-state", "live");
+    assert!(stranger_pk != owner_pk && stranger_pk != borrower_pk);
+    let no_buttons = |who: &Browser, state: &str| {
+        who.wait_text(&format!("state-{id}"), state);
+        for button in ["lend", "return", "broken"] {
+            assert!(
+                !who.exists(&format!("#{button}-{id}")),
+                "{}: no {button} button on {id} while it is {state}",
+                who.who
+            );
+        }
+    };
+    no_buttons(&stranger, "Ready");
+
+    owner.click(&format!("#lend-{id}"));
+    owner.type_into(&format!("#lend-to-{id}"), &borrower_pk);
+    owner.click(&format!("#lend-confirm-{id}"));
+    owner.wait_text(&format!("state-{id}"), "Offered");
+    owner.wait_for(&format!("#return-{id}"));
+
+    borrower.wait_text(&format!("state-{id}"), "Offered");
+    borrower.wait_text(&format!("borrower-{id}"), "you");
+    no_buttons(&borrower, "Offered");
+    no_buttons(&stranger, "Offered");
+
+    owner.click(&format!("#return-{id}"));
+    owner.wait_text(&format!("state-{id}"), "Ready");
+
+    // The last borrower may report it broken (the stranger still may not).
+    borrower.wait_text(&format!("state-{id}"), "Ready");
+    borrower.wait_for(&format!("#broken-{id}"));
+    assert!(
+        !borrower.exists(&format!("#lend-{id}")),
+        "only the owner lends"
+    );
+    no_buttons(&stranger, "Ready");
+    let note = "the chuck wobbles and the motor smells burnt";
+    borrower.click(&format!("#broken-{id}"));
+    borrower.type_into(&format!("#broken-note-{id}"), note);
+    borrower.click(&format!("#broken-confirm-{id}"));
+    borrower.wait(
+        "the report's result",
+        "document.getElementById('result').classList.contains('ok')",
+        vec![],
+    );
+    borrower.wait_text(&format!("state-{id}"), "Broken");
+
+    for (i, m) in members.iter().enumerate() {
+        eventually(&format!("member {i} to hold {id} as Broken"), || {
+            get_json(m, &format!("/v1/assets/{id}")).is_some_and(|a| {
+                a["contract"] == "eshare"
+                    && a["state"]["name"] == "Broken"
+                    && a["state"]["value"]["note"] == note
+                    && a["state"]["value"]["reported_by"] == json!(borrower_pk)
+                    && a["state"]["value"]["owner"] == json!(owner_pk)
+                    && a["last"]["transition"] == "report_broken"
+            })
+        });
+    }
+    no_buttons(&stranger, "Broken");
+    owner.wait_text(&format!("state-{id}"), "Broken");
+
+    // A second tool, lent out, so the list (and its screenshot) shows more than one state.
+    owner.type_into("#tool-name", "Ladder");
+    owner.click("#register-button");
+    let ladder = owner
+        .wait(
+            "the ladder in the list",
+            "[...document.querySelectorAll('#tools li.tool')].find(li => li.dataset.owner === arguments[0] && li.textContent.includes('Ladder'))?.dataset.id",
+            vec![json!(owner_pk)],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    owner.wait_for(&format!("#lend-{ladder}"));
+    owner.click(&format!("#lend-{ladder}"));
+    owner.type_into(&format!("#lend-to-{ladder}"), &borrower_pk);
+    owner.click(&format!("#lend-confirm-{ladder}"));
+    owner.wait_text(&format!("state-{ladder}"), "Offered");
+
+    // The dashboard renders asset changes from the register's own record.
+    let row = format!("#feed .feed-item.feed-broken[data-key='asset/{id}']");
+    merchant.wait_for(&row);
+    let text = merchant.js(
+        "return document.querySelector(arguments[0]).textContent;",
+        vec![json!(row)],
+    );
+    assert!(
+        text.as_str().is_some_and(
+            |t| t.contains("eshare: Hammer drill is Broken") && t.contains("report_broken by")
+        ),
+        "{text}"
+    );
+}
