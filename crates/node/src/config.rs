@@ -341,6 +341,9 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
     let rng = ring::rand::SystemRandom::new();
     let mut members = Vec::with_capacity(n);
     let mut nodes = Vec::with_capacity(n);
+    // Sockets holding the ports picked so far, so no port is handed out twice; released when
+    // the configuration is written.
+    let mut probes = Vec::new();
     for i in 0..n {
         let index = MemberIndex::try_from(i)
             .map_err(|_| ConfigError::Invalid("too many members".into()))?;
@@ -353,8 +356,8 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
         let keypair = write_p2p_key(&out.join(&p2p_key_file), seed)?;
-        let p2p_port = port(options.p2p_base_port, i)?;
-        let api_port = port(options.api_base_port, i)?;
+        let p2p_port = port(options.p2p_base_port, i, &mut probes)?;
+        let api_port = port(options.api_base_port, i, &mut probes)?;
         let addresses = vec![
             format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
             format!("/ip4/127.0.0.1/udp/{p2p_port}/quic-v1"),
@@ -413,22 +416,30 @@ fn member_name(i: usize) -> String {
     }
 }
 
-/// Port `base + i`, or a currently free port when `base` is 0.
-fn port(base: u16, i: usize) -> Result<u16, ConfigError> {
+/// Port `base + i`, or a currently free port when `base` is 0: free for both TCP and UDP (libp2p
+/// listens on the same number for TCP and QUIC), and kept bound in `probes` until the caller is
+/// done, so two members never get the same port.
+fn port(
+    base: u16,
+    i: usize,
+    probes: &mut Vec<(std::net::TcpListener, std::net::UdpSocket)>,
+) -> Result<u16, ConfigError> {
     if base == 0 {
-        let listener =
-            std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|source| ConfigError::Io {
-                path: PathBuf::from("127.0.0.1:0"),
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| ConfigError::Io {
-                path: PathBuf::from("127.0.0.1:0"),
-                source,
-            })?
-            .port();
-        return Ok(port);
+        let io = |source| ConfigError::Io {
+            path: PathBuf::from("127.0.0.1:0"),
+            source,
+        };
+        for _ in 0..64 {
+            let tcp = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(io)?;
+            let port = tcp.local_addr().map_err(io)?.port();
+            if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+                probes.push((tcp, udp));
+                return Ok(port);
+            }
+        }
+        return Err(ConfigError::Invalid(
+            "found no port free for both TCP and UDP in 64 tries".into(),
+        ));
     }
     u16::try_from(usize::from(base) + i)
         .map_err(|_| ConfigError::Invalid(format!("port {base} + {i} out of range")))
