@@ -19,6 +19,9 @@ pub struct Metrics {
     pub decisions: Counter,
     /// Members proven to have equivocated.
     pub excluded: Gauge,
+    /// Peer updates set aside because the validation hook could not judge a value yet (an asset
+    /// whose contract is not installed here yet); anti-entropy brings them again.
+    pub deferred_updates: Counter,
 }
 
 impl Metrics {
@@ -29,6 +32,12 @@ impl Metrics {
         let persist_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let decisions = Counter::default();
         let excluded = Gauge::default();
+        let deferred_updates = Counter::default();
+        registry.register(
+            "deferred_updates",
+            "Peer updates set aside until a value's dependency (a contract) is installed here",
+            deferred_updates.clone(),
+        );
         registry.register(
             "commit_latency_seconds",
             "Time from an own write's submission to its commit",
@@ -95,6 +104,7 @@ impl Metrics {
             persist_seconds,
             decisions,
             excluded,
+            deferred_updates,
         }
     }
 

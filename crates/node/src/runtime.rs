@@ -263,6 +263,9 @@ impl Runtime {
         self.metrics
             .excluded
             .set(self.replica.excluded().len() as i64);
+        self.metrics
+            .deferred_updates
+            .inc_by(step.stats.deferred_updates as u64);
         for decision in step.decisions {
             self.metrics.decisions.inc();
             if let Some(waiters) = self.waiters.get_mut(&decision.key) {
