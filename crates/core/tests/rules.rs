@@ -770,3 +770,42 @@ fn votes_travel_grouped_by_kind_round_and_value_and_come_back_whole() {
         bytes.len()
     );
 }
+
+/// The node sends a step's messages before its fsync when the step cast no own vote, so
+/// `votes_cast` must count every own vote a step's messages carry.
+#[test]
+fn a_step_counts_the_own_votes_its_messages_carry() {
+    let c = crypto(4);
+    let replica = |i: MemberIndex| {
+        let mut r = Replica::new(
+            Box::new(c.signer(i)),
+            Arc::new(c.clone()),
+            Arc::new(AcceptAll),
+        );
+        for peer in (0..4).filter(|&p| p != i) {
+            r.add_peer(peer);
+        }
+        r
+    };
+    let (mut a, mut b) = (replica(0), replica(1));
+    let (step, _) = a.propose(key(), data("x")).unwrap();
+    assert_eq!(step.stats.votes_cast, 1, "the proposer's PRE-COMMIT");
+    let flushed = a.flush();
+    let to_b: Vec<SyncMessage> = step
+        .messages
+        .into_iter()
+        .chain(flushed.messages)
+        .filter(|(to, _)| *to == 1)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(!to_b.is_empty());
+    let mut cast = 0;
+    for message in to_b.clone() {
+        cast += b.receive(0, message).stats.votes_cast;
+    }
+    assert_eq!(cast, 1, "b PRE-COMMITs the value it learnt");
+    for message in to_b {
+        let again = b.receive(0, message);
+        assert_eq!(again.stats.votes_cast, 0, "nothing new: no own vote");
+    }
+}
