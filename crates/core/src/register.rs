@@ -574,17 +574,17 @@ impl Register {
                     }
                 }
                 (None, Ballot::Vote { value, signature }) => {
-                    let check = SignatureCheck {
-                        member: wire.member,
-                        message: ctx.message(&VoteSubject {
-                            view: self.state.view,
-                            round: wire.round,
-                            kind: wire.kind,
-                            value,
-                        }),
-                        signature,
-                    };
                     if self.strict || wire.member == ctx.me() {
+                        let check = SignatureCheck {
+                            member: wire.member,
+                            message: ctx.message(&VoteSubject {
+                                view: self.state.view,
+                                round: wire.round,
+                                kind: wire.kind,
+                                value,
+                            }),
+                            signature,
+                        };
                         strict_checks.push((wire, check));
                     } else {
                         journal.accept(&mut self.state, &mut fresh, wire);
@@ -612,11 +612,20 @@ impl Register {
         // Justification: drop fresh slots the merged state cannot justify, to a fixpoint (a
         // dropped vote may have been what justified another).
         loop {
-            let unjustified: Vec<WireBallot> = fresh
-                .iter()
-                .filter(|w| !self.state.ballot_justified(w.kind, w.round, &w.ballot, q))
-                .copied()
-                .collect();
+            // Slots of one (kind, round, value) share their answer; an update carries many.
+            type Group = (VoteKind, Round, Option<ValueHash>);
+            let mut answers: Vec<(Group, bool)> = Vec::new();
+            let mut justified = |w: &WireBallot| {
+                let group = (w.kind, w.round, w.ballot.vote_value());
+                if let Some((_, answer)) = answers.iter().find(|(g, _)| *g == group) {
+                    return *answer;
+                }
+                let answer = self.state.ballot_justified(w.kind, w.round, &w.ballot, q);
+                answers.push((group, answer));
+                answer
+            };
+            let unjustified: Vec<WireBallot> =
+                fresh.iter().filter(|w| !justified(w)).copied().collect();
             if unjustified.is_empty() {
                 break;
             }
@@ -799,23 +808,22 @@ impl Register {
     fn try_certify(&mut self, ctx: &Context<'_>, outcome: &mut AdvanceOutcome) -> Certify {
         let q = ctx.quorum();
         let mut candidate = None;
-        'search: for &round in self.state.commits.keys().rev() {
+        'search: for (&round, ballots) in self.state.commits.iter().rev() {
+            if ballots.len() < q {
+                continue;
+            }
             for value in self.commit_values(round) {
-                let members: Vec<MemberIndex> = self
-                    .state
-                    .supporters(VoteKind::Commit, round, value)
-                    .into_iter()
-                    .filter(|m| {
-                        self.state
-                            .ballot(VoteKind::Commit, round, *m)
-                            .and_then(|b| b.signature_for(value))
-                            .is_some()
-                    })
-                    .collect();
-                if members.len() >= q {
-                    candidate = Some((round, value, members));
-                    break 'search;
+                let signed_by = |ballot: &Ballot| ballot.signature_for(value).is_some();
+                if ballots.values().filter(|b| signed_by(b)).count() < q {
+                    continue;
                 }
+                let members: Vec<MemberIndex> = ballots
+                    .iter()
+                    .filter(|(_, b)| signed_by(b))
+                    .map(|(m, _)| *m)
+                    .collect();
+                candidate = Some((round, value, members));
+                break 'search;
             }
         }
         let Some((round, value, members)) = candidate else {
@@ -862,19 +870,38 @@ impl Register {
             .unwrap_or_default()
     }
 
+    /// The single votes whose signature we have not checked yet, in slot order.
+    fn unverified_votes(&self) -> Vec<SignedVote> {
+        let mut out = Vec::new();
+        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+            for (&round, ballots) in self.state.ballots(kind) {
+                for (&member, ballot) in ballots {
+                    let Ballot::Vote { value, signature } = *ballot else {
+                        continue;
+                    };
+                    if self.verified.contains(&(kind, round, member)) {
+                        continue;
+                    }
+                    out.push(SignedVote {
+                        member,
+                        subject: VoteSubject {
+                            view: self.state.view,
+                            round,
+                            kind,
+                            value,
+                        },
+                        signature,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Verifies every not-yet-verified vote in one batch; removes invalid ones and switches to
     /// verify-on-arrival. Returns true if all were valid.
     fn verify_unverified(&mut self, ctx: &Context<'_>, outcome: &mut AdvanceOutcome) -> bool {
-        let pending: Vec<SignedVote> = self
-            .state
-            .signed_votes()
-            .into_iter()
-            .filter(|v| {
-                !self
-                    .verified
-                    .contains(&(v.subject.kind, v.subject.round, v.member))
-            })
-            .collect();
+        let pending = self.unverified_votes();
         if pending.is_empty() {
             return true;
         }

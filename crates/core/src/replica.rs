@@ -378,6 +378,7 @@ impl Replica {
         let mut step = Step::default();
         let dirty = std::mem::take(&mut self.dirty);
         let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
+        let quorum = self.env.verifier.quorum();
         for peer_id in peers {
             let Some(mut peer) = self.peers.remove(&peer_id) else {
                 continue;
@@ -393,7 +394,7 @@ impl Replica {
                     peer.known.clear();
                 }
                 let known = peer.known.entry(key.clone()).or_default();
-                if let Some(update) = delta(key, register, known) {
+                if let Some(update) = delta(key, register, known, peer_id, quorum) {
                     verified &= register.is_strict();
                     updates.push(update);
                 }
@@ -667,6 +668,68 @@ fn diff_step(
     Ok((diff, ask))
 }
 
+/// One (kind, round, value) of a view: what a quorum counts.
+type VoteGroup = (VoteKind, Round, ValueHash);
+
+/// Which vote groups a peer is known to hold a quorum of, during one [`delta`]. Once it has a
+/// quorum of PRE-COMMITs for a value (counted from what it sent us and what we sent it, or shown
+/// by its own COMMIT in that round, which needs one) or of COMMITs, more single votes of that
+/// group give it nothing: it can already vote or decide, and a quorum value is unique per round.
+/// The eager push leaves them out; anti-entropy still repairs any difference that matters.
+#[derive(Default)]
+struct QuorumKnowledge {
+    /// (group, how many of its votes the peer holds); a delta touches few groups.
+    counts: Vec<(VoteGroup, usize)>,
+}
+
+impl QuorumKnowledge {
+    fn has_quorum(
+        &mut self,
+        state: &RegisterState,
+        known: &Known,
+        group: VoteGroup,
+        peer: MemberIndex,
+        quorum: usize,
+    ) -> bool {
+        let (kind, round, value) = group;
+        if kind == VoteKind::PreCommit
+            && known
+                .slots
+                .contains(&(VoteKind::Commit, round, peer, false))
+        {
+            return true;
+        }
+        let count = match self.counts.iter().find(|(g, _)| *g == group) {
+            Some((_, count)) => *count,
+            None => {
+                let count = state.ballots(kind).get(&round).map_or(0, |ballots| {
+                    ballots
+                        .iter()
+                        .filter(|(member, ballot)| {
+                            ballot.supports(value)
+                                && known.slots.contains(&(
+                                    kind,
+                                    round,
+                                    **member,
+                                    matches!(ballot, Ballot::Equivocated { .. }),
+                                ))
+                        })
+                        .count()
+                });
+                self.counts.push((group, count));
+                count
+            }
+        };
+        count >= quorum
+    }
+
+    fn count_sent(&mut self, group: VoteGroup) {
+        if let Some((_, count)) = self.counts.iter_mut().find(|(g, _)| *g == group) {
+            *count += 1;
+        }
+    }
+}
+
 fn slot_id(w: &WireBallot) -> (VoteKind, Round, MemberIndex, bool) {
     (
         w.kind,
@@ -679,7 +742,13 @@ fn slot_id(w: &WireBallot) -> (VoteKind, Round, MemberIndex, bool) {
 /// What `register` has that a peer believed to hold `known` may lack; updates `known` as sent.
 /// A peer not known to be in our view gets the whole state, marked complete; otherwise only the
 /// slots and bodies logged since we last looked are considered, so a flush costs what changed.
-fn delta(key: &Key, register: &Register, known: &mut Known) -> Option<KeyUpdate> {
+fn delta(
+    key: &Key,
+    register: &Register,
+    known: &mut Known,
+    peer: MemberIndex,
+    quorum: usize,
+) -> Option<KeyUpdate> {
     let state = &register.state;
     match known.view {
         Some(view) if view > state.view => return None,
@@ -695,6 +764,7 @@ fn delta(key: &Key, register: &Register, known: &mut Known) -> Option<KeyUpdate>
     let (slot_from, value_from) = known.seen;
     known.seen = register.log_len();
     let mut votes = Vec::new();
+    let mut saturated = QuorumKnowledge::default();
     let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known| {
         let wire = WireBallot {
             kind,
@@ -702,9 +772,19 @@ fn delta(key: &Key, register: &Register, known: &mut Known) -> Option<KeyUpdate>
             member,
             ballot,
         };
-        if known.slots.insert(slot_id(&wire)) {
-            votes.push(wire);
+        if known.slots.contains(&slot_id(&wire)) {
+            return;
         }
+        // A whole state must stay complete (the peer checks that it justifies itself).
+        if let (false, Ballot::Vote { value, .. }) = (whole, ballot) {
+            let group = (kind, round, value);
+            if saturated.has_quorum(state, known, group, peer, quorum) {
+                return;
+            }
+            saturated.count_sent(group);
+        }
+        known.slots.insert(slot_id(&wire));
+        votes.push(wire);
     };
     if whole {
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {

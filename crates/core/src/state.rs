@@ -242,19 +242,38 @@ impl RegisterState {
             .unwrap_or_default()
     }
 
+    /// How many [`RegisterState::supporters`] `value` has, without collecting them: quorum
+    /// checks run on every merge and vote, so they must not allocate.
+    pub fn support_count(&self, kind: VoteKind, round: Round, value: ValueHash) -> usize {
+        self.ballots(kind).get(&round).map_or(0, |b| {
+            b.values().filter(|ballot| ballot.supports(value)).count()
+        })
+    }
+
     /// The value with a quorum of PRE-COMMIT supporters in `round` (at most one can have it: two
     /// quorums overlap in at least one honest member, who votes once per round). Only values with
     /// a single vote can reach a quorum, since a quorum holds at least one honest vote.
     pub fn quorum_value(&self, round: Round, quorum: usize) -> Option<ValueHash> {
-        let candidates: BTreeSet<ValueHash> = self
-            .precommits
-            .get(&round)?
-            .values()
-            .filter_map(|ballot| ballot.vote_value())
-            .collect();
-        candidates
-            .into_iter()
-            .find(|value| self.supporters(VoteKind::PreCommit, round, *value).len() >= quorum)
+        let ballots = self.precommits.get(&round)?;
+        if ballots.len() < quorum {
+            return None;
+        }
+        // Checking each distinct value once, in hash order, keeps the answer independent of
+        // slot order; a round rarely holds more than a couple of values.
+        let mut tried: Vec<ValueHash> = Vec::new();
+        let mut found = None;
+        for value in ballots.values().filter_map(|ballot| ballot.vote_value()) {
+            if tried.contains(&value) {
+                continue;
+            }
+            tried.push(value);
+            if self.support_count(VoteKind::PreCommit, round, value) >= quorum
+                && found.is_none_or(|best| value < best)
+            {
+                found = Some(value);
+            }
+        }
+        found
     }
 
     /// Monotone rule: round `round` may hold votes. Round 0 always may; round r + 1 may once round
@@ -284,7 +303,7 @@ impl RegisterState {
     /// Monotone rule: a COMMIT for `value` in `round` needs a quorum of PRE-COMMIT supporters for
     /// it in that round.
     pub fn commit_justified(&self, round: Round, value: ValueHash, quorum: usize) -> bool {
-        self.supporters(VoteKind::PreCommit, round, value).len() >= quorum
+        self.support_count(VoteKind::PreCommit, round, value) >= quorum
     }
 
     /// Whether one slot's content is justified by the rest of the state. An equivocation proof

@@ -809,3 +809,74 @@ fn a_step_counts_the_own_votes_its_messages_carry() {
         assert_eq!(again.stats.votes_cast, 0, "nothing new: no own vote");
     }
 }
+
+/// Once a neighbour is known to hold a PRE-COMMIT quorum for a value, the eager push stops
+/// sending it more PRE-COMMITs of that group (they cannot change what it does), while our own
+/// COMMIT and everything a neighbour without a quorum lacks still go out.
+#[test]
+fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
+    let n = 7; // quorum 5
+    let c = crypto(n);
+    let mut a = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    a.add_peer(1);
+    a.add_peer(2);
+    let x = data("x");
+    let precommit = |m| vote(&c, m, VoteKind::PreCommit, 0, &x);
+    let message = |update| SyncMessage::Updates {
+        verified: false,
+        updates: vec![update],
+    };
+    // Peer 1 holds a quorum of PRE-COMMITs (its own and 2..=5); peer 2 sent only its own.
+    let from_1 = (1..=5).map(precommit).collect();
+    let step = a.receive(1, message(update(vec![x.clone()], from_1, false)));
+    assert!(step.faults.is_empty() && step.messages.is_empty());
+    let step = a.receive(2, message(update(vec![], vec![precommit(2)], false)));
+    assert!(step.faults.is_empty() && step.messages.is_empty());
+    let first = a.flush();
+    // A late PRE-COMMIT from member 6 arrives through peer 2.
+    let step = a.receive(2, message(update(vec![], vec![precommit(6)], false)));
+    assert!(step.faults.is_empty() && step.messages.is_empty());
+    let second = a.flush();
+    let slots_to =
+        |step: &beaufort_core::replica::Step, peer: MemberIndex| -> Vec<(VoteKind, MemberIndex)> {
+            step.messages
+                .iter()
+                .filter(|(to, _)| *to == peer)
+                .flat_map(|(_, m)| match m {
+                    SyncMessage::Updates { updates, .. } => updates.clone(),
+                    _ => vec![],
+                })
+                .flat_map(|u| u.votes)
+                .map(|w| (w.kind, w.member))
+                .collect()
+        };
+    let to_1: Vec<_> = [slots_to(&first, 1), slots_to(&second, 1)].concat();
+    assert!(
+        to_1.contains(&(VoteKind::Commit, 0)),
+        "our COMMIT reaches peer 1: {to_1:?}"
+    );
+    assert!(
+        !to_1
+            .iter()
+            .any(|&(kind, m)| kind == VoteKind::PreCommit && m == 6),
+        "peer 1 already has a quorum, member 6's PRE-COMMIT is left out: {to_1:?}"
+    );
+    let to_2: Vec<_> = [slots_to(&first, 2), slots_to(&second, 2)].concat();
+    let precommits_to_2: BTreeSet<MemberIndex> = to_2
+        .iter()
+        .filter(|(kind, _)| *kind == VoteKind::PreCommit)
+        .map(|&(_, m)| m)
+        .collect();
+    assert!(
+        !precommits_to_2.contains(&2) && precommits_to_2.len() + 1 >= 5,
+        "peer 2 is topped up to a quorum (it had only its own vote): {to_2:?}"
+    );
+    assert!(
+        to_2.contains(&(VoteKind::Commit, 0)),
+        "our COMMIT reaches peer 2: {to_2:?}"
+    );
+}
