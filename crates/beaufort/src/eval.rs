@@ -210,6 +210,10 @@ pub struct PaperArgs {
     /// Length of each run's workload.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     duration: Micros,
+    /// Length of BeauFort's workloads, if different: its runs past 40 members saturate the
+    /// access links and take minutes of wall time per simulated second (docs/EVALUATION.md §6).
+    #[arg(long, value_parser = parse_duration)]
+    beaufort_duration: Option<Micros>,
     /// Seed of every run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -220,7 +224,13 @@ pub struct PaperArgs {
 
 /// The runs of the matrix: every protocol in optimistic and crash25, BeauFort also Byzantine
 /// (the paper did not test the baselines with a Byzantine member).
-pub fn matrix(sizes: &[usize], duration: Micros, seed: u64, cost: CostMode) -> Vec<PerfConfig> {
+pub fn matrix(
+    sizes: &[usize],
+    duration: Micros,
+    beaufort_duration: Micros,
+    seed: u64,
+    cost: CostMode,
+) -> Vec<PerfConfig> {
     let mut runs = Vec::new();
     for &n in sizes {
         for protocol in Protocol::ALL {
@@ -229,7 +239,11 @@ pub fn matrix(sizes: &[usize], duration: Micros, seed: u64, cost: CostMode) -> V
                     continue;
                 }
                 let mut cfg = PerfConfig::new(protocol, n, seed);
-                cfg.duration = duration.max(MS);
+                let length = match protocol {
+                    Protocol::Beaufort => beaufort_duration,
+                    _ => duration,
+                };
+                cfg.duration = length.max(MS);
                 cfg.scenario = scenario;
                 cfg.cost = cost;
                 runs.push(cfg);
@@ -288,7 +302,14 @@ pub fn paper(args: PaperArgs) -> Result<()> {
         bail!("--cost measured is not deterministic; use modelled or reference");
     }
     let cost = cost_mode(args.cost, 1.0);
-    let runs = matrix(&args.sizes, args.duration, args.seed, cost);
+    let beaufort_duration = args.beaufort_duration.unwrap_or(args.duration);
+    let runs = matrix(
+        &args.sizes,
+        args.duration,
+        beaufort_duration,
+        args.seed,
+        cost,
+    );
     let reports = write_matrix(&runs, &args.out)?;
     print!("{}", paper::csv(&reports));
     println!("wrote {}", args.out.display());
@@ -347,6 +368,7 @@ mod tests {
         let runs = matrix(
             &[4],
             2 * beaufort_sim::config::SECOND,
+            beaufort_sim::config::SECOND,
             1,
             CostMode::Modelled(CostTable::reference()),
         );
@@ -355,6 +377,13 @@ mod tests {
             7,
             "3 protocols × 2 scenarios + BeauFort Byzantine"
         );
+        for run in &runs {
+            let expected = match run.protocol {
+                Protocol::Beaufort => beaufort_sim::config::SECOND,
+                _ => 2 * beaufort_sim::config::SECOND,
+            };
+            assert_eq!(run.duration, expected, "{:?}", run.protocol);
+        }
         write_matrix(&runs, dir.path()).expect("matrix");
         let csv = std::fs::read_to_string(dir.path().join("results.csv")).expect("csv");
         let mut lines = csv.lines();
