@@ -14,7 +14,7 @@ use crate::register::{
     Register, WireBallot,
 };
 use crate::state::{Ballot, Certified, RegisterState};
-use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View};
+use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
 use crate::vote::{vote_message, Equivocation, VoteKind};
 use crate::wire::{SyncMessage, MAX_KEYS_PER_MESSAGE, MAX_PROOFS_PER_MESSAGE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,7 +115,7 @@ struct Known {
     view: Option<View>,
     /// How far into the register's change logs (slots, bodies) we have looked for this peer.
     seen: (usize, usize),
-    slots: BTreeSet<(VoteKind, Round, MemberIndex, bool)>,
+    slots: SlotSet,
     values: BTreeSet<ValueHash>,
 }
 
@@ -539,7 +539,9 @@ impl Replica {
             });
             return;
         }
-        // Record what the sender evidently holds, so we never send it back.
+        // Record what the sender evidently holds, so we never send it back. Slots out of range
+        // are not recorded (the merge rejects them), so a hostile update cannot grow the record.
+        let members = self.env.verifier.members();
         if let Some(peer) = self.peers.get_mut(&from) {
             let known = peer.known.entry(key.clone()).or_default();
             if known.view.is_none_or(|view| update.view > view) {
@@ -550,7 +552,9 @@ impl Replica {
             }
             if known.view == Some(update.view) {
                 for w in &update.votes {
-                    known.slots.insert(slot_id(w));
+                    if usize::from(w.member) < members && w.round <= MAX_ROUNDS {
+                        known.slots.insert(slot_id(w));
+                    }
                 }
                 known.values.extend(update.values.iter().map(|v| v.hash()));
             }
@@ -668,6 +672,55 @@ fn diff_step(
     Ok((diff, ask))
 }
 
+/// A set of vote slots (kind, round, member, whether it is an equivocation proof), one bitmap per
+/// (kind, round, proof): the flush asks it about every slot it might send to every neighbour.
+#[derive(Clone, Debug, Default)]
+struct SlotSet {
+    rounds: Vec<((VoteKind, Round, bool), Vec<u64>)>,
+}
+
+impl SlotSet {
+    fn bits(&self, (kind, round, member, proof): SlotId) -> Option<(&Vec<u64>, usize)> {
+        let (_, bits) = self
+            .rounds
+            .iter()
+            .find(|(group, _)| *group == (kind, round, proof))?;
+        Some((bits, usize::from(member)))
+    }
+
+    fn contains(&self, slot: &SlotId) -> bool {
+        self.bits(*slot)
+            .is_some_and(|(bits, m)| bits.get(m / 64).is_some_and(|w| w & (1 << (m % 64)) != 0))
+    }
+
+    /// Adds a slot; says whether it was new.
+    fn insert(&mut self, (kind, round, member, proof): SlotId) -> bool {
+        let group = (kind, round, proof);
+        let index = match self.rounds.iter().position(|(g, _)| *g == group) {
+            Some(index) => index,
+            None => {
+                self.rounds.push((group, Vec::new()));
+                self.rounds.len() - 1
+            }
+        };
+        let bits = &mut self.rounds[index].1;
+        let m = usize::from(member);
+        if bits.len() <= m / 64 {
+            bits.resize(m / 64 + 1, 0);
+        }
+        let fresh = bits[m / 64] & (1 << (m % 64)) == 0;
+        bits[m / 64] |= 1 << (m % 64);
+        fresh
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rounds.is_empty()
+    }
+}
+
+/// A vote slot as [`SlotSet`] keys it.
+type SlotId = (VoteKind, Round, MemberIndex, bool);
+
 /// One (kind, round, value) of a view: what a quorum counts.
 type VoteGroup = (VoteKind, Round, ValueHash);
 
@@ -730,7 +783,7 @@ impl QuorumKnowledge {
     }
 }
 
-fn slot_id(w: &WireBallot) -> (VoteKind, Round, MemberIndex, bool) {
+fn slot_id(w: &WireBallot) -> SlotId {
     (
         w.kind,
         w.round,
