@@ -126,7 +126,9 @@ struct Peer {
     diff: Option<(u32, MerkleDiff)>,
     /// The number of the last session we opened.
     sessions: u32,
-    /// Keys to send this peer whole on the next flush.
+    /// Keys to offer this peer on its next flush besides the dirty ones: keys it asked for or
+    /// lags behind on (their `known` entry is cleared, so they go whole), and keys that changed
+    /// while its link was busy. At most one entry per register.
     owed: BTreeSet<Key>,
 }
 
@@ -375,6 +377,14 @@ impl Replica {
     /// Sends each neighbour what changed since the last flush (the eager push, batched). The
     /// runtime calls this every few milliseconds.
     pub fn flush(&mut self) -> Step {
+        self.flush_where(|_| true)
+    }
+
+    /// [`Replica::flush`], but only to the neighbours whose link is `ready`; the others keep
+    /// their changes for a later flush. A runtime holds back a busy link this way so that what
+    /// changes meanwhile leaves as one up-to-date delta, leaving out what the neighbour sent us
+    /// in the meantime, instead of queueing stale deltas behind each other.
+    pub fn flush_where(&mut self, ready: impl Fn(MemberIndex) -> bool) -> Step {
         let mut step = Step::default();
         let dirty = std::mem::take(&mut self.dirty);
         let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
@@ -383,6 +393,11 @@ impl Replica {
             let Some(mut peer) = self.peers.remove(&peer_id) else {
                 continue;
             };
+            if !ready(peer_id) {
+                peer.owed.extend(dirty.iter().cloned());
+                self.peers.insert(peer_id, peer);
+                continue;
+            }
             let owed = std::mem::take(&mut peer.owed);
             let mut updates = Vec::new();
             let mut verified = true;

@@ -880,3 +880,63 @@ fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
         "our COMMIT reaches peer 2: {to_2:?}"
     );
 }
+
+/// A neighbour whose link is busy gets nothing now and, once its link is free, one delta with
+/// everything that changed meanwhile; the other neighbours are pushed to at once.
+#[test]
+fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
+    let n = 4;
+    let c = crypto(n);
+    let mut a = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    a.add_peer(1);
+    a.add_peer(2);
+    let votes_to = |step: &beaufort_core::replica::Step, peer: MemberIndex| -> Vec<WireBallot> {
+        step.messages
+            .iter()
+            .filter(|(to, _)| *to == peer)
+            .flat_map(|(_, m)| match m {
+                SyncMessage::Updates { updates, .. } => updates.clone(),
+                _ => vec![],
+            })
+            .flat_map(|u| u.votes)
+            .collect()
+    };
+    let (proposed, _) = a.propose(key(), data("x")).unwrap();
+    assert!(proposed.messages.is_empty(), "the push waits for a flush");
+    let busy = a.flush_where(|peer| peer != 1);
+    assert!(
+        busy.messages.iter().all(|(to, _)| *to != 1),
+        "peer 1's link is busy"
+    );
+    assert_eq!(
+        votes_to(&busy, 2).len(),
+        1,
+        "peer 2 gets our PRE-COMMIT now"
+    );
+    // Member 3's PRE-COMMIT arrives while peer 1's link is still busy.
+    let x = data("x");
+    let late = SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(
+            vec![],
+            vec![vote(&c, 3, VoteKind::PreCommit, 0, &x)],
+            false,
+        )],
+    };
+    let step = a.receive(2, late);
+    assert!(step.faults.is_empty());
+    let still_busy = a.flush_where(|peer| peer != 1);
+    assert!(still_busy.messages.iter().all(|(to, _)| *to != 1));
+    let free = a.flush();
+    let members: BTreeSet<MemberIndex> = votes_to(&free, 1).iter().map(|w| w.member).collect();
+    assert_eq!(
+        members,
+        BTreeSet::from([0, 3]),
+        "peer 1 gets both PRE-COMMITs in one flush"
+    );
+    assert!(votes_to(&free, 2).is_empty(), "peer 2 already had both");
+}

@@ -43,6 +43,7 @@ use queue::{OutQueue, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES};
 use rand::seq::SliceRandom;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -198,6 +199,7 @@ enum Command {
 pub struct Network {
     commands: mpsc::Sender<Command>,
     stats: Arc<NetStats>,
+    waiting: Arc<Vec<AtomicBool>>,
 }
 
 impl Network {
@@ -232,6 +234,11 @@ impl Network {
         let (commands, command_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (event_tx, events) = mpsc::channel(CHANNEL_CAPACITY);
         let stats = Arc::new(NetStats::default());
+        let waiting: Arc<Vec<AtomicBool>> = Arc::new(
+            (0..config.members.len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        );
         let mut others: Vec<MemberIndex> = index_of.values().copied().collect();
         others.sort_unstable();
         others.shuffle(&mut rand::thread_rng());
@@ -253,9 +260,17 @@ impl Network {
             rounds: 0,
             events: event_tx,
             stats: stats.clone(),
+            waiting: waiting.clone(),
         };
         tokio::spawn(task.run(command_rx));
-        Ok((Network { commands, stats }, events))
+        Ok((
+            Network {
+                commands,
+                stats,
+                waiting,
+            },
+            events,
+        ))
     }
 
     /// Sends an encoded sync message to a member; messages to one member arrive in the order sent.
@@ -266,6 +281,17 @@ impl Network {
         if self.commands.try_send(Command::Send(to, bytes)).is_err() {
             self.stats.messages_dropped.inc();
         }
+    }
+
+    /// Whether nothing waits on the link to `to` behind the batch in flight. While something
+    /// does, the runtime holds its push to that member back: what changes meanwhile then leaves
+    /// as one up-to-date delta when the link frees up, instead of stale deltas queued behind each
+    /// other.
+    pub fn link_ready(&self, to: MemberIndex) -> bool {
+        !self
+            .waiting
+            .get(usize::from(to))
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
     /// Reports a member that sent invalid data: it is disconnected and backed off.
@@ -539,9 +565,22 @@ struct NetTask {
     rounds: u32,
     events: mpsc::Sender<NetEvent>,
     stats: Arc<NetStats>,
+    /// Per member: messages wait on its link (read by [`Network::link_ready`]).
+    waiting: Arc<Vec<AtomicBool>>,
 }
 
 impl NetTask {
+    /// Publishes whether messages wait on the link to `to`; called after every queue change.
+    fn publish_waiting(&self, to: MemberIndex) {
+        if let Some(flag) = self.waiting.get(usize::from(to)) {
+            let waiting = self
+                .links
+                .get(&to)
+                .is_some_and(|link| !link.queue.is_empty());
+            flag.store(waiting, Ordering::Relaxed);
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut maintain = tokio::time::interval(MAINTAIN_EVERY);
         loop {
@@ -605,6 +644,7 @@ impl NetTask {
             .push(bytes);
         self.stats.messages_dropped.inc_by(dropped);
         self.pump(to);
+        self.publish_waiting(to);
     }
 
     /// Sends the next batch on a member's link if the link is free, the member connected and
@@ -663,6 +703,7 @@ impl NetTask {
             self.stats.messages_dropped.inc_by(count as u64);
         }
         self.pump(index);
+        self.publish_waiting(index);
     }
 
     /// Hands a received batch's messages to the runtime in order, then acknowledges it (which
@@ -729,6 +770,7 @@ impl NetTask {
         if let Some(link) = self.links.get_mut(&peer) {
             self.stats.messages_dropped.inc_by(link.queue.clear());
         }
+        self.publish_waiting(peer);
         self.swarm.behaviour_mut().block.block_peer(peer_id);
         if self.targets.remove(&peer) {
             if let Some(replacement) = self.spare.pop_front() {
@@ -844,14 +886,19 @@ impl NetTask {
     fn maintain(&mut self) {
         self.discover();
         let now = Instant::now();
-        for link in self.links.values_mut() {
+        let mut cleared = Vec::new();
+        for (&to, link) in self.links.iter_mut() {
             if !link.queue.is_empty()
                 && link
                     .down_since
                     .is_some_and(|since| now.duration_since(since) >= QUEUE_LINGER)
             {
                 self.stats.messages_dropped.inc_by(link.queue.clear());
+                cleared.push(to);
             }
+        }
+        for to in cleared {
+            self.publish_waiting(to);
         }
         for (&peer, ban) in &mut self.banned {
             if ban.until.is_some_and(|until| until <= now) {
@@ -900,6 +947,7 @@ impl NetTask {
                         self.swarm.behaviour_mut().peers.send_request(&peer_id, ());
                         // What waited through a brief disconnection goes first.
                         self.pump(peer);
+                        self.publish_waiting(peer);
                         return self.events.send(NetEvent::PeerUp(peer)).await.is_ok();
                     }
                 }

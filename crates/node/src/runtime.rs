@@ -129,7 +129,10 @@ impl Runtime {
                     Some(event) => self.on_event(event, &mut step),
                     None => return,
                 },
-                _ = flush.tick() => step.absorb(self.replica.flush()),
+                _ = flush.tick() => {
+                    let network = &self.network;
+                    step.absorb(self.replica.flush_where(|peer| network.link_ready(peer)));
+                }
                 _ = anti_entropy.tick() => {
                     let oldest = self
                         .waiters

@@ -157,8 +157,12 @@ impl Member for BeaufortMember {
     fn timer(&mut self, ctx: &mut Ctx, id: u64) {
         match id {
             FLUSH => {
-                let step = self.replica.flush();
-                self.apply(ctx, step);
+                // The simulated access link is shared by all neighbours, so a busy link holds
+                // back the whole push (the node asks per neighbour: its links are separate).
+                if ctx.upload_backlog <= self.flush_every {
+                    let step = self.replica.flush();
+                    self.apply(ctx, step);
+                }
                 ctx.timers.push((self.flush_every, FLUSH));
             }
             _ => {

@@ -107,6 +107,10 @@ pub struct Ctx {
     pub ops: OpCounts,
     /// The member wants a new random neighbour (its proposal made no progress).
     pub rewire: bool,
+    /// How long the member's upload link stays busy with what it has already sent. A sender
+    /// that holds back while its link is busy (as the node's stop-and-wait links make it) reads
+    /// this; set for timers.
+    pub upload_backlog: Micros,
 }
 
 impl Ctx {
@@ -472,6 +476,7 @@ impl<'a> Engine<'a> {
                     path.timer += (self.now - since) as f64;
                 }
                 let mut ctx = self.ctx();
+                ctx.upload_backlog = self.up_free[usize::from(m)].saturating_sub(self.now);
                 let started = Instant::now();
                 self.members[usize::from(m)].timer(&mut ctx, id);
                 self.charge_and_finish(m, ctx, started, path);
