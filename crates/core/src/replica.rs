@@ -113,6 +113,10 @@ impl Step {
 #[derive(Clone, Debug, Default)]
 struct Known {
     view: Option<View>,
+    /// The peer is known to hold `view` with the certificate that opened it: it sent us an update
+    /// in that view, or we sent it our whole state. Until then it gets the whole state; after,
+    /// only deltas, so a decision's certificate crosses each link once.
+    in_view: bool,
     /// How far into the register's change logs (slots, bodies) we have looked for this peer.
     seen: (usize, usize),
     slots: SlotSet,
@@ -566,6 +570,7 @@ impl Replica {
                 };
             }
             if known.view == Some(update.view) {
+                known.in_view = true;
                 for w in &update.votes {
                     if usize::from(w.member) < members && w.round <= MAX_ROUNDS {
                         known.slots.insert(slot_id(w));
@@ -596,9 +601,18 @@ impl Replica {
         };
         step.stats.invalid_signatures += outcome.invalid_signatures;
         if outcome.sender_behind {
+            let view = self.registers.get(&key).map(|r| r.state.view);
             if let Some(peer) = self.peers.get_mut(&from) {
-                peer.known.remove(&key);
-                peer.owed.insert(key.clone());
+                // Once our whole state for this view is on its way to the peer (links are FIFO),
+                // its older messages still in flight need no second copy.
+                let sent = peer
+                    .known
+                    .get(&key)
+                    .is_some_and(|known| known.in_view && known.view == view);
+                if !sent {
+                    peer.known.remove(&key);
+                    peer.owed.insert(key.clone());
+                }
             }
         }
         if outcome.need_full_state {
@@ -727,10 +741,6 @@ impl SlotSet {
         bits[m / 64] |= 1 << (m % 64);
         fresh
     }
-
-    fn is_empty(&self) -> bool {
-        self.rounds.is_empty()
-    }
 }
 
 /// A vote slot as [`SlotSet`] keys it.
@@ -828,8 +838,9 @@ fn delta(
             }
         }
     }
-    let whole = known.slots.is_empty() && known.values.is_empty() && known.seen == (0, 0);
-    let (slot_from, value_from) = known.seen;
+    let whole = !known.in_view;
+    known.in_view = true;
+    let (slot_from, value_from) = if whole { (0, 0) } else { known.seen };
     known.seen = register.log_len();
     let mut votes = Vec::new();
     let mut saturated = QuorumKnowledge::default();

@@ -940,3 +940,47 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
     );
     assert!(votes_to(&free, 2).is_empty(), "peer 2 already had both");
 }
+
+/// A decision's certificate crosses each link once: a neighbour's older messages still in
+/// flight when our new view's whole state left do not make us send that whole state again.
+#[test]
+fn the_certificate_is_pushed_once_per_neighbour() {
+    let n = 4; // quorum 3
+    let c = crypto(n);
+    let mut a = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    a.add_peer(1);
+    let x = data("x");
+    let (_, _) = a.propose(key(), x.clone()).unwrap();
+    let from_1 = |votes: Vec<WireBallot>| SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(vec![x.clone()], votes, false)],
+    };
+    let votes = [1, 2]
+        .into_iter()
+        .flat_map(|m| [VoteKind::PreCommit, VoteKind::Commit].map(|kind| vote(&c, m, kind, 0, &x)))
+        .collect();
+    let step = a.receive(1, from_1(votes));
+    assert_eq!(step.decisions.len(), 1, "own votes complete both quorums");
+    let certificates = |step: &beaufort_core::replica::Step| -> usize {
+        step.messages
+            .iter()
+            .flat_map(|(_, m)| match m {
+                SyncMessage::Updates { updates, .. } => updates.clone(),
+                _ => vec![],
+            })
+            .filter(|u| u.accepted.is_some())
+            .count()
+    };
+    assert_eq!(certificates(&a.flush()), 1, "the new view goes whole");
+    // Peer 1's view-0 messages sent before ours arrived.
+    for late in 0..3 {
+        let step = a.receive(1, from_1(vec![vote(&c, 3, VoteKind::PreCommit, 0, &x)]));
+        assert!(step.faults.is_empty(), "late message {late}");
+        assert_eq!(certificates(&step), 0);
+        assert_eq!(certificates(&a.flush()), 0, "no second copy ({late})");
+    }
+}
