@@ -5,7 +5,7 @@ mod common;
 use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::{AcceptAll, HookError};
 use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
-use beaufort_core::replica::{FaultReason, Replica};
+use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
 use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUNDS};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
@@ -810,6 +810,31 @@ fn a_step_counts_the_own_votes_its_messages_carry() {
     }
 }
 
+/// Member 0's replica with neighbours `peers`, for the push tests.
+fn pusher(c: &StandInCrypto, peers: &[MemberIndex]) -> Replica {
+    let mut replica = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    for &peer in peers {
+        replica.add_peer(peer);
+    }
+    replica
+}
+
+/// The key updates a step pushes to `peer` (to everyone with `None`).
+fn pushed(step: &Step, peer: Option<MemberIndex>) -> Vec<KeyUpdate> {
+    step.messages
+        .iter()
+        .filter(|(to, _)| peer.is_none_or(|p| *to == p))
+        .flat_map(|(_, m)| match m {
+            SyncMessage::Updates { updates, .. } => updates.clone(),
+            _ => vec![],
+        })
+        .collect()
+}
+
 /// Once a neighbour is known to hold a PRE-COMMIT quorum for a value, the eager push stops
 /// sending it more PRE-COMMITs of that group (they cannot change what it does), while our own
 /// COMMIT and everything a neighbour without a quorum lacks still go out.
@@ -817,13 +842,7 @@ fn a_step_counts_the_own_votes_its_messages_carry() {
 fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
     let n = 7; // quorum 5
     let c = crypto(n);
-    let mut a = Replica::new(
-        Box::new(c.signer(0)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    );
-    a.add_peer(1);
-    a.add_peer(2);
+    let mut a = pusher(&c, &[1, 2]);
     let x = data("x");
     let precommit = |m| vote(&c, m, VoteKind::PreCommit, 0, &x);
     let message = |update| SyncMessage::Updates {
@@ -841,19 +860,13 @@ fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
     let step = a.receive(2, message(update(vec![], vec![precommit(6)], false)));
     assert!(step.faults.is_empty() && step.messages.is_empty());
     let second = a.flush();
-    let slots_to =
-        |step: &beaufort_core::replica::Step, peer: MemberIndex| -> Vec<(VoteKind, MemberIndex)> {
-            step.messages
-                .iter()
-                .filter(|(to, _)| *to == peer)
-                .flat_map(|(_, m)| match m {
-                    SyncMessage::Updates { updates, .. } => updates.clone(),
-                    _ => vec![],
-                })
-                .flat_map(|u| u.votes)
-                .map(|w| (w.kind, w.member))
-                .collect()
-        };
+    let slots_to = |step: &Step, peer| -> Vec<(VoteKind, MemberIndex)> {
+        pushed(step, Some(peer))
+            .into_iter()
+            .flat_map(|u| u.votes)
+            .map(|w| (w.kind, w.member))
+            .collect()
+    };
     let to_1: Vec<_> = [slots_to(&first, 1), slots_to(&second, 1)].concat();
     assert!(
         to_1.contains(&(VoteKind::Commit, 0)),
@@ -887,21 +900,10 @@ fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
 fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
     let n = 4;
     let c = crypto(n);
-    let mut a = Replica::new(
-        Box::new(c.signer(0)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    );
-    a.add_peer(1);
-    a.add_peer(2);
-    let votes_to = |step: &beaufort_core::replica::Step, peer: MemberIndex| -> Vec<WireBallot> {
-        step.messages
-            .iter()
-            .filter(|(to, _)| *to == peer)
-            .flat_map(|(_, m)| match m {
-                SyncMessage::Updates { updates, .. } => updates.clone(),
-                _ => vec![],
-            })
+    let mut a = pusher(&c, &[1, 2]);
+    let votes_to = |step: &Step, peer| -> Vec<WireBallot> {
+        pushed(step, Some(peer))
+            .into_iter()
             .flat_map(|u| u.votes)
             .collect()
     };
@@ -947,12 +949,7 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
 fn the_certificate_is_pushed_once_per_neighbour() {
     let n = 4; // quorum 3
     let c = crypto(n);
-    let mut a = Replica::new(
-        Box::new(c.signer(0)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    );
-    a.add_peer(1);
+    let mut a = pusher(&c, &[1]);
     let x = data("x");
     let (_, _) = a.propose(key(), x.clone()).unwrap();
     let from_1 = |votes: Vec<WireBallot>| SyncMessage::Updates {
@@ -965,13 +962,9 @@ fn the_certificate_is_pushed_once_per_neighbour() {
         .collect();
     let step = a.receive(1, from_1(votes));
     assert_eq!(step.decisions.len(), 1, "own votes complete both quorums");
-    let certificates = |step: &beaufort_core::replica::Step| -> usize {
-        step.messages
+    let certificates = |step: &Step| {
+        pushed(step, None)
             .iter()
-            .flat_map(|(_, m)| match m {
-                SyncMessage::Updates { updates, .. } => updates.clone(),
-                _ => vec![],
-            })
             .filter(|u| u.accepted.is_some())
             .count()
     };
