@@ -722,8 +722,8 @@ impl SlotSet {
             .is_some_and(|(bits, m)| bits.get(m / 64).is_some_and(|w| w & (1 << (m % 64)) != 0))
     }
 
-    /// Adds a slot; says whether it was new.
-    fn insert(&mut self, (kind, round, member, proof): SlotId) -> bool {
+    /// Adds a slot.
+    fn insert(&mut self, (kind, round, member, proof): SlotId) {
         let group = (kind, round, proof);
         let index = match self.rounds.iter().position(|(g, _)| *g == group) {
             Some(index) => index,
@@ -737,9 +737,7 @@ impl SlotSet {
         if bits.len() <= m / 64 {
             bits.resize(m / 64 + 1, 0);
         }
-        let fresh = bits[m / 64] & (1 << (m % 64)) == 0;
         bits[m / 64] |= 1 << (m % 64);
-        fresh
     }
 }
 
