@@ -97,6 +97,14 @@ pub struct PerfArgs {
     /// BeauFort's delta flush interval (batching of gossip).
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     flush: Micros,
+    /// BeauFort's relay trees: how many neighbours forward each member's votes to each member
+    /// (0 floods every vote to every neighbour).
+    #[arg(long, default_value_t = 1)]
+    relay_parents: usize,
+    /// BeauFort's grace period before votes the relay trees held back go to the other
+    /// neighbours (repairs trees cut by crashes); the wait is one to two periods.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    relay_retry: Micros,
     /// CPU cost mode.
     #[arg(long, value_enum, default_value = "modelled")]
     cost: CostArg,
@@ -167,6 +175,8 @@ impl PerfArgs {
         cfg.contention = self.contention;
         cfg.degree = self.degree;
         cfg.flush_every = self.flush.max(1);
+        cfg.relay_parents = self.relay_parents;
+        cfg.relay_retry = self.relay_retry.max(MS);
         cfg.cost = cost_mode(self.cost, self.device_factor);
         Ok(cfg)
     }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod hook;
 pub mod merkle;
 pub mod register;
+pub mod relay;
 pub mod replica;
 pub mod state;
 pub mod types;

@@ -13,6 +13,7 @@ use crate::register::{
     AdvanceOutcome, Context, InvalidState, KeyUpdate, MergeOutcome, ProposalRejected, Proposed,
     Register, WireBallot,
 };
+use crate::relay::RelayPlan;
 use crate::state::{Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
 use crate::vote::{vote_message, Equivocation, VoteKind};
@@ -121,6 +122,12 @@ struct Known {
     seen: (usize, usize),
     slots: SlotSet,
     values: BTreeSet<ValueHash>,
+    /// Votes the relay plan held back from this peer since the last [`Replica::second_chance`],
+    /// and those held back before it (offered at the next call).
+    held_recently: Vec<SlotId>,
+    held_earlier: Vec<SlotId>,
+    /// Held-back votes whose grace period is over, offered by the next flush.
+    retry: Vec<SlotId>,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +141,8 @@ struct Peer {
     /// lags behind on (their `known` entry is cleared, so they go whole), and keys that changed
     /// while its link was busy. At most one entry per register.
     owed: BTreeSet<Key>,
+    /// Keys with votes held back from this peer by the relay plan.
+    holding: BTreeSet<Key>,
 }
 
 /// What every register of a replica shares: who we are, how to check signatures, the
@@ -169,6 +178,8 @@ pub struct Replica {
     /// Keys whose Merkle leaf is out of date. Digests are recomputed only when the tree is read
     /// (anti-entropy), not on every vote.
     stale_leaves: BTreeSet<Key>,
+    /// Which neighbours get which origins' votes at once; `None` floods them to all.
+    relay: Option<RelayPlan>,
 }
 
 /// A local proposal could not be made.
@@ -199,6 +210,7 @@ impl Replica {
             peers: BTreeMap::new(),
             dirty: BTreeSet::new(),
             stale_leaves: BTreeSet::new(),
+            relay: None,
         }
     }
 
@@ -277,6 +289,37 @@ impl Replica {
     pub fn add_peer(&mut self, peer: MemberIndex) {
         if peer != self.me() && usize::from(peer) < self.env.verifier.members() {
             self.peers.entry(peer).or_default();
+        }
+    }
+
+    /// Replaces the relay plan (built from the runtime's view of the overlay); `None` floods
+    /// every vote to every neighbour. Takes effect from the next flush.
+    pub fn set_relay_plan(&mut self, plan: Option<RelayPlan>) {
+        self.relay = plan;
+    }
+
+    /// Ends the grace period of votes the relay plan held back one to two calls ago: the next
+    /// flush offers them to the neighbours that were not meant to get them from us, unless a
+    /// neighbour has meanwhile shown it holds them or a quorum of their group. A runtime calls
+    /// this every few link latencies; it repairs relay trees cut by a crash, a partition or a
+    /// withholding member. Without a plan nothing is ever held back and this does nothing.
+    pub fn second_chance(&mut self) {
+        for peer in self.peers.values_mut() {
+            let holding = std::mem::take(&mut peer.holding);
+            for key in holding {
+                let Some(known) = peer.known.get_mut(&key) else {
+                    continue;
+                };
+                let due = std::mem::take(&mut known.held_earlier);
+                known.held_earlier = std::mem::take(&mut known.held_recently);
+                if !due.is_empty() {
+                    known.retry.extend(due);
+                    peer.owed.insert(key.clone());
+                }
+                if !known.held_earlier.is_empty() {
+                    peer.holding.insert(key);
+                }
+            }
         }
     }
 
@@ -413,7 +456,12 @@ impl Replica {
                     peer.known.clear();
                 }
                 let known = peer.known.entry(key.clone()).or_default();
-                if let Some(update) = delta(key, register, known, peer_id, quorum) {
+                let relay = self.relay.as_ref();
+                let update = delta(key, register, known, peer_id, quorum, relay);
+                if !known.held_recently.is_empty() {
+                    peer.holding.insert(key.clone());
+                }
+                if let Some(update) = update {
                     verified &= register.is_strict();
                     updates.push(update);
                 }
@@ -817,13 +865,16 @@ fn slot_id(w: &WireBallot) -> SlotId {
 
 /// What `register` has that a peer believed to hold `known` may lack; updates `known` as sent.
 /// A peer not known to be in our view gets the whole state, marked complete; otherwise only the
-/// slots and bodies logged since we last looked are considered, so a flush costs what changed.
+/// slots and bodies logged since we last looked are considered, so a flush costs what changed,
+/// plus the held-back votes whose grace period is over. `relay` holds back single votes whose
+/// origin's tree does not go from us to this peer.
 fn delta(
     key: &Key,
     register: &Register,
     known: &mut Known,
     peer: MemberIndex,
     quorum: usize,
+    relay: Option<&RelayPlan>,
 ) -> Option<KeyUpdate> {
     let state = &register.state;
     match known.view {
@@ -842,40 +893,51 @@ fn delta(
     known.seen = register.log_len();
     let mut votes = Vec::new();
     let mut saturated = QuorumKnowledge::default();
-    let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known| {
+    let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known, due: bool| {
         let wire = WireBallot {
             kind,
             round,
             member,
             ballot,
         };
-        if known.slots.contains(&slot_id(&wire)) {
+        let id = slot_id(&wire);
+        if known.slots.contains(&id) {
             return;
         }
         // A whole state must stay complete (the peer checks that it justifies itself).
+        // Equivocation proofs always travel at once.
         if let (false, Ballot::Vote { value, .. }) = (whole, ballot) {
             let group = (kind, round, value);
             if saturated.has_quorum(state, known, group, peer, quorum) {
                 return;
             }
+            if !due && relay.is_some_and(|plan| !plan.relays(member, peer)) {
+                known.held_recently.push(id);
+                return;
+            }
             saturated.count_sent(group);
         }
-        known.slots.insert(slot_id(&wire));
+        known.slots.insert(id);
         votes.push(wire);
     };
     if whole {
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in state.ballots(kind) {
                 for (&member, &ballot) in ballots {
-                    offer(kind, round, member, ballot, known);
+                    offer(kind, round, member, ballot, known, false);
                 }
             }
         }
     } else {
         for &(kind, round, member) in register.slots_since(slot_from) {
             if let Some(&ballot) = state.ballot(kind, round, member) {
-                offer(kind, round, member, ballot, known);
+                offer(kind, round, member, ballot, known, false);
             }
+        }
+    }
+    for (kind, round, member, _) in std::mem::take(&mut known.retry) {
+        if let Some(&ballot) = state.ballot(kind, round, member) {
+            offer(kind, round, member, ballot, known, true);
         }
     }
     let hashes: Vec<ValueHash> = if whole {

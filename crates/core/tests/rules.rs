@@ -5,6 +5,7 @@ mod common;
 use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::{AcceptAll, HookError};
 use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
+use beaufort_core::relay::{HopDistances, RelayPlan};
 use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
 use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUNDS};
@@ -975,5 +976,88 @@ fn the_certificate_is_pushed_once_per_neighbour() {
         assert!(step.faults.is_empty(), "late message {late}");
         assert_eq!(certificates(&step), 0);
         assert_eq!(certificates(&a.flush()), 0, "no second copy ({late})");
+    }
+}
+
+/// The overlay of the relay tests: member 0's neighbours are 1, 2 and 4; member 1 reaches
+/// member 4 only through 0, while member 2 is linked to 4 directly.
+fn relay_overlay() -> Vec<Vec<MemberIndex>> {
+    vec![
+        vec![1, 2, 4],
+        vec![0, 3],
+        vec![0, 4, 5],
+        vec![1, 5, 6],
+        vec![0, 2, 6],
+        vec![2, 3, 6],
+        vec![3, 4, 5],
+    ]
+}
+
+/// With a relay plan, a vote goes at once only to the neighbours whose tree for the vote's
+/// origin runs through us; the others get it after the grace period (two `second_chance` calls
+/// at most), unless they have shown they hold it meanwhile.
+#[test]
+fn a_relay_plan_holds_a_vote_back_until_its_grace_period_ends() {
+    let n = 10; // quorum 7: the five PRE-COMMITs below never make one
+    let c = crypto(n);
+    let adjacency = relay_overlay();
+    let plan = RelayPlan::build(0, &adjacency, &HopDistances::new(&adjacency), 1);
+    assert!(plan.relays(4, 1) && !plan.relays(4, 2), "{plan:?}");
+    let x = data("x");
+    let precommit = |m| vote(&c, m, VoteKind::PreCommit, 0, &x);
+    let message = |update| SyncMessage::Updates {
+        verified: false,
+        updates: vec![update],
+    };
+    let precommits_to = |step: &Step, peer| -> BTreeSet<MemberIndex> {
+        pushed(step, Some(peer))
+            .into_iter()
+            .flat_map(|u| u.votes)
+            .filter(|w| w.kind == VoteKind::PreCommit)
+            .map(|w| w.member)
+            .collect()
+    };
+    for two_already_has_it in [false, true] {
+        let mut a = pusher(&c, &[1, 2, 4]);
+        a.set_relay_plan(Some(plan.clone()));
+        // Every neighbour has spoken in this view, so what follows travels as deltas.
+        let opening = [(1, 1, vec![x.clone()]), (2, 2, vec![]), (4, 6, vec![])];
+        for (peer, voter, values) in opening {
+            let step = a.receive(peer, message(update(values, vec![precommit(voter)], false)));
+            assert!(step.faults.is_empty());
+        }
+        let _ = a.flush();
+        let step = a.receive(4, message(update(vec![], vec![precommit(4)], false)));
+        assert!(step.faults.is_empty());
+        let now = a.flush();
+        assert!(
+            precommits_to(&now, 1).contains(&4),
+            "1 counts on us for 4's votes"
+        );
+        assert!(
+            !precommits_to(&now, 2).contains(&4),
+            "2 gets 4's votes from 4 itself"
+        );
+        if two_already_has_it {
+            let step = a.receive(2, message(update(vec![], vec![precommit(4)], false)));
+            assert!(step.faults.is_empty());
+        }
+        a.second_chance();
+        let early = a.flush();
+        assert!(
+            !precommits_to(&early, 2).contains(&4),
+            "still in its grace period"
+        );
+        a.second_chance();
+        let late = a.flush();
+        assert_eq!(
+            precommits_to(&late, 2).contains(&4),
+            !two_already_has_it,
+            "after the grace period 2 gets 4's vote unless it showed it has it"
+        );
+        assert!(
+            !precommits_to(&late, 1).contains(&4),
+            "nothing is sent twice"
+        );
     }
 }

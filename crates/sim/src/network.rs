@@ -19,16 +19,23 @@ impl Overlay {
         }
     }
 
-    /// A random overlay: every member links to random others until it has at least `degree`
-    /// neighbours (or everyone, in a small network). Links are symmetric, so some members end up
-    /// with more.
+    /// A random overlay in which every member has `degree` neighbours (or everyone, in a small
+    /// network): a random regular graph, the overlay the paper's propagation floor assumes. Each
+    /// member links first to random members that still lack neighbours; only when none is left
+    /// (the last few stubs) does it link to one that already has enough, so a handful of members
+    /// may end with one neighbour more. Links are symmetric.
     pub fn random(members: usize, degree: usize, rng: &mut impl Rng) -> Overlay {
         let mut overlay = Overlay::empty(members);
         let target = degree.min(members.saturating_sub(1));
-        for a in 0..members {
+        let mut order: Vec<usize> = (0..members).collect();
+        order.shuffle(rng);
+        for &a in &order {
             let mut others: Vec<usize> = (0..members).filter(|&b| b != a).collect();
             others.shuffle(rng);
-            for b in others {
+            let (short, full): (Vec<usize>, Vec<usize>) = others
+                .into_iter()
+                .partition(|&b| overlay.neighbours[b].len() < target);
+            for b in short.into_iter().chain(full) {
                 if overlay.neighbours[a].len() >= target {
                     break;
                 }
@@ -133,4 +140,38 @@ impl Partition {
 /// Converts a member position to its index (members are fewer than 2^16 by construction).
 pub(crate) fn index(i: usize) -> MemberIndex {
     MemberIndex::try_from(i).unwrap_or(MemberIndex::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_random_overlay_is_connected_and_nearly_regular() {
+        for (members, seed) in [(10, 1), (40, 2), (100, 3), (1000, 4)] {
+            let overlay = Overlay::random(members, 7, &mut StdRng::seed_from_u64(seed));
+            let degrees: Vec<usize> = (0..members)
+                .map(|a| overlay.neighbours(index(a)).count())
+                .collect();
+            assert!(degrees.iter().all(|&d| d >= 7), "{members}: {degrees:?}");
+            let above = degrees.iter().filter(|&&d| d > 7).count();
+            assert!(
+                above <= 2 + members / 20,
+                "{members}: {above} members above 7"
+            );
+            assert!(degrees.iter().all(|&d| d <= 8), "{members}: {degrees:?}");
+            let everyone: BTreeSet<MemberIndex> = (0..members).map(index).collect();
+            assert_eq!(overlay.components(&everyone).len(), 1, "{members}");
+        }
+    }
+
+    #[test]
+    fn a_small_network_is_a_full_mesh() {
+        let overlay = Overlay::random(5, 7, &mut StdRng::seed_from_u64(9));
+        for a in 0..5 {
+            assert_eq!(overlay.neighbours(index(a)).count(), 4);
+        }
+    }
 }

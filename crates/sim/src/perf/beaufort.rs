@@ -11,6 +11,7 @@ use crate::keys::{CryptoKind, ForbiddenPrefixHook, Keyring};
 use crate::network::index;
 use crate::SimError;
 use beaufort_core::auth::{Verifier, VoteSigner};
+use beaufort_core::relay::{HopDistances, RelayPlan};
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::types::{Key, MemberIndex, Value};
 use beaufort_core::wire::{decode, encode, SyncMessage};
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 const FLUSH: u64 = 0;
 const ANTI_ENTROPY: u64 = 1;
+const SECOND_CHANCE: u64 = 2;
 /// A member whose own proposal has not committed for this long connects to a new neighbour.
 const REWIRE_AFTER: Micros = 3 * SECOND;
 
@@ -68,6 +70,8 @@ pub fn members(
                 seen: BTreeSet::new(),
                 pending: BTreeMap::new(),
                 flush_every: cfg.flush_every,
+                relay_parents: cfg.relay_parents,
+                relay_retry: cfg.relay_retry,
             }) as Box<dyn Member>
         })
         .collect())
@@ -84,6 +88,9 @@ struct BeaufortMember {
     seen: BTreeSet<Key>,
     pending: BTreeMap<TxId, Micros>,
     flush_every: Micros,
+    /// Parents per relay tree (0: flood).
+    relay_parents: usize,
+    relay_retry: Micros,
 }
 
 impl BeaufortMember {
@@ -165,6 +172,10 @@ impl Member for BeaufortMember {
                 }
                 ctx.timers.push((self.flush_every, FLUSH));
             }
+            SECOND_CHANCE => {
+                self.replica.second_chance();
+                ctx.timers.push((self.relay_retry, SECOND_CHANCE));
+            }
             _ => {
                 let peers: Vec<MemberIndex> = self.replica.peers().collect();
                 for peer in peers {
@@ -192,6 +203,18 @@ impl Member for BeaufortMember {
         ctx.timers.push((phase, FLUSH));
         let ae = self.rng.gen_range(SECOND / 2..=SECOND);
         ctx.timers.push((ae, ANTI_ENTROPY));
+        if self.relay_parents > 0 {
+            let phase = self.rng.gen_range(1..=self.relay_retry.max(1));
+            ctx.timers.push((phase, SECOND_CHANCE));
+        }
+    }
+
+    fn overlay_changed(&mut self, adjacency: &[Vec<MemberIndex>], distances: &HopDistances) {
+        if self.relay_parents > 0 {
+            let me = self.replica.me();
+            let plan = RelayPlan::build(me, adjacency, distances, self.relay_parents);
+            self.replica.set_relay_plan(Some(plan));
+        }
     }
 
     fn link_up(&mut self, ctx: &mut Ctx, peer: MemberIndex) {

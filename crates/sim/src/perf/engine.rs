@@ -22,6 +22,7 @@ use super::{PerfConfig, Scenario};
 use crate::byzantine::Strategy;
 use crate::config::Micros;
 use crate::network::{index, Overlay};
+use beaufort_core::relay::HopDistances;
 use beaufort_core::types::MemberIndex;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -148,6 +149,12 @@ pub trait Member {
     fn switch_strategy(&mut self, strategy: Strategy);
     /// Signature-scheme operations performed since the last call (modelled mode).
     fn drain_crypto(&mut self) -> OpCounts;
+    /// The overlay changed (start, crash, re-wiring, partition): `adjacency` lists every
+    /// member's reachable neighbours and `distances` the hop counts over it, computed once for
+    /// all members. Protocols that route over the overlay rebuild their routes here.
+    fn overlay_changed(&mut self, adjacency: &[Vec<MemberIndex>], distances: &HopDistances) {
+        let _ = (adjacency, distances);
+    }
 }
 
 /// Per-member traffic and CPU totals.
@@ -238,6 +245,8 @@ pub struct Engine<'a> {
     overlay: Overlay,
     side: Vec<bool>,
     partitioned: bool,
+    /// The overlay changed during this event; members get the new one before the next.
+    replan_pending: bool,
     epochs: Vec<u64>,
     busy_until: Vec<Micros>,
     last_path: Vec<(Micros, Path)>,
@@ -294,6 +303,7 @@ impl<'a> Engine<'a> {
             overlay,
             side,
             partitioned: false,
+            replan_pending: false,
             epochs: vec![0; n * n],
             busy_until: vec![0; n],
             last_path: vec![(0, Path::default()); n],
@@ -345,6 +355,7 @@ impl<'a> Engine<'a> {
             }
             self.finish(index(a), ctx, 0, Path::default());
         }
+        self.replan();
         for i in 0..self.txs.len() {
             let at = self.txs[i].at;
             self.schedule(at, Event::Submit(i));
@@ -380,6 +391,9 @@ impl<'a> Engine<'a> {
                 continue;
             }
             self.handle(next.at, next.event);
+            if self.replan_pending {
+                self.replan();
+            }
         }
         self.result.end = self.now;
         for m in 0..n {
@@ -396,6 +410,33 @@ impl<'a> Engine<'a> {
         }
         self.result.wall_seconds = started.elapsed().as_secs_f64();
         self.result
+    }
+
+    /// Hands every running member the overlay as it now is (links between running members that
+    /// can reach each other), once per event however many links that event changed.
+    fn replan(&mut self) {
+        self.replan_pending = false;
+        if self.topology != Topology::Overlay {
+            return;
+        }
+        let n = self.members.len();
+        let adjacency: Vec<Vec<MemberIndex>> = (0..n)
+            .map(|a| {
+                if !self.up[a] {
+                    return Vec::new();
+                }
+                self.overlay
+                    .neighbours(index(a))
+                    .filter(|&b| self.up[usize::from(b)] && self.reachable(index(a), b))
+                    .collect()
+            })
+            .collect();
+        let distances = HopDistances::new(&adjacency);
+        for (a, member) in self.members.iter_mut().enumerate() {
+            if self.up[a] {
+                member.overlay_changed(&adjacency, &distances);
+            }
+        }
     }
 
     fn all_committed(&self) -> bool {
@@ -656,6 +697,7 @@ impl<'a> Engine<'a> {
         if !std::mem::replace(&mut self.up[usize::from(m)], false) {
             return;
         }
+        self.replan_pending = true;
         let peers: Vec<MemberIndex> = self.overlay.neighbours(m).collect();
         for p in peers {
             self.link_down(m, p);
@@ -689,6 +731,7 @@ impl<'a> Engine<'a> {
                 self.link_up(a, b);
             }
         }
+        self.replan_pending = true;
     }
 
     /// Connects `m` to a random running member it is not linked to.
@@ -705,6 +748,7 @@ impl<'a> Engine<'a> {
             self.overlay.connect(m, c);
             self.break_link(m, c);
             self.link_up(m, c);
+            self.replan_pending = true;
         }
     }
 }
