@@ -143,6 +143,13 @@ struct Peer {
     owed: BTreeSet<Key>,
     /// Keys with votes held back from this peer by the relay plan.
     holding: BTreeSet<Key>,
+    /// Keys this peer gets our whole, complete state for at the next flush: it asked
+    /// (`NeedState`) or Merkle repair found it different.
+    asked: BTreeSet<Key>,
+    /// Our change counter when this peer's previous and latest Merkle roots arrived (both
+    /// start at its connection); an anti-entropy exchange leaves alone the keys we changed since
+    /// the previous one, which the eager push is still bringing it.
+    roots: (u64, u64),
 }
 
 /// What every register of a replica shares: who we are, how to check signatures, the
@@ -180,6 +187,11 @@ pub struct Replica {
     stale_leaves: BTreeSet<Key>,
     /// Which neighbours get which origins' votes at once; `None` floods them to all.
     relay: Option<RelayPlan>,
+    /// Counts local register changes: a logical clock for [`Replica::changed_at`].
+    changes: u64,
+    /// When (by `changes`) each recently changed key last changed; pruned to what some
+    /// neighbour's anti-entropy exchange may still ask about.
+    changed_at: BTreeMap<Key, u64>,
 }
 
 /// A local proposal could not be made.
@@ -211,6 +223,8 @@ impl Replica {
             dirty: BTreeSet::new(),
             stale_leaves: BTreeSet::new(),
             relay: None,
+            changes: 0,
+            changed_at: BTreeMap::new(),
         }
     }
 
@@ -288,7 +302,11 @@ impl Replica {
     /// A neighbour connected. It learns our changes from now on; Merkle repair covers the past.
     pub fn add_peer(&mut self, peer: MemberIndex) {
         if peer != self.me() && usize::from(peer) < self.env.verifier.members() {
-            self.peers.entry(peer).or_default();
+            let now = self.changes;
+            self.peers.entry(peer).or_insert_with(|| Peer {
+                roots: (now, now),
+                ..Peer::default()
+            });
         }
     }
 
@@ -363,6 +381,7 @@ impl Replica {
                     for key in keys {
                         if self.registers.contains_key(&key) {
                             peer.known.remove(&key);
+                            peer.asked.insert(key.clone());
                             peer.owed.insert(key);
                         }
                     }
@@ -380,7 +399,9 @@ impl Replica {
                 // A new root opens a new session, abandoning any running one.
                 if let Some(peer) = self.peers.get_mut(&from) {
                     peer.diff = None;
+                    peer.roots = (peer.roots.1, self.changes);
                 }
+                self.prune_changed_at();
                 let mut diff = MerkleDiff::new(root);
                 let ask = diff.start(&mut self.merkle);
                 self.continue_diff(from, diff, ask, &mut step);
@@ -456,8 +477,9 @@ impl Replica {
                     peer.known.clear();
                 }
                 let known = peer.known.entry(key.clone()).or_default();
+                let whole = peer.asked.remove(key);
                 let relay = self.relay.as_ref();
-                let update = delta(key, register, known, peer_id, quorum, relay);
+                let update = delta(key, register, known, peer_id, quorum, relay, whole);
                 if !known.held_recently.is_empty() {
                     peer.holding.insert(key.clone());
                 }
@@ -521,13 +543,24 @@ impl Replica {
         let outcome = diff.finish();
         let differing: BTreeSet<&Vec<u8>> = outcome.differing.iter().collect();
         let mut wanted = Vec::new();
+        let busy_since = self.peers.get(&from).map(|peer| peer.roots.0);
         for raw in outcome.differing.iter().chain(outcome.local_only.iter()) {
             let Ok(key) = Key::new(raw.clone()) else {
                 continue;
             };
+            // A key we changed since this peer's previous root is still being synced by the
+            // eager push (its votes are in flight both ways, so the digests differ for now):
+            // trading whole states for it would only repeat those votes. If it stays different
+            // once it has gone quiet, the next exchange repairs it.
+            let busy = busy_since
+                .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since));
+            if busy {
+                continue;
+            }
             if let Some(peer) = self.peers.get_mut(&from) {
                 if self.registers.contains_key(&key) {
                     peer.known.remove(&key);
+                    peer.asked.insert(key.clone());
                     peer.owed.insert(key.clone());
                 }
             }
@@ -732,10 +765,26 @@ impl Replica {
 
     fn touch(&mut self, key: &Key, step: &mut Step) {
         if self.registers.contains_key(key) {
+            self.changes += 1;
+            self.changed_at.insert(key.clone(), self.changes);
             self.stale_leaves.insert(key.clone());
             step.persist.insert(key.clone());
             self.dirty.insert(key.clone());
         }
+    }
+}
+
+impl Replica {
+    /// Forgets change times no anti-entropy exchange will ask about: those before every
+    /// neighbour's previous root.
+    fn prune_changed_at(&mut self) {
+        let horizon = self
+            .peers
+            .values()
+            .map(|peer| peer.roots.0)
+            .min()
+            .unwrap_or(u64::MAX);
+        self.changed_at.retain(|_, at| *at > horizon);
     }
 }
 
@@ -864,10 +913,11 @@ fn slot_id(w: &WireBallot) -> SlotId {
 }
 
 /// What `register` has that a peer believed to hold `known` may lack; updates `known` as sent.
-/// A peer not known to be in our view gets the whole state, marked complete; otherwise only the
-/// slots and bodies logged since we last looked are considered, so a flush costs what changed,
-/// plus the held-back votes whose grace period is over. `relay` holds back single votes whose
-/// origin's tree does not go from us to this peer.
+/// A peer not known to be in our view gets the certificate and every slot and body of the view;
+/// otherwise only the slots and bodies logged since we last looked are considered, so a flush
+/// costs what changed, plus the held-back votes whose grace period is over. `relay` holds back
+/// single votes whose origin's tree does not go from us to this peer. With `whole` (the peer
+/// asked, or repair found it different) nothing is left out and the update is marked complete.
 fn delta(
     key: &Key,
     register: &Register,
@@ -875,6 +925,7 @@ fn delta(
     peer: MemberIndex,
     quorum: usize,
     relay: Option<&RelayPlan>,
+    whole: bool,
 ) -> Option<KeyUpdate> {
     let state = &register.state;
     match known.view {
@@ -887,9 +938,15 @@ fn delta(
             }
         }
     }
-    let whole = !known.in_view;
+    if whole {
+        *known = Known {
+            view: Some(state.view),
+            ..Known::default()
+        };
+    }
+    let fresh = !known.in_view;
     known.in_view = true;
-    let (slot_from, value_from) = if whole { (0, 0) } else { known.seen };
+    let (slot_from, value_from) = if fresh { (0, 0) } else { known.seen };
     known.seen = register.log_len();
     let mut votes = Vec::new();
     let mut saturated = QuorumKnowledge::default();
@@ -904,7 +961,7 @@ fn delta(
         if known.slots.contains(&id) {
             return;
         }
-        // A whole state must stay complete (the peer checks that it justifies itself).
+        // A complete state must hold everything (the peer checks that it justifies itself).
         // Equivocation proofs always travel at once.
         if let (false, Ballot::Vote { value, .. }) = (whole, ballot) {
             let group = (kind, round, value);
@@ -920,7 +977,7 @@ fn delta(
         known.slots.insert(id);
         votes.push(wire);
     };
-    if whole {
+    if fresh {
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in state.ballots(kind) {
                 for (&member, &ballot) in ballots {
@@ -940,7 +997,7 @@ fn delta(
             offer(kind, round, member, ballot, known, true);
         }
     }
-    let hashes: Vec<ValueHash> = if whole {
+    let hashes: Vec<ValueHash> = if fresh {
         state.values.keys().copied().collect()
     } else {
         register.values_since(value_from).to_vec()
@@ -951,13 +1008,13 @@ fn delta(
         .filter_map(|hash| state.values.get(&hash).cloned())
         .collect();
     let empty = votes.is_empty() && values.is_empty();
-    if empty && !(whole && state.accepted.is_some()) {
+    if empty && !(fresh && state.accepted.is_some()) {
         return None;
     }
     Some(KeyUpdate {
         key: key.clone(),
         view: state.view,
-        accepted: if whole { state.accepted.clone() } else { None },
+        accepted: if fresh { state.accepted.clone() } else { None },
         values,
         votes,
         complete: whole,
