@@ -103,7 +103,7 @@ pub struct PerfArgs {
     relay_parents: usize,
     /// BeauFort's grace period before votes the relay trees held back go to the other
     /// neighbours (repairs trees cut by crashes); the wait is one to two periods.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     relay_retry: Micros,
     /// CPU cost mode.
     #[arg(long, value_enum, default_value = "modelled")]

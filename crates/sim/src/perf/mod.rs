@@ -158,7 +158,7 @@ impl PerfConfig {
             cost: CostMode::Modelled(CostTable::reference()),
             flush_every: 5 * MS,
             relay_parents: 1,
-            relay_retry: 100 * MS,
+            relay_retry: 300 * MS,
         }
     }
 
