@@ -1126,3 +1126,37 @@ fn anti_entropy_leaves_keys_the_push_is_still_syncing_alone() {
     let pushed_new = update(&new).expect("'new' goes out with the eager push");
     assert!(!pushed_new.complete, "repair left 'new' to the push");
 }
+
+/// A neighbour's first update in a view is thinned like any delta (it is not marked complete);
+/// a neighbour that asks for the state gets all of it, complete.
+#[test]
+fn only_an_asked_for_state_goes_whole() {
+    let n = 10;
+    let c = crypto(n);
+    let adjacency = relay_overlay();
+    let plan = RelayPlan::build(0, &adjacency, &HopDistances::new(&adjacency), 1);
+    let x = data("x");
+    let precommit = |m| vote(&c, m, VoteKind::PreCommit, 0, &x);
+    let mut a = pusher(&c, &[1, 2, 4]);
+    a.set_relay_plan(Some(plan));
+    let step = a.receive(
+        4,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(vec![x.clone()], vec![precommit(4)], false)],
+        },
+    );
+    assert!(step.faults.is_empty());
+    let first = pushed(&a.flush(), Some(2));
+    assert_eq!(first.len(), 1);
+    assert!(!first[0].complete && first[0].values == vec![x.clone()]);
+    let members: BTreeSet<MemberIndex> = first[0].votes.iter().map(|w| w.member).collect();
+    assert!(members.contains(&0) && !members.contains(&4), "{members:?}");
+    let step = a.receive(2, SyncMessage::NeedState { keys: vec![key()] });
+    assert!(step.faults.is_empty());
+    let asked = pushed(&a.flush(), Some(2));
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].complete);
+    let members: BTreeSet<MemberIndex> = asked[0].votes.iter().map(|w| w.member).collect();
+    assert_eq!(members, BTreeSet::from([0, 4]));
+}
