@@ -42,7 +42,7 @@ pub struct NetworkConfig {
     pub transport: Transport,
     /// With [`Transport::Stream`], a broken connection comes back after a delay in this range.
     pub reconnect_after: (Micros, Micros),
-    /// Neighbours each member connects to (the overlay is symmetric, so degrees can be higher).
+    /// Neighbours of each member in the random regular overlay (a few members may get one more).
     pub degree: usize,
     /// Keep the honest members' subgraph connected when links are dropped or re-wired.
     pub ensure_honest_connected: bool,

@@ -10,7 +10,7 @@
 //! * Timeouts are CometBFT's defaults: propose 3 s, prevote 1 s, precommit 1 s, each plus 0.5 s per
 //!   round; `timeout_commit` is zero (`skip_timeout_commit`), so heights follow each other as fast
 //!   as the votes spread. A crashed proposer costs its height a 3 s propose timeout.
-//! * Everything spreads by gossip over the same overlay as BeauFort (7 random neighbours with
+//! * Everything spreads by gossip over the same overlay as BeauFort (a random 7-regular graph with
 //!   re-wiring): transactions (the mempool), proposals and every single vote. A member forwards
 //!   each message the first time it sees it to all its neighbours but the sender. A new
 //!   connection receives the sender's messages of its current and previous height (CometBFT's
