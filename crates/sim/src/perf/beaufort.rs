@@ -153,11 +153,12 @@ impl Member for BeaufortMember {
             ctx.ops.votes_merged += updates.iter().map(|u| u.votes.len() as u64).sum::<u64>();
         }
         let step = self.replica.receive(from, message);
-        // A neighbour caught misbehaving is dropped, as the node does.
+        // A neighbour caught misbehaving is dropped for good, as the node bans it.
         let blamed: BTreeSet<MemberIndex> = step.faults.iter().map(|f| f.peer).collect();
         self.apply(ctx, step);
         for peer in blamed {
             self.replica.remove_peer(peer);
+            ctx.drop_links.push(peer);
         }
     }
 

@@ -108,6 +108,9 @@ pub struct Ctx {
     pub ops: OpCounts,
     /// The member wants a new random neighbour (its proposal made no progress).
     pub rewire: bool,
+    /// Neighbours the member caught misbehaving: the engine closes those links for good (the
+    /// node bans the peer) and connects the member to someone else.
+    pub drop_links: Vec<MemberIndex>,
     /// How long the member's upload link stays busy with what it has already sent. A sender
     /// that holds back while its link is busy (as the node's stop-and-wait links make it) reads
     /// this; set for timers.
@@ -247,6 +250,8 @@ pub struct Engine<'a> {
     partitioned: bool,
     /// The overlay changed during this event; members get the new one before the next.
     replan_pending: bool,
+    /// Pairs whose link a member closed for misbehaviour (lower index first).
+    banned: BTreeSet<(MemberIndex, MemberIndex)>,
     epochs: Vec<u64>,
     busy_until: Vec<Micros>,
     last_path: Vec<(Micros, Path)>,
@@ -304,6 +309,7 @@ impl<'a> Engine<'a> {
             side,
             partitioned: false,
             replan_pending: false,
+            banned: BTreeSet::new(),
             epochs: vec![0; n * n],
             busy_until: vec![0; n],
             last_path: vec![(0, Path::default()); n],
@@ -592,6 +598,9 @@ impl<'a> Engine<'a> {
         if ctx.rewire {
             self.rewire(m);
         }
+        for peer in ctx.drop_links {
+            self.ban(m, peer);
+        }
         for (to, bytes) in ctx.sends {
             self.transmit(m, to, bytes, done, path);
         }
@@ -734,6 +743,19 @@ impl<'a> Engine<'a> {
         self.replan_pending = true;
     }
 
+    /// `m` caught `peer` misbehaving: their link closes and never comes back, and `m` gets a
+    /// new neighbour in its place.
+    fn ban(&mut self, m: MemberIndex, peer: MemberIndex) {
+        if !self.banned.insert((m.min(peer), m.max(peer))) {
+            return;
+        }
+        if self.overlay.disconnect(m, peer) {
+            self.link_down(m, peer);
+            self.replan_pending = true;
+            self.rewire(m);
+        }
+    }
+
     /// Connects `m` to a random running member it is not linked to.
     fn rewire(&mut self, m: MemberIndex) {
         if self.topology != Topology::Overlay || !self.up[usize::from(m)] {
@@ -742,6 +764,7 @@ impl<'a> Engine<'a> {
         let candidates: Vec<MemberIndex> = (0..self.members.len())
             .map(index)
             .filter(|&c| c != m && self.up[usize::from(c)] && !self.overlay.linked(m, c))
+            .filter(|&c| !self.banned.contains(&(m.min(c), m.max(c))))
             .filter(|&c| self.reachable(m, c))
             .collect();
         if let Some(&c) = candidates.choose(&mut self.rng) {
@@ -852,6 +875,81 @@ mod tests {
         fn drain_crypto(&mut self) -> OpCounts {
             OpCounts::default()
         }
+    }
+
+    /// Sends a small message to each neighbour every 100 ms; member 1 bans member 0 the first
+    /// time it hears from it.
+    struct Chatty {
+        got: std::rc::Rc<std::cell::RefCell<Vec<(Micros, MemberIndex, MemberIndex)>>>,
+        me: MemberIndex,
+        peers: BTreeSet<MemberIndex>,
+    }
+
+    impl Member for Chatty {
+        fn start(&mut self, ctx: &mut Ctx) {
+            ctx.timers.push((100_000, 0));
+        }
+        fn submit(&mut self, _: &mut Ctx, _: &Tx) {}
+        fn receive(&mut self, ctx: &mut Ctx, from: MemberIndex, _: &[u8]) {
+            self.got.borrow_mut().push((ctx.now, from, self.me));
+            if self.me == 1 && from == 0 {
+                ctx.drop_links.push(0);
+            }
+        }
+        fn timer(&mut self, ctx: &mut Ctx, _: u64) {
+            for &peer in &self.peers {
+                ctx.send(peer, vec![0; 100]);
+            }
+            ctx.timers.push((100_000, 0));
+        }
+        fn link_up(&mut self, _: &mut Ctx, peer: MemberIndex) {
+            self.peers.insert(peer);
+        }
+        fn link_down(&mut self, peer: MemberIndex) {
+            self.peers.remove(&peer);
+        }
+        fn switch_strategy(&mut self, _: Strategy) {}
+        fn drain_crypto(&mut self) -> OpCounts {
+            OpCounts::default()
+        }
+    }
+
+    #[test]
+    fn a_banned_neighbour_is_never_heard_from_again() {
+        let mut cfg = PerfConfig::new(Protocol::Beaufort, 4, 1);
+        cfg.duration = crate::config::SECOND;
+        cfg.cost = CostMode::Measured { device_factor: 0.0 };
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let members: Vec<Box<dyn Member>> = (0..4)
+            .map(|i| {
+                Box::new(Chatty {
+                    got: got.clone(),
+                    me: index(i),
+                    peers: BTreeSet::new(),
+                }) as Box<dyn Member>
+            })
+            .collect();
+        Engine::new(&cfg, members, Topology::Full, Vec::new(), BTreeSet::new()).run();
+        let got = got.borrow();
+        let from_0_at_1: Vec<Micros> = got
+            .iter()
+            .filter(|(_, from, to)| (*from, *to) == (0, 1))
+            .map(|(t, _, _)| *t)
+            .collect();
+        assert_eq!(from_0_at_1.len(), 1, "one message, then the link is gone");
+        let from_1_at_0 = got
+            .iter()
+            .filter(|(_, from, to)| (*from, *to) == (1, 0))
+            .count();
+        assert!(
+            from_1_at_0 <= 1,
+            "closed both ways: at most 1's first tick, sent before the ban"
+        );
+        let later_from_2 = got
+            .iter()
+            .filter(|(t, from, to)| (*from, *to) == (2, 1) && *t > from_0_at_1[0])
+            .count();
+        assert!(later_from_2 >= 5, "the other links stay up: {later_from_2}");
     }
 
     #[test]
