@@ -122,9 +122,9 @@ struct Known {
     seen: (usize, usize),
     slots: SlotSet,
     values: BTreeSet<ValueHash>,
-    /// Votes the relay plan held back from this peer since the last [`Replica::second_chance`],
-    /// and those held back before it (offered at the next call).
+    /// Votes the relay plan held back from this peer since the last [`Replica::second_chance`].
     held_recently: Vec<SlotId>,
+    /// Votes held back before that call; the next call makes them due.
     held_earlier: Vec<SlotId>,
     /// Held-back votes whose grace period is over, offered by the next flush.
     retry: Vec<SlotId>,
@@ -772,9 +772,7 @@ impl Replica {
             self.dirty.insert(key.clone());
         }
     }
-}
 
-impl Replica {
     /// Forgets change times no anti-entropy exchange will ask about: those before every
     /// neighbour's previous root.
     fn prune_changed_at(&mut self) {
