@@ -90,6 +90,7 @@ struct BeaufortMember {
     flush_every: Micros,
     /// Parents per relay tree (0: flood).
     relay_parents: usize,
+    /// How often held-back votes get their second chance.
     relay_retry: Micros,
 }
 

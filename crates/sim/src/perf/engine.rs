@@ -666,14 +666,14 @@ impl<'a> Engine<'a> {
 
     fn link_epoch(&self, a: MemberIndex, b: MemberIndex) -> u64 {
         let n = self.members.len();
-        let (a, b) = (usize::from(a.min(b)), usize::from(a.max(b)));
-        self.epochs[a * n + b]
+        let (x, y) = link(a, b);
+        self.epochs[usize::from(x) * n + usize::from(y)]
     }
 
     fn break_link(&mut self, a: MemberIndex, b: MemberIndex) {
         let n = self.members.len();
-        let (x, y) = (usize::from(a.min(b)), usize::from(a.max(b)));
-        self.epochs[x * n + y] += 1;
+        let (x, y) = link(a, b);
+        self.epochs[usize::from(x) * n + usize::from(y)] += 1;
     }
 
     fn reachable(&self, a: MemberIndex, b: MemberIndex) -> bool {
@@ -746,7 +746,7 @@ impl<'a> Engine<'a> {
     /// `m` caught `peer` misbehaving: their link closes and never comes back, and `m` gets a
     /// new neighbour in its place.
     fn ban(&mut self, m: MemberIndex, peer: MemberIndex) {
-        if !self.banned.insert((m.min(peer), m.max(peer))) {
+        if !self.banned.insert(link(m, peer)) {
             return;
         }
         if self.overlay.disconnect(m, peer) {
@@ -764,7 +764,7 @@ impl<'a> Engine<'a> {
         let candidates: Vec<MemberIndex> = (0..self.members.len())
             .map(index)
             .filter(|&c| c != m && self.up[usize::from(c)] && !self.overlay.linked(m, c))
-            .filter(|&c| !self.banned.contains(&(m.min(c), m.max(c))))
+            .filter(|&c| !self.banned.contains(&link(m, c)))
             .filter(|&c| self.reachable(m, c))
             .collect();
         if let Some(&c) = candidates.choose(&mut self.rng) {
@@ -774,6 +774,11 @@ impl<'a> Engine<'a> {
             self.replan_pending = true;
         }
     }
+}
+
+/// A link's name, whichever end names it: (lower index, higher index).
+fn link(a: MemberIndex, b: MemberIndex) -> (MemberIndex, MemberIndex) {
+    (a.min(b), a.max(b))
 }
 
 /// A scheduled disruption of a scenario.
