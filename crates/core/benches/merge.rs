@@ -55,6 +55,7 @@ fn update(
         values: vec![x.clone()],
         votes,
         complete: true,
+        short_refs: false,
     }
 }
 

@@ -660,6 +660,20 @@ impl Replica {
                 known.values.extend(update.values.iter().map(|v| v.hash()));
             }
         }
+        let mut update = update;
+        if update.short_refs && !self.resolve_short_refs(from, &mut update) {
+            // A name the link never carried (a lost message, or bookkeeping reset on one side):
+            // nothing is wrong with the sender, we just cannot read its update.
+            let behind = self
+                .registers
+                .get(&key)
+                .is_some_and(|r| r.state.view > update.view);
+            if !behind {
+                step.messages
+                    .push((from, SyncMessage::NeedState { keys: vec![key] }));
+            }
+            return;
+        }
         let register = self.registers.entry(key.clone()).or_default();
         let ctx = self.env.context(&key);
         let result = register.merge(&ctx, update, verified);
@@ -714,6 +728,52 @@ impl Replica {
             self.record_evidence(proof, step);
         }
         self.advance_key(&key, step);
+    }
+
+    /// Rewrites the short value names of `update` (from `from`) into whole hashes, looking them
+    /// up among the values its link has carried in the update's view (both ways). A name must
+    /// match exactly one of them; otherwise nothing is resolved and this returns false. Names are
+    /// never looked up among values that reached us some other way: a value the sender did not
+    /// mean, sharing the prefix, could then be read in place of one we lack.
+    fn resolve_short_refs(&self, from: MemberIndex, update: &mut KeyUpdate) -> bool {
+        let Some(carried) = self
+            .peers
+            .get(&from)
+            .and_then(|peer| peer.known.get(&update.key))
+            .filter(|known| known.view == Some(update.view))
+            .map(|known| &known.values)
+        else {
+            return false;
+        };
+        let resolve = |prefix: &ValueHash| -> Option<ValueHash> {
+            let mut low = [0u8; 32];
+            let mut high = [0xffu8; 32];
+            let len = crate::wire::SHORT_REF_BYTES;
+            low[..len].copy_from_slice(&prefix.0 .0[..len]);
+            high[..len].copy_from_slice(&prefix.0 .0[..len]);
+            let mut matches = carried.range(
+                ValueHash(beaufort_crypto::hash::Digest(low))
+                    ..=ValueHash(beaufort_crypto::hash::Digest(high)),
+            );
+            match (matches.next(), matches.next()) {
+                (Some(hash), None) => Some(*hash),
+                _ => None,
+            }
+        };
+        let mut resolved = Vec::with_capacity(update.votes.len());
+        for wire in &update.votes {
+            let ballot = match wire.ballot {
+                Ballot::Vote { value, signature } => match resolve(&value) {
+                    Some(value) => Ballot::Vote { value, signature },
+                    None => return false,
+                },
+                other => other,
+            };
+            resolved.push(WireBallot { ballot, ..*wire });
+        }
+        update.votes = resolved;
+        update.short_refs = false;
+        true
     }
 
     fn advance_key(&mut self, key: &Key, step: &mut Step) {
@@ -1009,6 +1069,15 @@ fn delta(
     if empty && !(fresh && state.accepted.is_some()) {
         return None;
     }
+    // Every value named here has now crossed the link (above, or earlier in this view), so short
+    // names resolve at the peer. A strict member's updates keep whole names: it vouches for
+    // every signature, so what it names must be unambiguous.
+    let short_refs = !whole
+        && !register.is_strict()
+        && votes.iter().all(|w| match w.ballot {
+            Ballot::Vote { value, .. } => known.values.contains(&value),
+            Ballot::Equivocated { .. } => true,
+        });
     Some(KeyUpdate {
         key: key.clone(),
         view: state.view,
@@ -1016,6 +1085,7 @@ fn delta(
         values,
         votes,
         complete: whole,
+        short_refs,
     })
 }
 

@@ -3,14 +3,14 @@
 use crate::merkle::{NodePath, NodeSummary, MAX_LEAF_ENTRIES, MAX_PATHS_PER_REQUEST};
 use crate::register::KeyUpdate;
 use crate::state::max_values_per_view;
-use crate::types::{Key, MAX_ROUNDS};
+use crate::types::{Key, ValueHash, MAX_ROUNDS};
 use crate::vote::Equivocation;
 use beaufort_crypto::hash::Digest;
 use serde::{Deserialize, Serialize};
 
 /// The encoding version this build speaks. Bumped on any incompatible change (2: votes grouped
-/// by kind, round and value).
-pub const WIRE_VERSION: u16 = 2;
+/// by kind, round and value; 3: groups may name their value by a short prefix of its hash).
+pub const WIRE_VERSION: u16 = 3;
 
 /// Largest encoded message. A full state of a busy key with 100 members and a few rounds is tens
 /// of kilobytes; values are at most 64 KiB each.
@@ -187,18 +187,36 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
     Ok(())
 }
 
-/// The votes of a key update as they travel: single votes grouped by (kind, round, value), so the
-/// 32-byte value hash and the slot header go once per group instead of once per vote (about 40 %
-/// fewer vote bytes). Equivocation proofs travel as they are. In memory a [`KeyUpdate`] keeps its
-/// flat list of slots; only the encoding differs.
-pub(crate) mod vote_groups {
-    use crate::register::WireBallot;
-    use crate::state::Ballot;
-    use crate::types::{MemberIndex, Round, ValueHash};
+/// How many leading bytes of a value hash name the value in a vote group of a
+/// [`KeyUpdate::short_refs`] update.
+pub const SHORT_REF_BYTES: usize = 8;
+
+/// Key updates as they travel. Single votes are grouped by (kind, round, value), so the value and
+/// the slot header go once per group instead of once per vote; equivocation proofs travel as they
+/// are. A group names its value by the whole 32-byte hash, or, in a [`KeyUpdate::short_refs`]
+/// update, by its first [`SHORT_REF_BYTES`] bytes (the receiver resolves them against the values
+/// the link has carried: docs/PROTOCOL.md §11.4). In memory a [`KeyUpdate`] keeps its flat list
+/// of slots; only the encoding differs.
+mod update_encoding {
+    use super::SHORT_REF_BYTES;
+    use crate::register::{KeyUpdate, WireBallot};
+    use crate::state::{Ballot, Certified};
+    use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View};
     use crate::vote::VoteKind;
     use beaufort_crypto::bls::Signature;
+    use beaufort_crypto::hash::Digest;
+    use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::BTreeMap;
+
+    /// How a group names its value.
+    #[derive(Serialize, Deserialize)]
+    enum ValueRef {
+        /// The whole hash.
+        Hash(ValueHash),
+        /// Its first bytes, for the receiver to resolve.
+        Short([u8; SHORT_REF_BYTES]),
+    }
 
     /// One group on the wire.
     #[derive(Serialize, Deserialize)]
@@ -207,18 +225,17 @@ pub(crate) mod vote_groups {
         Votes {
             kind: VoteKind,
             round: Round,
-            value: ValueHash,
+            value: ValueRef,
             shares: Vec<(MemberIndex, Signature)>,
         },
         /// Any other slot (an equivocation proof).
         Slot(WireBallot),
     }
 
-    /// Encodes the slots as groups.
-    pub fn serialize<S: Serializer>(
-        votes: &[WireBallot],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    /// The fields in their wire order (postcard encodes a tuple like a struct).
+    type Fields = (Key, View, Option<Certified>, Vec<Value>, Vec<Group>, bool);
+
+    fn groups(votes: &[WireBallot], short: bool) -> Vec<Group> {
         type GroupKey = (VoteKind, Round, ValueHash);
         let mut groups: BTreeMap<GroupKey, Vec<(MemberIndex, Signature)>> = BTreeMap::new();
         let mut others = Vec::new();
@@ -231,42 +248,123 @@ pub(crate) mod vote_groups {
                 Ballot::Equivocated { .. } => others.push(Group::Slot(*wire)),
             }
         }
-        let all: Vec<Group> = groups
+        groups
             .into_iter()
             .map(|((kind, round, value), shares)| Group::Votes {
                 kind,
                 round,
-                value,
+                value: if short {
+                    ValueRef::Short(super::short_ref(value))
+                } else {
+                    ValueRef::Hash(value)
+                },
                 shares,
             })
             .chain(others)
-            .collect();
-        all.serialize(serializer)
+            .collect()
     }
 
-    /// Decodes groups back into slots. The message size bound caps how many there can be; the
-    /// update's vote bound is checked after decoding ([`super::validate`]).
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<WireBallot>, D::Error> {
-        let groups: Vec<Group> = Vec::deserialize(deserializer)?;
-        let mut votes = Vec::new();
-        for group in groups {
-            match group {
-                Group::Votes {
-                    kind,
-                    round,
-                    value,
-                    shares,
-                } => votes.extend(shares.into_iter().map(|(member, signature)| WireBallot {
-                    kind,
-                    round,
-                    member,
-                    ballot: Ballot::Vote { value, signature },
-                })),
-                Group::Slot(wire) => votes.push(wire),
-            }
+    impl Serialize for KeyUpdate {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            (
+                &self.key,
+                self.view,
+                &self.accepted,
+                &self.values,
+                groups(&self.votes, self.short_refs),
+                self.complete,
+            )
+                .serialize(serializer)
         }
-        Ok(votes)
     }
+
+    /// Decodes the groups back into slots. A short name becomes a hash whose remaining bytes are
+    /// zero until the replica resolves it. An update names either all its groups in full or all
+    /// of them short. The message size bound caps the group count; the update's vote bound is
+    /// checked after decoding ([`super::validate`]).
+    impl<'de> Deserialize<'de> for KeyUpdate {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<KeyUpdate, D::Error> {
+            let (key, view, accepted, values, groups, complete) =
+                Fields::deserialize(deserializer)?;
+            let mut votes = Vec::new();
+            let mut short_refs = None;
+            for group in groups {
+                match group {
+                    Group::Votes {
+                        kind,
+                        round,
+                        value,
+                        shares,
+                    } => {
+                        let (value, short) = match value {
+                            ValueRef::Hash(hash) => (hash, false),
+                            ValueRef::Short(prefix) => {
+                                let mut bytes = [0u8; 32];
+                                bytes[..SHORT_REF_BYTES].copy_from_slice(&prefix);
+                                (ValueHash(Digest(bytes)), true)
+                            }
+                        };
+                        if *short_refs.get_or_insert(short) != short {
+                            return Err(D::Error::custom("short and whole value names mixed"));
+                        }
+                        votes.extend(shares.into_iter().map(|(member, signature)| WireBallot {
+                            kind,
+                            round,
+                            member,
+                            ballot: Ballot::Vote { value, signature },
+                        }));
+                    }
+                    Group::Slot(wire) => votes.push(wire),
+                }
+            }
+            Ok(KeyUpdate {
+                key,
+                view,
+                accepted,
+                values,
+                votes,
+                complete,
+                short_refs: short_refs.unwrap_or(false),
+            })
+        }
+    }
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_update_mixing_short_and_whole_names_does_not_decode() {
+            let hash = ValueHash(Digest([7; 32]));
+            let group = |value| Group::Votes {
+                kind: VoteKind::PreCommit,
+                round: 0,
+                value,
+                shares: vec![(1, Signature::from_bytes(&[1; 48]).unwrap())],
+            };
+            let encoded = |groups: Vec<Group>| {
+                let fields = (
+                    Key::new("k").unwrap(),
+                    0u64,
+                    None::<Certified>,
+                    Vec::<Value>::new(),
+                    groups,
+                    false,
+                );
+                postcard::to_stdvec(&fields).unwrap()
+            };
+            let short = || group(ValueRef::Short(super::super::short_ref(hash)));
+            let mixed = encoded(vec![short(), group(ValueRef::Hash(hash))]);
+            assert!(postcard::from_bytes::<KeyUpdate>(&mixed).is_err());
+            let update: KeyUpdate = postcard::from_bytes(&encoded(vec![short(), short()])).unwrap();
+            assert!(update.short_refs);
+            assert_eq!(update.votes.len(), 2);
+        }
+    }
+}
+
+/// The short name of a value: the first [`SHORT_REF_BYTES`] bytes of its hash.
+pub fn short_ref(value: ValueHash) -> [u8; SHORT_REF_BYTES] {
+    let mut prefix = [0u8; SHORT_REF_BYTES];
+    prefix.copy_from_slice(&value.0 .0[..SHORT_REF_BYTES]);
+    prefix
 }

@@ -66,6 +66,7 @@ fn update(values: Vec<Value>, votes: Vec<WireBallot>, complete: bool) -> KeyUpda
         values,
         votes,
         complete,
+        short_refs: false,
     }
 }
 
@@ -772,22 +773,123 @@ fn votes_travel_grouped_by_kind_round_and_value_and_come_back_whole() {
     );
 }
 
+/// A vote group names a value the link has already carried by 8 bytes of its hash instead of 32;
+/// the receiver resolves the name against what the link carried and merges the votes as if they
+/// had come whole.
+#[test]
+fn votes_for_a_value_the_link_carried_name_it_short_and_resolve_at_the_receiver() {
+    let c = crypto(4);
+    let replica = |i: MemberIndex| linked(&c, i, &[0, 1, 2, 3]);
+    let (mut a, mut b) = (replica(0), replica(1));
+    let x = data("x");
+    let (step, _) = a.propose(key(), x.clone()).unwrap();
+    let first: Vec<SyncMessage> = step
+        .messages
+        .into_iter()
+        .chain(a.flush().messages)
+        .filter(|(to, _)| *to == 1)
+        .map(|(_, m)| m)
+        .collect();
+    let first_updates: Vec<KeyUpdate> = first
+        .iter()
+        .flat_map(|m| match m {
+            SyncMessage::Updates { updates, .. } => updates.clone(),
+            _ => vec![],
+        })
+        .collect();
+    assert!(
+        first_updates
+            .iter()
+            .all(|u| u.short_refs && u.values == vec![x.clone()]),
+        "the body crosses in the same update, so the proposer's vote already names it short"
+    );
+    for message in first {
+        let _ = b.receive(0, message);
+    }
+    // b's own PRE-COMMIT goes back to a, naming x, which this link carried, by a short name.
+    let back: Vec<KeyUpdate> = pushed(&b.flush(), Some(0));
+    assert!(!back.is_empty() && back.iter().all(|u| u.short_refs && u.values.is_empty()));
+    let message = SyncMessage::Updates {
+        verified: false,
+        updates: back.clone(),
+    };
+    let short = encode(&message).unwrap();
+    let whole = encode(&SyncMessage::Updates {
+        verified: false,
+        updates: back
+            .iter()
+            .map(|u| KeyUpdate {
+                short_refs: false,
+                ..u.clone()
+            })
+            .collect(),
+    })
+    .unwrap();
+    assert_eq!(whole.len() - short.len(), 24, "24 bytes saved per group");
+    let decoded = decode(&short, 4).unwrap();
+    let SyncMessage::Updates { updates, .. } = &decoded else {
+        panic!("updates");
+    };
+    assert!(updates[0].short_refs);
+    let step = a.receive(1, decoded);
+    assert!(step.faults.is_empty());
+    let state = a.state(&key()).unwrap();
+    assert_eq!(
+        state
+            .ballot(VoteKind::PreCommit, 0, 1)
+            .and_then(|b| b.vote_value()),
+        Some(x.hash()),
+        "b's vote, resolved to the whole hash of x"
+    );
+}
+
+/// A short name the link never carried cannot be read: the receiver asks for the whole state and
+/// blames nobody, and it never resolves the name against a value that reached it some other way.
+#[test]
+fn a_short_name_the_link_never_carried_asks_for_the_whole_state_without_blame() {
+    let c = crypto(4);
+    let mut a = pusher(&c, &[1, 2]);
+    let x = data("x");
+    // a holds x (from member 2), but its link with member 1 never carried it.
+    let from_two = SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(
+            vec![x.clone()],
+            vec![vote(&c, 2, VoteKind::PreCommit, 0, &x)],
+            false,
+        )],
+    };
+    assert!(a.receive(2, from_two).faults.is_empty());
+    let named = SyncMessage::Updates {
+        verified: false,
+        updates: vec![KeyUpdate {
+            short_refs: true,
+            ..update(vec![], vec![vote(&c, 1, VoteKind::PreCommit, 0, &x)], false)
+        }],
+    };
+    let step = a.receive(1, decode(&encode(&named).unwrap(), 4).unwrap());
+    assert!(step.faults.is_empty(), "not the sender's fault");
+    assert!(
+        step.messages
+            .iter()
+            .any(|(to, m)| *to == 1 && matches!(m, SyncMessage::NeedState { .. })),
+        "asks member 1 for its whole state"
+    );
+    assert!(
+        a.state(&key())
+            .unwrap()
+            .ballot(VoteKind::PreCommit, 0, 1)
+            .is_none(),
+        "the unreadable vote is not merged"
+    );
+}
+
 /// The node sends a step's messages before its fsync when the step cast no own vote, so
 /// `votes_cast` must count every own vote a step's messages carry.
 #[test]
 fn a_step_counts_the_own_votes_its_messages_carry() {
     let c = crypto(4);
-    let replica = |i: MemberIndex| {
-        let mut r = Replica::new(
-            Box::new(c.signer(i)),
-            Arc::new(c.clone()),
-            Arc::new(AcceptAll),
-        );
-        for peer in (0..4).filter(|&p| p != i) {
-            r.add_peer(peer);
-        }
-        r
-    };
+    let replica = |i: MemberIndex| linked(&c, i, &[0, 1, 2, 3]);
     let (mut a, mut b) = (replica(0), replica(1));
     let (step, _) = a.propose(key(), data("x")).unwrap();
     assert_eq!(step.stats.votes_cast, 1, "the proposer's PRE-COMMIT");
@@ -811,10 +913,10 @@ fn a_step_counts_the_own_votes_its_messages_carry() {
     }
 }
 
-/// Member 0's replica with neighbours `peers`, for the push tests.
-fn pusher(c: &StandInCrypto, peers: &[MemberIndex]) -> Replica {
+/// Member `me`'s replica with neighbours `peers` (itself among them is ignored).
+fn linked(c: &StandInCrypto, me: MemberIndex, peers: &[MemberIndex]) -> Replica {
     let mut replica = Replica::new(
-        Box::new(c.signer(0)),
+        Box::new(c.signer(me)),
         Arc::new(c.clone()),
         Arc::new(AcceptAll),
     );
@@ -822,6 +924,11 @@ fn pusher(c: &StandInCrypto, peers: &[MemberIndex]) -> Replica {
         replica.add_peer(peer);
     }
     replica
+}
+
+/// Member 0's replica with neighbours `peers`, for the push tests.
+fn pusher(c: &StandInCrypto, peers: &[MemberIndex]) -> Replica {
+    linked(c, 0, peers)
 }
 
 /// The key updates a step pushes to `peer` (to everyone with `None`).

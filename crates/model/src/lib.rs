@@ -262,6 +262,7 @@ impl Model {
                         ballot,
                     }],
                     complete: false,
+                    short_refs: false,
                 };
                 self.deliver(&mut next, to, update)?;
             }
@@ -297,6 +298,7 @@ impl Model {
                         },
                     }],
                     complete: false,
+                    short_refs: false,
                 };
                 self.deliver(&mut next, to, update)?;
             }

@@ -450,6 +450,7 @@ impl Replay {
                         },
                     }],
                     complete: false,
+                    short_refs: false,
                 };
                 let message = SyncMessage::Updates {
                     verified: false,

@@ -82,6 +82,7 @@ fn byzantine_vote(
                 },
             }],
             complete: false,
+            short_refs: false,
         }],
     }
 }
@@ -111,6 +112,7 @@ fn whole_state(from: &Replica) -> SyncMessage {
             values: state.values.values().cloned().collect(),
             votes,
             complete: true,
+            short_refs: false,
         }],
     }
 }
