@@ -11,7 +11,7 @@ use crate::hook::ValidationHook;
 use crate::merkle::{MerkleDiff, MerkleIndex};
 use crate::register::{
     AdvanceOutcome, Context, InvalidState, KeyUpdate, MergeOutcome, ProposalRejected, Proposed,
-    Register, WireBallot,
+    Register, UpdateCertificate, WireBallot,
 };
 use crate::relay::RelayPlan;
 use crate::state::{Ballot, Certified, RegisterState};
@@ -674,6 +674,7 @@ impl Replica {
             }
             return;
         }
+        self.resolve_named_certificate(&mut update);
         let register = self.registers.entry(key.clone()).or_default();
         let ctx = self.env.context(&key);
         let result = register.merge(&ctx, update, verified);
@@ -728,6 +729,34 @@ impl Replica {
             self.record_evidence(proof, step);
         }
         self.advance_key(&key, step);
+    }
+
+    /// Gives a certificate that names its value the body from our own state, which holds it if
+    /// we are still in the view the certificate closes. Left named otherwise: the merge then
+    /// asks for the whole state if it needs the certificate at all.
+    fn resolve_named_certificate(&self, update: &mut KeyUpdate) {
+        let Some(UpdateCertificate::Named {
+            view,
+            round,
+            value,
+            qc,
+        }) = &update.accepted
+        else {
+            return;
+        };
+        let body = self
+            .registers
+            .get(&update.key)
+            .filter(|register| register.state.view == *view)
+            .and_then(|register| register.state.values.get(value));
+        if let Some(body) = body {
+            update.accepted = Some(UpdateCertificate::Whole(Certified {
+                view: *view,
+                round: *round,
+                value: body.clone(),
+                qc: qc.clone(),
+            }));
+        }
     }
 
     /// Rewrites the short value names of `update` (from `from`) into whole hashes, looking them
@@ -986,6 +1015,10 @@ fn delta(
     whole: bool,
 ) -> Option<KeyUpdate> {
     let state = &register.state;
+    // The link carried the decided value in the view it closed: the certificate can name it.
+    let peer_has_decided_body = state.accepted.as_ref().is_some_and(|cert| {
+        known.view == Some(cert.view) && known.values.contains(&cert.value.hash())
+    });
     match known.view {
         Some(view) if view > state.view => return None,
         Some(view) if view == state.view => {}
@@ -1081,7 +1114,18 @@ fn delta(
     Some(KeyUpdate {
         key: key.clone(),
         view: state.view,
-        accepted: if fresh { state.accepted.clone() } else { None },
+        accepted: match &state.accepted {
+            Some(cert) if fresh && peer_has_decided_body && !whole => {
+                Some(UpdateCertificate::Named {
+                    view: cert.view,
+                    round: cert.round,
+                    value: cert.value.hash(),
+                    qc: cert.qc.clone(),
+                })
+            }
+            Some(cert) if fresh => Some(UpdateCertificate::Whole(cert.clone())),
+            _ => None,
+        },
         values,
         votes,
         complete: whole,

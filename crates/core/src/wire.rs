@@ -1,7 +1,7 @@
 //! The sync protocol's messages and their versioned, size-limited binary encoding (postcard).
 
 use crate::merkle::{NodePath, NodeSummary, MAX_LEAF_ENTRIES, MAX_PATHS_PER_REQUEST};
-use crate::register::KeyUpdate;
+use crate::register::{KeyUpdate, UpdateCertificate};
 use crate::state::max_values_per_view;
 use crate::types::{Key, ValueHash, MAX_ROUNDS};
 use crate::vote::Equivocation;
@@ -142,10 +142,12 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                     value.validate().map_err(|_| WireError::Bounds("value"))?;
                 }
                 if let Some(cert) = &update.accepted {
-                    cert.value
-                        .validate()
-                        .map_err(|_| WireError::Bounds("value"))?;
-                    cert.qc
+                    if let UpdateCertificate::Whole(cert) = cert {
+                        cert.value
+                            .validate()
+                            .map_err(|_| WireError::Bounds("value"))?;
+                    }
+                    cert.qc()
                         .signers
                         .validate(members)
                         .map_err(|_| WireError::Bounds("certificate signers"))?;
@@ -199,8 +201,8 @@ pub const SHORT_REF_BYTES: usize = 8;
 /// of slots; only the encoding differs.
 mod update_encoding {
     use super::SHORT_REF_BYTES;
-    use crate::register::{KeyUpdate, WireBallot};
-    use crate::state::{Ballot, Certified};
+    use crate::register::{KeyUpdate, UpdateCertificate, WireBallot};
+    use crate::state::Ballot;
     use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View};
     use crate::vote::VoteKind;
     use beaufort_crypto::bls::Signature;
@@ -233,7 +235,14 @@ mod update_encoding {
     }
 
     /// The fields in their wire order (postcard encodes a tuple like a struct).
-    type Fields = (Key, View, Option<Certified>, Vec<Value>, Vec<Group>, bool);
+    type Fields = (
+        Key,
+        View,
+        Option<UpdateCertificate>,
+        Vec<Value>,
+        Vec<Group>,
+        bool,
+    );
 
     fn groups(votes: &[WireBallot], short: bool) -> Vec<Group> {
         type GroupKey = (VoteKind, Round, ValueHash);
@@ -345,7 +354,7 @@ mod update_encoding {
                 let fields = (
                     Key::new("k").unwrap(),
                     0u64,
-                    None::<Certified>,
+                    None::<UpdateCertificate>,
                     Vec::<Value>::new(),
                     groups,
                     false,

@@ -4,7 +4,9 @@ mod common;
 
 use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::{AcceptAll, HookError};
-use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
+use beaufort_core::register::{
+    Context, InvalidState, KeyUpdate, Register, UpdateCertificate, WireBallot,
+};
 use beaufort_core::relay::{HopDistances, RelayPlan};
 use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
@@ -1051,6 +1053,16 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
     assert!(votes_to(&free, 2).is_empty(), "peer 2 already had both");
 }
 
+/// Round-0 PRE-COMMIT and COMMIT votes of `members` for `value`.
+fn round_zero_votes(c: &StandInCrypto, members: &[MemberIndex], value: &Value) -> Vec<WireBallot> {
+    members
+        .iter()
+        .flat_map(|&m| {
+            [VoteKind::PreCommit, VoteKind::Commit].map(|kind| vote(c, m, kind, 0, value))
+        })
+        .collect()
+}
+
 /// A decision's certificate crosses each link once: a neighbour's older messages still in
 /// flight when our new view's whole state left do not make us send that whole state again.
 #[test]
@@ -1064,10 +1076,7 @@ fn the_certificate_is_pushed_once_per_neighbour() {
         verified: false,
         updates: vec![update(vec![x.clone()], votes, false)],
     };
-    let votes = [1, 2]
-        .into_iter()
-        .flat_map(|m| [VoteKind::PreCommit, VoteKind::Commit].map(|kind| vote(&c, m, kind, 0, &x)))
-        .collect();
+    let votes = round_zero_votes(&c, &[1, 2], &x);
     let step = a.receive(1, from_1(votes));
     assert_eq!(step.decisions.len(), 1, "own votes complete both quorums");
     let certificates = |step: &Step| {
@@ -1084,6 +1093,106 @@ fn the_certificate_is_pushed_once_per_neighbour() {
         assert_eq!(certificates(&step), 0);
         assert_eq!(certificates(&a.flush()), 0, "no second copy ({late})");
     }
+}
+
+/// A neighbour that holds the decided value's body (the link carried it in the closing view) gets
+/// the certificate naming the value by its hash, and decides from it; one that never saw the body
+/// gets it whole.
+#[test]
+fn a_certificate_names_a_value_the_neighbour_holds_and_sends_it_whole_otherwise() {
+    let n = 4; // quorum 3
+    let c = crypto(n);
+    let mut a = pusher(&c, &[1]);
+    let mut b = linked(&c, 1, &[0]);
+    let x = data("x");
+    let (step, _) = a.propose(key(), x.clone()).unwrap();
+    // b learns x from a (so the link 0-1 carried it) and PRE-COMMITs it.
+    for (_, message) in step
+        .messages
+        .into_iter()
+        .chain(a.flush().messages)
+        .filter(|(to, _)| *to == 1)
+    {
+        let _ = b.receive(0, message);
+    }
+    // a gets the votes it needs to decide from members 1 and 3 by way of member 1.
+    let votes = round_zero_votes(&c, &[1, 3], &x);
+    let step = a.receive(
+        1,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(vec![], votes, false)],
+        },
+    );
+    assert_eq!(step.decisions.len(), 1);
+    // Member 2 connects only now: its link never carried x.
+    a.add_peer(2);
+    let flushed = a.flush();
+    let certificate = |peer| {
+        pushed(&flushed, Some(peer))
+            .into_iter()
+            .find_map(|u| u.accepted)
+            .expect("the new view carries the certificate")
+    };
+    assert!(matches!(certificate(1), UpdateCertificate::Named { .. }));
+    assert!(matches!(certificate(2), UpdateCertificate::Whole(_)));
+    let to_b: Vec<SyncMessage> = flushed
+        .messages
+        .into_iter()
+        .filter(|(to, _)| *to == 1)
+        .map(|(_, m)| decode(&encode(&m).unwrap(), n).unwrap())
+        .collect();
+    let mut decided = Vec::new();
+    for message in to_b {
+        let step = b.receive(0, message);
+        assert!(step.faults.is_empty());
+        assert!(!step
+            .messages
+            .iter()
+            .any(|(_, m)| matches!(m, SyncMessage::NeedState { .. })));
+        decided.extend(step.decisions);
+    }
+    assert_eq!(decided.len(), 1, "b decides from the named certificate");
+    assert_eq!(b.get(&key()).map(|cert| &cert.value), Some(&x));
+}
+
+/// A named certificate whose value the receiver lacks makes it ask for the whole state.
+#[test]
+fn a_named_certificate_for_a_body_we_lack_asks_for_the_whole_state() {
+    let n = 4;
+    let c = crypto(n);
+    let mut a = pusher(&c, &[1]);
+    let mut b = linked(&c, 1, &[0]);
+    let x = data("x");
+    let _ = a.propose(key(), x.clone()).unwrap();
+    let votes = round_zero_votes(&c, &[1, 2], &x);
+    let step = a.receive(
+        1,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(vec![x.clone()], votes, false)],
+        },
+    );
+    assert_eq!(step.decisions.len(), 1);
+    let mut named = pushed(&a.flush(), Some(1));
+    assert!(matches!(
+        named[0].accepted,
+        Some(UpdateCertificate::Named { .. })
+    ));
+    named.truncate(1);
+    let step = b.receive(
+        0,
+        SyncMessage::Updates {
+            verified: false,
+            updates: named,
+        },
+    );
+    assert!(step.faults.is_empty());
+    assert!(step.decisions.is_empty());
+    assert!(step
+        .messages
+        .iter()
+        .any(|(to, m)| *to == 0 && matches!(m, SyncMessage::NeedState { .. })));
 }
 
 /// The overlay of the relay tests: member 0's neighbours are 1, 2 and 4; member 1 reaches

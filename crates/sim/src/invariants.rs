@@ -183,7 +183,7 @@ impl Checker {
                     self.proposed.insert(value.hash());
                 }
                 if let Some(cert) = accepted {
-                    self.proposed.insert(cert.value.hash());
+                    self.proposed.insert(cert.value_hash());
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::AcceptAll;
-use beaufort_core::register::{KeyUpdate, WireBallot};
+use beaufort_core::register::{KeyUpdate, UpdateCertificate, WireBallot};
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::Ballot;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
@@ -108,7 +108,7 @@ fn whole_state(from: &Replica) -> SyncMessage {
         updates: vec![KeyUpdate {
             key: key(),
             view: state.view,
-            accepted: state.accepted.clone(),
+            accepted: state.accepted.clone().map(UpdateCertificate::Whole),
             values: state.values.values().cloned().collect(),
             votes,
             complete: true,
