@@ -9,6 +9,7 @@ use crate::hook::{HookError, ValidationHook};
 use crate::state::{max_values_per_view, Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
 use crate::vote::{vote_message, Equivocation, SignedVote, VoteKind, VoteSubject};
+use beaufort_crypto::bls::Signature;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -189,8 +190,12 @@ pub struct MergeOutcome {
     pub learned: Option<Certified>,
     /// The sender is behind us (send it our state).
     pub sender_behind: bool,
-    /// Some votes could not be justified from what we hold; ask the sender for its whole state.
+    /// The update cannot be placed in our view (it assumes a certificate, a value's body or a
+    /// round we lack): ask the sender for its whole state.
     pub need_full_state: bool,
+    /// Some votes arrived before what justifies them and wait aside ([`Register::has_parked`]);
+    /// if they are still waiting a while later, ask the sender for its whole state.
+    pub parked: bool,
     /// New proofs of equivocation.
     pub evidence: Vec<Equivocation>,
     /// Invalid signatures were found (not necessarily the sender's fault).
@@ -236,6 +241,16 @@ pub struct Register {
     log: Vec<SlotId>,
     /// Every proposal body added in this view, in order.
     value_log: Vec<ValueHash>,
+    /// Votes of incomplete updates that arrived before what justifies them (a COMMIT before the
+    /// PRE-COMMIT quorum it stands on, which relay trees bring by another path), each with
+    /// whether its signature was checked. Not part of the replicated state: they enter it when
+    /// a later merge justifies them (docs/PROTOCOL.md §11.1). At most [`max_parked`] of them.
+    parked: Vec<(WireBallot, bool)>,
+}
+
+/// Most parked votes per register: two slots per member, as many as one round of both kinds.
+fn max_parked(members: usize) -> usize {
+    2 * members
 }
 
 /// Names one vote slot: (kind, round, member).
@@ -342,6 +357,11 @@ impl Register {
             value_log,
             ..Register::default()
         }
+    }
+
+    /// Whether votes wait aside for their justification (see [`MergeOutcome::parked`]).
+    pub fn has_parked(&self) -> bool {
+        !self.parked.is_empty()
     }
 
     /// Slots written in this view, in order, from position `from` on (see [`Register::log_len`]).
@@ -493,10 +513,12 @@ impl Register {
         let mut journal = Journal::default();
         match self.merge_votes(ctx, update, sender_verified, &mut journal, &mut outcome) {
             Ok(fresh) => {
-                outcome.changed |= !fresh.is_empty() || journal.added_values().next().is_some();
+                let grew = !fresh.is_empty() || journal.added_values().next().is_some();
                 self.log
                     .extend(fresh.iter().map(|w| (w.kind, w.round, w.member)));
                 self.value_log.extend(journal.added_values());
+                let unparked = if grew { self.unpark(ctx) } else { 0 };
+                outcome.changed |= grew || unparked > 0;
                 Ok(outcome)
             }
             Err(error) => {
@@ -629,16 +651,7 @@ impl Register {
                 }
                 (None, Ballot::Vote { value, signature }) => {
                     if self.strict || wire.member == ctx.me() {
-                        let check = SignatureCheck {
-                            member: wire.member,
-                            message: ctx.message(&VoteSubject {
-                                view: self.state.view,
-                                round: wire.round,
-                                kind: wire.kind,
-                                value,
-                            }),
-                            signature,
-                        };
+                        let check = self.single_check(ctx, &wire, value, signature);
                         strict_checks.push((wire, check));
                     } else {
                         journal.accept(&mut self.state, &mut fresh, wire);
@@ -690,10 +703,24 @@ impl Register {
                 let w = unjustified[0];
                 return Err(InvalidState::Unjustified(w.kind, w.round, w.member));
             }
-            outcome.need_full_state |= !update.complete;
             for w in &unjustified {
                 journal.remove(&mut self.state, w.kind, w.round, w.member);
-                self.verified.remove(&(w.kind, w.round, w.member));
+                let verified = self.verified.remove(&(w.kind, w.round, w.member));
+                // A single COMMIT waits for its PRE-COMMIT quorum, which is on its way by
+                // another path. Anything else lacks what no path is bringing (a value's body,
+                // the round's existence): ask for the whole state at once.
+                if update.complete {
+                    continue;
+                }
+                let waits = w.kind == VoteKind::Commit && matches!(w.ballot, Ballot::Vote { .. });
+                if !waits {
+                    outcome.need_full_state = true;
+                    continue;
+                }
+                if self.parked.len() < max_parked(n) && !self.parked.iter().any(|(p, _)| p == w) {
+                    self.parked.push((*w, verified));
+                }
+                outcome.parked = true;
             }
             fresh.retain(|w| !unjustified.contains(w));
             // An equivocation proof stays valid on its own even if unjustified here.
@@ -780,6 +807,8 @@ impl Register {
         );
         self.verified.insert((plan.kind, plan.round, me));
         self.log.push((plan.kind, plan.round, me));
+        // Our own vote may be what a parked vote was waiting for.
+        self.unpark(ctx);
         outcome.cast.push(SignedVote {
             member: me,
             subject,
@@ -1010,6 +1039,83 @@ impl Register {
         }
     }
 
+    /// Moves parked votes that the state now justifies into it (to a fixpoint: a PRE-COMMIT
+    /// let in may justify a parked COMMIT), logging them for the push. Parked votes whose slot
+    /// got filled otherwise are dropped. A strict register vouches for every vote it holds, so
+    /// there a vote parked before the switch has its signature checked first. Returns how many
+    /// entered.
+    fn unpark(&mut self, ctx: &Context<'_>) -> usize {
+        let q = ctx.quorum();
+        let mut entered = 0;
+        loop {
+            let before = entered;
+            let mut i = 0;
+            while i < self.parked.len() {
+                let (wire, verified) = self.parked[i];
+                let slot = (wire.kind, wire.round, wire.member);
+                if self
+                    .state
+                    .ballot(wire.kind, wire.round, wire.member)
+                    .is_some()
+                {
+                    self.parked.swap_remove(i);
+                    continue;
+                }
+                if !self
+                    .state
+                    .ballot_justified(wire.kind, wire.round, &wire.ballot, q)
+                {
+                    i += 1;
+                    continue;
+                }
+                self.parked.swap_remove(i);
+                let checked = verified || (self.strict && self.signature_holds(ctx, &wire));
+                if self.strict && !checked {
+                    continue;
+                }
+                self.state
+                    .put(wire.kind, wire.round, wire.member, wire.ballot);
+                if checked {
+                    self.verified.insert(slot);
+                }
+                self.log.push(slot);
+                entered += 1;
+            }
+            if entered == before {
+                return entered;
+            }
+        }
+    }
+
+    /// Checks one single vote's signature now.
+    fn signature_holds(&self, ctx: &Context<'_>, wire: &WireBallot) -> bool {
+        let Ballot::Vote { value, signature } = wire.ballot else {
+            return false;
+        };
+        let check = self.single_check(ctx, wire, value, signature);
+        ctx.verifier.verify_batch(&[check]).is_empty()
+    }
+
+    /// The check of a single vote for `value` in `wire`'s slot, in the open view.
+    fn single_check(
+        &self,
+        ctx: &Context<'_>,
+        wire: &WireBallot,
+        value: ValueHash,
+        signature: Signature,
+    ) -> SignatureCheck {
+        SignatureCheck {
+            member: wire.member,
+            message: ctx.message(&VoteSubject {
+                view: self.state.view,
+                round: wire.round,
+                kind: wire.kind,
+                value,
+            }),
+            signature,
+        }
+    }
+
     fn jump_to(&mut self, cert: Certified) {
         self.state = RegisterState {
             view: cert.view + 1,
@@ -1017,6 +1123,7 @@ impl Register {
             ..RegisterState::default()
         };
         self.verified.clear();
+        self.parked.clear();
         self.strict = false;
         self.log.clear();
         self.value_log.clear();

@@ -146,6 +146,10 @@ struct Peer {
     /// Keys this peer gets our whole, complete state for at the next flush: it asked
     /// (`NeedState`) or Merkle repair found it different.
     asked: BTreeSet<Key>,
+    /// Keys for which this peer sent votes that wait aside for their justification, since our
+    /// last anti-entropy exchange with it, and before that. At the next exchange, keys of the
+    /// older set still waiting are asked for whole: what they wait for was evidently lost.
+    parked: (BTreeSet<Key>, BTreeSet<Key>),
     /// Our change counter when this peer's previous and latest Merkle roots arrived (both
     /// start at its connection); an anti-entropy exchange leaves alone the keys we changed since
     /// the previous one, which the eager push is still bringing it.
@@ -506,7 +510,20 @@ impl Replica {
     /// and after reconnects).
     pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
         let mut step = Step::default();
-        if self.peers.contains_key(&peer) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            let recent = std::mem::take(&mut state.parked.0);
+            let stuck: Vec<Key> = std::mem::replace(&mut state.parked.1, recent)
+                .into_iter()
+                .filter(|key| self.registers.get(key).is_some_and(Register::has_parked))
+                .collect();
+            for chunk in stuck.chunks(MAX_KEYS_PER_MESSAGE) {
+                step.messages.push((
+                    peer,
+                    SyncMessage::NeedState {
+                        keys: chunk.to_vec(),
+                    },
+                ));
+            }
             let root = self.merkle_root();
             step.messages.push((peer, SyncMessage::MerkleRoot { root }));
         }
@@ -708,6 +725,13 @@ impl Replica {
                 if !sent {
                     peer.known.remove(&key);
                     peer.owed.insert(key.clone());
+                }
+            }
+        }
+        if outcome.parked {
+            if let Some(peer) = self.peers.get_mut(&from) {
+                if peer.parked.0.len() < MAX_TRACKED_KEYS_PER_PEER {
+                    peer.parked.0.insert(key.clone());
                 }
             }
         }

@@ -5,7 +5,7 @@ mod common;
 use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::{AcceptAll, HookError};
 use beaufort_core::register::{
-    Context, InvalidState, KeyUpdate, Register, UpdateCertificate, WireBallot,
+    Context, InvalidState, KeyUpdate, MergeOutcome, Register, UpdateCertificate, WireBallot,
 };
 use beaufort_core::relay::{HopDistances, RelayPlan};
 use beaufort_core::replica::{FaultReason, Replica, Step};
@@ -93,6 +93,15 @@ impl Member {
     }
 
     fn merge(&mut self, update: KeyUpdate) -> Result<(), InvalidState> {
+        self.step(update, true).map(|_| ())
+    }
+
+    /// Merges without advancing.
+    fn merge_outcome(&mut self, update: KeyUpdate) -> Result<MergeOutcome, InvalidState> {
+        self.step(update, false)
+    }
+
+    fn step(&mut self, update: KeyUpdate, advance: bool) -> Result<MergeOutcome, InvalidState> {
         let ctx = Context {
             key: &self.key,
             signer: &self.signer,
@@ -100,9 +109,11 @@ impl Member {
             hook: &AcceptAll,
             excluded: &self.excluded,
         };
-        let _outcome = self.register.merge(&ctx, update, false)?;
-        let _advanced = self.register.advance(&ctx);
-        Ok(())
+        let outcome = self.register.merge(&ctx, update, false)?;
+        if advance {
+            let _advanced = self.register.advance(&ctx);
+        }
+        Ok(outcome)
     }
 }
 
@@ -257,32 +268,96 @@ fn a_commit_needs_a_quorum_of_precommits() {
     assert_eq!(err, InvalidState::Unjustified(VoteKind::Commit, 0, 0));
 }
 
+/// A COMMIT that arrives in a delta before the PRE-COMMIT quorum it stands on (relay trees bring
+/// each member's votes by its own path) is not merged and not answered with a request for the
+/// whole state: it waits aside and enters the state as soon as the quorum does.
 #[test]
-fn an_incomplete_delta_missing_context_asks_for_the_whole_state() {
+fn an_incomplete_delta_missing_context_waits_for_it() {
+    let c = crypto(4); // quorum 3
+    let x = data("x");
+    let mut m = Member::new(4, 3);
+    let early = m.merge_outcome(update(
+        vec![],
+        vec![vote(&c, 0, VoteKind::Commit, 0, &x)],
+        false,
+    ));
+    let early = early.unwrap();
+    assert!(!early.need_full_state, "no whole-state round trip");
+    assert!(!early.changed);
+    assert_eq!(m.register.state.vote_count(), 0, "not merged yet");
+    let precommits = (0..3)
+        .map(|i| vote(&c, i, VoteKind::PreCommit, 0, &x))
+        .collect();
+    let late = m
+        .merge_outcome(update(vec![x.clone()], precommits, false))
+        .unwrap();
+    assert!(late.changed);
+    assert!(
+        m.register.state.ballot(VoteKind::Commit, 0, 0).is_some(),
+        "the waiting COMMIT is justified now and entered the state"
+    );
+    assert!(
+        m.register
+            .slots_since(0)
+            .contains(&(VoteKind::Commit, 0, 0)),
+        "and is logged for the push"
+    );
+}
+
+/// A COMMIT still waiting for its justification one anti-entropy exchange later (what it waits
+/// for was lost) makes the replica ask its sender for the whole state then; a PRE-COMMIT for a
+/// value whose body we lack asks at once, since nothing else brings the body.
+#[test]
+fn a_waiting_commit_asks_for_the_whole_state_at_the_second_exchange() {
+    let c = crypto(4);
+    let x = data("x");
+    let mut a = linked(&c, 3, &[0]);
+    let asks = |step: &Step| {
+        step.messages
+            .iter()
+            .filter(|(to, m)| *to == 0 && matches!(m, SyncMessage::NeedState { .. }))
+            .count()
+    };
+    let early = SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(
+            vec![x.clone()],
+            vec![vote(&c, 0, VoteKind::Commit, 0, &x)],
+            false,
+        )],
+    };
+    assert_eq!(asks(&a.receive(0, early)), 0, "it waits");
+    assert_eq!(
+        asks(&a.start_anti_entropy(0)),
+        0,
+        "parked since this exchange"
+    );
+    assert_eq!(asks(&a.start_anti_entropy(0)), 1, "still waiting: ask");
+    assert_eq!(asks(&a.start_anti_entropy(0)), 0, "asked once");
+    let bodiless = SyncMessage::Updates {
+        verified: false,
+        updates: vec![update(
+            vec![],
+            vec![vote(&c, 1, VoteKind::PreCommit, 0, &data("y"))],
+            false,
+        )],
+    };
+    assert_eq!(asks(&a.receive(0, bodiless)), 1, "no body: ask at once");
+}
+
+/// A delta that assumes a view we have not reached still asks for the whole state.
+#[test]
+fn a_delta_from_a_later_view_without_its_certificate_asks_for_the_whole_state() {
     let c = crypto(4);
     let x = data("x");
     let mut m = Member::new(4, 3);
-    let ctx_crypto = c.clone();
-    let signer = c.signer(3);
-    let excluded = BTreeSet::new();
-    let k = key();
-    let ctx = Context {
-        key: &k,
-        signer: &signer,
-        verifier: &ctx_crypto,
-        hook: &AcceptAll,
-        excluded: &excluded,
-    };
     let outcome = m
-        .register
-        .merge(
-            &ctx,
-            update(vec![], vec![vote(&c, 0, VoteKind::Commit, 0, &x)], false),
-            false,
-        )
+        .merge_outcome(KeyUpdate {
+            view: 1,
+            ..update(vec![], vec![vote(&c, 0, VoteKind::Commit, 0, &x)], false)
+        })
         .unwrap();
     assert!(outcome.need_full_state);
-    assert!(!outcome.changed);
     assert_eq!(m.register.state.vote_count(), 0);
 }
 
