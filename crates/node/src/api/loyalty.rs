@@ -38,7 +38,8 @@ pub struct TicketView {
     pub status: String,
     /// View of the current value (what the next signature must name).
     pub view: View,
-    /// Round it was certified in.
+    /// Round of the certificate this member holds. Under contention one value can gather a
+    /// COMMIT quorum in two rounds of its view, so members may differ here for the same ticket.
     pub round: u32,
     /// The step that produced the current value.
     pub last: TicketAction,
