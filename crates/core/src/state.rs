@@ -327,16 +327,17 @@ impl RegisterState {
         }
     }
 
-    /// The digest stored in the Merkle index: the view, the certified value and round, and every
-    /// vote slot's content without signature bytes. Two replicas with the same votes compare
-    /// equal even if they hold different (equally valid) certificates for the same decision.
+    /// The digest stored in the Merkle index: the view, the certified value, and every vote
+    /// slot's content without signature bytes. Two replicas with the same votes compare equal
+    /// even if they hold different (equally valid) certificates for the same decision: other
+    /// signers, or another round (under contention one value can gather a COMMIT quorum in two
+    /// rounds of a view), so anti-entropy does not trade whole states over them again and again.
     pub fn digest(&self) -> Digest {
         let mut buf: Vec<u8> = Vec::with_capacity(64 + self.vote_count() * 40);
         buf.extend_from_slice(&self.view.to_le_bytes());
         if let Some(c) = &self.accepted {
             buf.push(1);
             buf.extend_from_slice(&c.view.to_le_bytes());
-            buf.extend_from_slice(&c.round.to_le_bytes());
             buf.extend_from_slice(c.value.hash().0.as_bytes());
         } else {
             buf.push(0);
@@ -357,5 +358,38 @@ impl RegisterState {
             }
         }
         hash(Domain::RegisterState, &[&buf])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beaufort_crypto::qc::SignerSet;
+
+    fn decided(round: Round, signature: u8) -> RegisterState {
+        let value = Value::data("x").expect("small value");
+        RegisterState {
+            view: 1,
+            accepted: Some(Certified {
+                view: 0,
+                round,
+                value,
+                qc: QuorumCertificate {
+                    signers: SignerSet::new(4).expect("4 members"),
+                    signature: Signature::from_bytes(&[signature; 48]).expect("48 bytes"),
+                },
+            }),
+            ..RegisterState::default()
+        }
+    }
+
+    #[test]
+    fn certificates_of_one_decision_digest_alike_whatever_their_round_or_signers() {
+        assert_eq!(decided(0, 1).digest(), decided(1, 2).digest());
+        let mut other = decided(0, 1);
+        if let Some(cert) = other.accepted.as_mut() {
+            cert.value = Value::data("y").expect("small value");
+        }
+        assert_ne!(decided(0, 1).digest(), other.digest());
     }
 }
