@@ -241,14 +241,14 @@ pub struct Register {
     log: Vec<SlotId>,
     /// Every proposal body added in this view, in order.
     value_log: Vec<ValueHash>,
-    /// Votes of incomplete updates that arrived before what justifies them (a COMMIT before the
-    /// PRE-COMMIT quorum it stands on, which relay trees bring by another path), each with
-    /// whether its signature was checked. Not part of the replicated state: they enter it when
+    /// Single COMMITs of incomplete updates that arrived before the PRE-COMMIT quorum they
+    /// stand on (which relay trees bring by another path), each with whether its signature was
+    /// checked. Not part of the replicated state: they enter it when
     /// a later merge justifies them (docs/PROTOCOL.md §11.1). At most [`max_parked`] of them.
     parked: Vec<(WireBallot, bool)>,
 }
 
-/// Most parked votes per register: two slots per member, as many as one round of both kinds.
+/// Most parked COMMITs per register: two rounds' worth of every member's.
 fn max_parked(members: usize) -> usize {
     2 * members
 }
@@ -1039,52 +1039,47 @@ impl Register {
         }
     }
 
-    /// Moves parked votes that the state now justifies into it (to a fixpoint: a PRE-COMMIT
-    /// let in may justify a parked COMMIT), logging them for the push. Parked votes whose slot
-    /// got filled otherwise are dropped. A strict register vouches for every vote it holds, so
-    /// there a vote parked before the switch has its signature checked first. Returns how many
-    /// entered.
+    /// Moves parked COMMITs that the state now justifies into it, logging them for the push.
+    /// One pass is enough: only PRE-COMMITs justify a COMMIT, and none are parked. Parked votes
+    /// whose slot got filled otherwise are dropped. A strict register vouches for every vote it
+    /// holds, so there a vote parked before the switch has its signature checked first. Returns
+    /// how many entered.
     fn unpark(&mut self, ctx: &Context<'_>) -> usize {
         let q = ctx.quorum();
         let mut entered = 0;
-        loop {
-            let before = entered;
-            let mut i = 0;
-            while i < self.parked.len() {
-                let (wire, verified) = self.parked[i];
-                let slot = (wire.kind, wire.round, wire.member);
-                if self
-                    .state
-                    .ballot(wire.kind, wire.round, wire.member)
-                    .is_some()
-                {
-                    self.parked.swap_remove(i);
-                    continue;
-                }
-                if !self
-                    .state
-                    .ballot_justified(wire.kind, wire.round, &wire.ballot, q)
-                {
-                    i += 1;
-                    continue;
-                }
+        let mut i = 0;
+        while i < self.parked.len() {
+            let (wire, verified) = self.parked[i];
+            let slot = (wire.kind, wire.round, wire.member);
+            if self
+                .state
+                .ballot(wire.kind, wire.round, wire.member)
+                .is_some()
+            {
                 self.parked.swap_remove(i);
-                let checked = verified || (self.strict && self.signature_holds(ctx, &wire));
-                if self.strict && !checked {
-                    continue;
-                }
-                self.state
-                    .put(wire.kind, wire.round, wire.member, wire.ballot);
-                if checked {
-                    self.verified.insert(slot);
-                }
-                self.log.push(slot);
-                entered += 1;
+                continue;
             }
-            if entered == before {
-                return entered;
+            if !self
+                .state
+                .ballot_justified(wire.kind, wire.round, &wire.ballot, q)
+            {
+                i += 1;
+                continue;
             }
+            self.parked.swap_remove(i);
+            let checked = verified || (self.strict && self.signature_holds(ctx, &wire));
+            if self.strict && !checked {
+                continue;
+            }
+            self.state
+                .put(wire.kind, wire.round, wire.member, wire.ballot);
+            if checked {
+                self.verified.insert(slot);
+            }
+            self.log.push(slot);
+            entered += 1;
         }
+        entered
     }
 
     /// Checks one single vote's signature now.
