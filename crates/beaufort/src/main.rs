@@ -109,7 +109,8 @@ struct CheckArgs {
     #[arg(long, default_value_t = 0)]
     seed_start: u64,
     /// Byzantine behaviour: none, all, equivocate, invalid-signatures, hook-violation,
-    /// unjustified-rounds, withhold or replay-stale.
+    /// unjustified-rounds, withhold, replay-stale, flood-bodies, drive-rounds, split-round-zero,
+    /// withhold-reveal or junk-keys.
     #[arg(long, default_value = "all")]
     adversary: AdversaryMode,
     /// Link model: stream (FIFO links, a loss breaks the connection, as with libp2p) or
@@ -233,8 +234,15 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     }
     print_summary(&args, &summary, started.elapsed().as_secs_f64());
 
-    if summary.violations.is_empty() {
-        println!("violations: 0 decided: {}", summary.decided);
+    let verdict = format!(
+        "violations: {} stalled keys: {} faults against honest: {} decided: {}",
+        summary.violations.len(),
+        summary.stalled_keys,
+        summary.stats.faults_against_honest,
+        summary.decided
+    );
+    if summary.violations.is_empty() && summary.stats.faults_against_honest == 0 {
+        println!("{verdict}");
         return Ok(ExitCode::SUCCESS);
     }
     let mut failing: Vec<(usize, u64)> = summary
@@ -264,11 +272,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             path.display()
         );
     }
-    println!(
-        "violations: {} decided: {}",
-        summary.violations.len(),
-        summary.decided
-    );
+    println!("{verdict}");
     Ok(ExitCode::FAILURE)
 }
 
@@ -296,7 +300,8 @@ fn print_summary(args: &CheckArgs, s: &Summary, wall: f64) {
     println!(
         "  adversary actions:            {} equivocating votes, {} corrupted signatures, \
          {} forged votes/proofs, {} hook-violating votes, {} unjustified votes, \
-         {} stale replays, {} withheld messages, {} strategy switches",
+         {} stale replays, {} withheld messages, {} junk votes/bodies, {} splitting votes, \
+         {} votes revealed late, {} junk-key/far-view updates, {} strategy switches",
         a.equivocating_votes,
         a.corrupted_signatures,
         a.forged_votes,
@@ -304,6 +309,10 @@ fn print_summary(args: &CheckArgs, s: &Summary, wall: f64) {
         a.unjustified_votes,
         a.stale_replays,
         a.withheld_messages,
+        a.flooded,
+        a.splitting_votes,
+        a.revealed_late,
+        a.junk_updates,
         a.switches
     );
     let t = &s.stats;
@@ -420,9 +429,16 @@ fn replay_file(file: PathBuf) -> Result<ExitCode> {
     for v in &outcome.violations {
         println!("VIOLATION {v}");
     }
+    for (at, fault) in &outcome.honest_faults {
+        println!(
+            "HONEST FAULT step {at}: member {} blamed: {}",
+            fault.peer, fault.reason
+        );
+    }
     println!(
-        "violations: {} decided: {}",
+        "violations: {} honest faults: {} decided: {}",
         outcome.violations.len(),
+        outcome.honest_faults.len(),
         outcome
             .decisions
             .iter()
@@ -430,9 +446,11 @@ fn replay_file(file: PathBuf) -> Result<ExitCode> {
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     );
-    Ok(if outcome.violations.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if outcome.violations.is_empty() && outcome.honest_faults.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

@@ -5,9 +5,10 @@
 //! returns what happened; the caller persists and sends.
 
 use crate::auth::{SignatureCheck, Verifier, VoteSigner};
+use crate::changelog::ChangeLog;
 use crate::hook::{HookError, ValidationHook};
-use crate::state::{max_values_per_view, Ballot, Certified, RegisterState};
-use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
+use crate::state::{Ballot, Certified, RegisterState};
+use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUND};
 use crate::vote::{vote_message, Equivocation, SignedVote, VoteKind, VoteSubject};
 use beaufort_crypto::bls::Signature;
 use serde::{Deserialize, Serialize};
@@ -238,9 +239,9 @@ pub struct Register {
     pending: Option<Value>,
     /// Every slot written in this view, in order (a slot may appear again when it changes), so
     /// the sync layer can push what changed since it last looked without rescanning the state.
-    log: Vec<SlotId>,
+    log: ChangeLog<SlotId>,
     /// Every proposal body added in this view, in order.
-    value_log: Vec<ValueHash>,
+    value_log: ChangeLog<ValueHash>,
     /// Single COMMITs of incomplete updates that arrived before the PRE-COMMIT quorum they
     /// stand on (which relay trees bring by another path), each with whether its signature was
     /// checked. Not part of the replicated state: they enter it when
@@ -344,13 +345,8 @@ impl Register {
     /// Restores a register from persisted state. Every vote in it was verified or cast before it
     /// was persisted, but verification is cheap to redo, so restored votes count as unverified.
     pub fn restore(state: RegisterState) -> Register {
-        let mut log = Vec::with_capacity(state.vote_count());
-        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
-            for (&round, ballots) in state.ballots(kind) {
-                log.extend(ballots.keys().map(|&member| (kind, round, member)));
-            }
-        }
-        let value_log = state.values.keys().copied().collect();
+        let log = ChangeLog::from_current(held_slots(&state));
+        let value_log = ChangeLog::from_current(state.values.keys().copied().collect());
         Register {
             state,
             log,
@@ -366,17 +362,17 @@ impl Register {
 
     /// Slots written in this view, in order, from position `from` on (see [`Register::log_len`]).
     pub fn slots_since(&self, from: usize) -> &[SlotId] {
-        self.log.get(from..).unwrap_or_default()
+        self.log.since(from)
     }
 
     /// Proposal bodies added in this view, in order, from position `from` on.
     pub fn values_since(&self, from: usize) -> &[ValueHash] {
-        self.value_log.get(from..).unwrap_or_default()
+        self.value_log.since(from)
     }
 
     /// Positions just past the last logged slot and value: what a reader has now seen.
     pub fn log_len(&self) -> (usize, usize) {
-        (self.log.len(), self.value_log.len())
+        (self.log.end(), self.value_log.end())
     }
 
     /// True after invalid signatures were seen in this view: votes are then checked on arrival.
@@ -513,12 +509,27 @@ impl Register {
         let mut journal = Journal::default();
         match self.merge_votes(ctx, update, sender_verified, &mut journal, &mut outcome) {
             Ok(fresh) => {
-                let grew = !fresh.is_empty() || journal.added_values().next().is_some();
-                self.log
-                    .extend(fresh.iter().map(|w| (w.kind, w.round, w.member)));
-                self.value_log.extend(journal.added_values());
+                let added: Vec<ValueHash> = journal.added_values().collect();
+                let grew = !fresh.is_empty() || !added.is_empty();
                 let unparked = if grew { self.unpark(ctx) } else { 0 };
-                outcome.changed |= grew || unparked > 0;
+                // Votes in rounds nobody needs any more are dropped now, not logged or pushed.
+                self.state.prune(ctx.quorum(), ctx.me());
+                let held = |w: &&WireBallot| {
+                    self.state.ballot(w.kind, w.round, w.member).copied() == Some(w.ballot)
+                };
+                let kept: Vec<SlotId> = fresh
+                    .iter()
+                    .filter(held)
+                    .map(|w| (w.kind, w.round, w.member))
+                    .collect();
+                let kept_values: Vec<ValueHash> = added
+                    .into_iter()
+                    .filter(|hash| self.state.values.contains_key(hash))
+                    .collect();
+                outcome.changed |= !kept.is_empty() || !kept_values.is_empty() || unparked > 0;
+                self.log.extend(kept);
+                self.value_log.extend(kept_values);
+                self.compact_logs();
                 Ok(outcome)
             }
             Err(error) => {
@@ -539,29 +550,23 @@ impl Register {
     ) -> Result<Vec<WireBallot>, InvalidState> {
         let q = ctx.quorum();
         let n = ctx.verifier.members();
-        let old = self.state.accepted.clone();
-        let max_values = max_values_per_view(n);
+        // Bodies wait until the votes are merged: only a body that a single PRE-COMMIT names is
+        // admitted (docs/PROTOCOL.md §4), so junk bodies cost a sender nothing and us nothing.
+        let mut offered: BTreeMap<ValueHash, Value> = BTreeMap::new();
         for value in update.values {
             value
                 .validate()
                 .map_err(|_| InvalidState::Malformed("value too large"))?;
             let hash = value.hash();
-            if self.state.values.contains_key(&hash) || self.state.values.len() >= max_values {
-                continue;
+            if !self.state.values.contains_key(&hash) {
+                offered.insert(hash, value);
             }
-            ctx.hook
-                .validate(ctx.key, old.as_ref(), &value)
-                .map_err(|e| match e {
-                    HookError::Rejected(why) => InvalidState::HookRejected(why),
-                    HookError::Unavailable(why) => InvalidState::Deferred(why),
-                })?;
-            journal.insert_value(&mut self.state, hash, value);
         }
 
         let mut fresh: Vec<WireBallot> = Vec::new();
         let mut strict_checks: Vec<(WireBallot, SignatureCheck)> = Vec::new();
         for wire in update.votes {
-            if usize::from(wire.member) >= n || wire.round > MAX_ROUNDS {
+            if usize::from(wire.member) >= n || wire.round > MAX_ROUND {
                 return Err(InvalidState::Malformed("vote slot out of range"));
             }
             if let Ballot::Equivocated { first, second } = wire.ballot {
@@ -676,6 +681,10 @@ impl Register {
             }
         }
 
+        if !offered.is_empty() {
+            self.admit_named_bodies(ctx, offered, journal)?;
+        }
+
         // Justification: drop fresh slots the merged state cannot justify, to a fixpoint (a
         // dropped vote may have been what justified another).
         loop {
@@ -725,10 +734,34 @@ impl Register {
             fresh.retain(|w| !unjustified.contains(w));
             // An equivocation proof stays valid on its own even if unjustified here.
         }
-        if self.state.vote_count() > 2 * n * (MAX_ROUNDS as usize + 1) {
-            return Err(InvalidState::Malformed("too many votes"));
-        }
         Ok(fresh)
+    }
+
+    /// Admits the offered bodies that a single PRE-COMMIT in the merged state names, each after
+    /// the validation hook accepts it; the rest are ignored. A body is thereby charged to the
+    /// slot that names it: a Byzantine member can make us hold at most one body per slot of its
+    /// own, and no number of junk bodies can keep out the body an honest vote needs.
+    fn admit_named_bodies(
+        &mut self,
+        ctx: &Context<'_>,
+        offered: BTreeMap<ValueHash, Value>,
+        journal: &mut Journal,
+    ) -> Result<(), InvalidState> {
+        let named = self.state.named_values();
+        let old = self.state.accepted.clone();
+        for (hash, value) in offered {
+            if !named.contains(&hash) {
+                continue;
+            }
+            ctx.hook
+                .validate(ctx.key, old.as_ref(), &value)
+                .map_err(|e| match e {
+                    HookError::Rejected(why) => InvalidState::HookRejected(why),
+                    HookError::Unavailable(why) => InvalidState::Deferred(why),
+                })?;
+            journal.insert_value(&mut self.state, hash, value);
+        }
+        Ok(())
     }
 
     fn check_evidence(
@@ -765,9 +798,11 @@ impl Register {
     /// just before each decision.
     pub fn advance(&mut self, ctx: &Context<'_>) -> AdvanceOutcome {
         let mut outcome = AdvanceOutcome::default();
-        // Each iteration either casts a vote (at most two per round), removes invalid votes, or
-        // stops; the bound keeps a hostile state from spinning us.
-        for _ in 0..(4 * (MAX_ROUNDS as usize + 2)) {
+        // Each iteration casts a vote (following the top round, a COMMIT, opening the next
+        // round: at most three before we wait for others), removes invalid votes (at most once
+        // per vote held), or stops; the bound keeps a hostile state from spinning us.
+        let bound = 8 + self.state.vote_count();
+        for _ in 0..bound {
             match self.try_certify(ctx, &mut outcome) {
                 Certify::Decided(cert) => {
                     outcome.decided = Some(cert);
@@ -783,7 +818,19 @@ impl Register {
             }
             self.cast(ctx, plan, &mut outcome);
         }
+        self.state.prune(ctx.quorum(), ctx.me());
+        self.compact_logs();
         outcome
+    }
+
+    /// Keeps the change logs proportional to the state they describe (see [`ChangeLog`]).
+    fn compact_logs(&mut self) {
+        let state = &self.state;
+        self.log
+            .compact_if_long(state.vote_count(), || held_slots(state));
+        self.value_log.compact_if_long(state.values.len(), || {
+            state.values.keys().copied().collect()
+        });
     }
 
     fn cast(&mut self, ctx: &Context<'_>, plan: Plan, outcome: &mut AdvanceOutcome) {
@@ -872,7 +919,7 @@ impl Register {
                     value,
                 });
             }
-            if self.state.signers(top) >= ctx.quorum() && top < MAX_ROUNDS {
+            if self.state.signers(top) >= ctx.quorum() && top < MAX_ROUND {
                 top + 1
             } else {
                 return None;
@@ -1123,6 +1170,17 @@ impl Register {
         self.log.clear();
         self.value_log.clear();
     }
+}
+
+/// Every slot a state holds, in slot order.
+fn held_slots(state: &RegisterState) -> Vec<SlotId> {
+    let mut slots = Vec::with_capacity(state.vote_count());
+    for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+        for (&round, ballots) in state.ballots(kind) {
+            slots.extend(ballots.keys().map(|&member| (kind, round, member)));
+        }
+    }
+    slots
 }
 
 enum Certify {

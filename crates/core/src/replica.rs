@@ -15,7 +15,7 @@ use crate::register::{
 };
 use crate::relay::RelayPlan;
 use crate::state::{Ballot, Certified, RegisterState};
-use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUNDS};
+use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUND, RETAINED_ROUNDS};
 use crate::vote::{vote_message, Equivocation, VoteKind};
 use crate::wire::{SyncMessage, MAX_KEYS_PER_MESSAGE, MAX_PROOFS_PER_MESSAGE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -128,6 +128,22 @@ struct Known {
     held_earlier: Vec<SlotId>,
     /// Held-back votes whose grace period is over, offered by the next flush.
     retry: Vec<SlotId>,
+}
+
+impl Known {
+    /// Forgets slots and bodies of rounds the register no longer holds, once the record outgrows
+    /// what a state can hold: a view driven through many rounds, or a peer sending votes for
+    /// rounds we drop, must not grow the record without bound. Forgetting only costs a resend.
+    fn forget_dropped(&mut self, state: &RegisterState) {
+        if self.slots.rounds.len() > 4 * RETAINED_ROUNDS {
+            self.slots
+                .rounds
+                .retain(|((kind, round, _), _)| state.ballots(*kind).contains_key(round));
+        }
+        if self.values.len() > 2 * state.values.len() + 64 {
+            self.values.retain(|hash| state.values.contains_key(hash));
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -670,11 +686,14 @@ impl Replica {
             if known.view == Some(update.view) {
                 known.in_view = true;
                 for w in &update.votes {
-                    if usize::from(w.member) < members && w.round <= MAX_ROUNDS {
+                    if usize::from(w.member) < members && w.round <= MAX_ROUND {
                         known.slots.insert(slot_id(w));
                     }
                 }
                 known.values.extend(update.values.iter().map(|v| v.hash()));
+                if let Some(register) = self.registers.get(&key) {
+                    known.forget_dropped(&register.state);
+                }
             }
         }
         let mut update = update;
@@ -1059,6 +1078,7 @@ fn delta(
             ..Known::default()
         };
     }
+    known.forget_dropped(state);
     let fresh = !known.in_view;
     known.in_view = true;
     let (slot_from, value_from) = if fresh { (0, 0) } else { known.seen };

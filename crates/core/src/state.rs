@@ -6,7 +6,7 @@
 //! state that satisfies it keeps satisfying it when more signed votes are added. That is what lets
 //! honest members merge in any order without ever holding a state they would later have to reject.
 
-use crate::types::{MemberIndex, Round, Value, ValueHash, View};
+use crate::types::{MemberIndex, Round, Value, ValueHash, View, MAX_ROUND, RETAINED_ROUNDS};
 use crate::vote::{SignedVote, VoteKind, VoteSubject};
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Digest, Domain};
@@ -14,10 +14,16 @@ use beaufort_crypto::qc::QuorumCertificate;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Most proposal bodies a view may hold. Honest members propose at most one value per view each,
-/// so a full set means an attack; further bodies are ignored.
-pub fn max_values_per_view(members: usize) -> usize {
-    2 * members + 8
+/// Most proposal bodies a state may hold: one per single PRE-COMMIT vote in its retained rounds
+/// (a body is kept only while such a vote names it, so a Byzantine member's bodies are bounded by
+/// its own slots and can never crowd out an honest member's).
+pub fn max_values(members: usize) -> usize {
+    members * RETAINED_ROUNDS
+}
+
+/// Most vote slots a state may hold: both kinds, every member, every retained round.
+pub fn max_votes(members: usize) -> usize {
+    2 * members * RETAINED_ROUNDS
 }
 
 /// A value together with the certificate that decided it.
@@ -117,9 +123,9 @@ pub struct RegisterState {
     pub view: View,
     /// The value decided in view `view - 1`; `None` exactly when `view == 0`.
     pub accepted: Option<Certified>,
-    /// Bodies of the values proposed in this view, each accepted by the validation hook. A
-    /// grow-only set (up to [`max_values_per_view`]): a body stays even if the vote that brought
-    /// it was folded into an equivocation proof, so later votes for it stay justified.
+    /// Bodies of the values proposed in this view, each accepted by the validation hook. A body
+    /// is held exactly while a single PRE-COMMIT vote in the state names it (at most
+    /// [`max_values`]); see [`RegisterState::prune`].
     pub values: BTreeMap<ValueHash, Value>,
     /// PRE-COMMIT votes by round.
     pub precommits: BTreeMap<Round, RoundBallots>,
@@ -276,20 +282,89 @@ impl RegisterState {
         found
     }
 
-    /// Monotone rule: round `round` may hold votes. Round 0 always may; round r + 1 may once round
-    /// r has at least `quorum` signers who between them support at least two values (an
-    /// equivocation proof supports two by itself). Not "no value has a quorum": that would stop
-    /// holding when a late vote completes a quorum, and an honest member would be left holding a
-    /// state it must reject.
-    pub fn round_exists(&self, round: Round, quorum: usize) -> bool {
-        round == 0 || {
-            let prev = round - 1;
-            let equivocated = self.precommits.get(&prev).is_some_and(|b| {
-                b.values()
-                    .any(|ballot| matches!(ballot, Ballot::Equivocated { .. }))
-            });
-            self.signers(prev) >= quorum && (equivocated || self.round_values(prev).len() >= 2)
+    /// Whether round `round` is *split*: at least `quorum` signers who between them support at
+    /// least two values (an equivocation proof supports two by itself). A split round is what
+    /// lets the round after it exist.
+    pub fn splits(&self, round: Round, quorum: usize) -> bool {
+        let Some(ballots) = self.precommits.get(&round) else {
+            return false;
+        };
+        if ballots.len() < quorum {
+            return false;
         }
+        let equivocated = ballots
+            .values()
+            .any(|ballot| matches!(ballot, Ballot::Equivocated { .. }));
+        equivocated || self.round_values(round).len() >= 2
+    }
+
+    /// The highest round that may hold votes: one above the highest split round (round 0 when
+    /// nothing split). Never above [`MAX_ROUND`].
+    pub fn open_round(&self, quorum: usize) -> Round {
+        self.precommits
+            .keys()
+            .rev()
+            .find(|&&round| self.splits(round, quorum))
+            .map_or(0, |&round| round.saturating_add(1).min(MAX_ROUND))
+    }
+
+    /// Monotone rule: round `round` may hold votes. Round 0 always may; round r > 0 may once some
+    /// round at or above r − 1 is split. Not "round r − 1 is split": a state keeps only
+    /// [`RETAINED_ROUNDS`] rounds, and a split round r′ − 1 ≥ r − 1 proves that honest members
+    /// (at least one is among any `quorum` signers) reached round r′ − 1 and so passed every
+    /// round below it. Not "no value has a quorum" either: that would stop holding when a late
+    /// vote completes a quorum, and an honest member would be left holding a state it must reject.
+    pub fn round_exists(&self, round: Round, quorum: usize) -> bool {
+        round <= self.open_round(quorum)
+    }
+
+    /// The highest round whose PRE-COMMITs hold a quorum for some value.
+    pub fn quorum_round(&self, quorum: usize) -> Option<Round> {
+        self.precommits
+            .keys()
+            .rev()
+            .find(|&&round| self.quorum_value(round, quorum).is_some())
+            .copied()
+    }
+
+    /// The values named by a single PRE-COMMIT vote: the bodies the state needs.
+    pub fn named_values(&self) -> BTreeSet<ValueHash> {
+        self.precommits
+            .values()
+            .flat_map(|ballots| ballots.values().filter_map(Ballot::vote_value))
+            .collect()
+    }
+
+    /// Forgets the rounds nobody needs any more and the bodies no vote names, so a view that a
+    /// Byzantine member drives through many rounds costs bounded memory ([`RETAINED_ROUNDS`]).
+    /// Kept: round 0 (the proposals and the round-0 winner), the highest quorum round (every
+    /// lock is at or below it, and the next honest vote follows it), the top round and the one
+    /// below it (which proves the top exists), and `me`'s own latest PRE-COMMIT and COMMIT rounds
+    /// (so a member never forgets a round it voted in while it could still be asked to vote
+    /// there). A forgotten round only ever held votes below every round an honest member can
+    /// still vote in. Returns whether anything was dropped.
+    pub fn prune(&mut self, quorum: usize, me: MemberIndex) -> bool {
+        let mut keep: BTreeSet<Round> = BTreeSet::from([0]);
+        if let Some(top) = self.top_round() {
+            keep.insert(top);
+            keep.insert(top.saturating_sub(1));
+        }
+        keep.extend(self.quorum_round(quorum));
+        let own_latest = |ballots: &BTreeMap<Round, RoundBallots>| {
+            ballots
+                .iter()
+                .rev()
+                .find(|(_, b)| b.contains_key(&me))
+                .map(|(r, _)| *r)
+        };
+        keep.extend(own_latest(&self.precommits));
+        keep.extend(own_latest(&self.commits));
+        let before = (self.vote_count(), self.values.len());
+        self.precommits.retain(|round, _| keep.contains(round));
+        self.commits.retain(|round, _| keep.contains(round));
+        let named = self.named_values();
+        self.values.retain(|hash, _| named.contains(hash));
+        before != (self.vote_count(), self.values.len())
     }
 
     /// Monotone rule: a PRE-COMMIT in `round` for `value` is justified if the round exists and the

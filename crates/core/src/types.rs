@@ -22,10 +22,18 @@ pub const MAX_KEY_LEN: usize = 256;
 /// Largest value in bytes. Registers hold small records (tickets, asset states, contract sources).
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
 
-/// Highest round number a view may reach. Honest members only open a round after a split vote, so
-/// a view that reaches this many rounds is under attack or misconfigured; states beyond it are
-/// rejected rather than letting a peer grow our memory without limit.
-pub const MAX_ROUNDS: Round = 64;
+/// Highest round number. Rounds are not a budget: a Byzantine member who keeps splitting the votes
+/// while the network keeps an honest member away can push a view through any number of rounds,
+/// and the view must still be able to end once the network heals (docs/PROTOCOL.md §6.4). What
+/// bounds memory is [`RETAINED_ROUNDS`]; this limit only keeps `round + 1` from overflowing, and
+/// reaching it takes four billion rounds, each needing honest votes.
+pub const MAX_ROUND: Round = Round::MAX - 1;
+
+/// Most distinct rounds a register's state holds at once: round 0 (the proposals), the highest
+/// round with a PRE-COMMIT quorum (what locks and the next vote follow), and the top two rounds
+/// (the open round and the split that opened it). A member additionally keeps its own latest
+/// PRE-COMMIT and COMMIT rounds, so it never votes twice in a round it forgot.
+pub const RETAINED_ROUNDS: usize = 6;
 
 /// A register's name.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

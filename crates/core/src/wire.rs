@@ -2,8 +2,8 @@
 
 use crate::merkle::{NodePath, NodeSummary, MAX_LEAF_ENTRIES, MAX_PATHS_PER_REQUEST};
 use crate::register::{KeyUpdate, UpdateCertificate};
-use crate::state::max_values_per_view;
-use crate::types::{Key, ValueHash, MAX_ROUNDS};
+use crate::state::{max_values, max_votes};
+use crate::types::{Key, ValueHash};
 use crate::vote::Equivocation;
 use beaufort_crypto::hash::Digest;
 use serde::{Deserialize, Serialize};
@@ -121,7 +121,6 @@ pub fn decode(bytes: &[u8], members: usize) -> Result<SyncMessage, WireError> {
 
 /// Checks every count and length in a message against its bound.
 pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> {
-    let max_votes = 2 * members * (MAX_ROUNDS as usize + 1);
     match message {
         SyncMessage::Updates { updates, .. } => {
             if updates.len() > MAX_KEYS_PER_MESSAGE {
@@ -132,10 +131,10 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                     .key
                     .validate()
                     .map_err(|_| WireError::Bounds("key"))?;
-                if update.values.len() > max_values_per_view(members) {
+                if update.values.len() > max_values(members) {
                     return Err(WireError::Bounds("too many values"));
                 }
-                if update.votes.len() > max_votes {
+                if update.votes.len() > max_votes(members) {
                     return Err(WireError::Bounds("too many votes"));
                 }
                 for value in &update.values {

@@ -10,7 +10,7 @@ use beaufort_core::register::{
 use beaufort_core::relay::{HopDistances, RelayPlan};
 use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
-use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUNDS};
+use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUND};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
 use beaufort_core::wire::{
     decode, encode, SyncMessage, WireError, MAX_MESSAGE_BYTES, WIRE_VERSION,
@@ -369,7 +369,7 @@ fn rounds_beyond_the_bound_are_malformed() {
     let err = m
         .merge(update(
             vec![],
-            vec![vote(&c, 0, VoteKind::PreCommit, MAX_ROUNDS + 1, &x)],
+            vec![vote(&c, 0, VoteKind::PreCommit, MAX_ROUND + 1, &x)],
             false,
         ))
         .unwrap_err();

@@ -384,7 +384,7 @@ impl Model {
             return true;
         }
         let mut world = world.clone();
-        for _ in 0..(4 * usize::from(beaufort_core::types::MAX_ROUNDS as u16)) {
+        for _ in 0..(4 * usize::from(beaufort_core::types::MAX_ROUND as u16)) {
             let decided: BTreeSet<Option<ValueHash>> = world
                 .registers
                 .iter()

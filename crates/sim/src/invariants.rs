@@ -346,6 +346,37 @@ impl Checker {
         self.certifiable_value(key, cert.view, hash, at);
     }
 
+    /// The keys with a liveness gap ([`Checker::liveness_gaps`]): once the network is healed and
+    /// the run has had its liveness bound, each is a key a Byzantine member froze.
+    pub fn stalled_keys(&self, running: &[(MemberIndex, &Replica)]) -> BTreeSet<Key> {
+        let mut stalled = BTreeSet::new();
+        for (key, view) in &self.voted_instances {
+            if running
+                .iter()
+                .any(|(_, r)| r.state(key).map_or(0, |s| s.view) <= *view)
+            {
+                stalled.insert(key.clone());
+            }
+        }
+        let keys: BTreeSet<&Key> = running
+            .iter()
+            .flat_map(|(_, r)| r.states().map(|(k, _)| k))
+            .collect();
+        for key in keys {
+            let summary = |r: &Replica| {
+                r.state(key)
+                    .map(|s| (s.view, s.current_value().map(Value::hash)))
+            };
+            let mut summaries = running.iter().map(|(_, r)| summary(r));
+            if let Some(first) = summaries.next() {
+                if summaries.any(|s| s != first) {
+                    stalled.insert(key.clone());
+                }
+            }
+        }
+        stalled
+    }
+
     /// What keeps the run from being settled: every (key, view) in which an honest member voted
     /// must be decided by every running honest member (its open view is past it), and all running
     /// honest members must hold the same view and certified value for every key. Empty when the

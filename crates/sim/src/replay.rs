@@ -61,7 +61,7 @@ use crate::network::index;
 use crate::node::Node;
 use crate::SimError;
 use beaufort_core::register::{KeyUpdate, WireBallot};
-use beaufort_core::replica::Step;
+use beaufort_core::replica::{PeerFault, Step};
 use beaufort_core::state::Ballot;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
@@ -248,6 +248,10 @@ pub struct ReplayOutcome {
     pub honest: Vec<MemberIndex>,
     /// Each running honest member's final certified value per key: (open view, value).
     pub final_values: BTreeMap<MemberIndex, BTreeMap<Key, (View, Option<Value>)>>,
+    /// Faults an honest member reported against another honest member, with the step index:
+    /// an honest member never sends what another must refuse, so each is a defect (in a node it
+    /// would drop an honest link).
+    pub honest_faults: Vec<(u64, PeerFault)>,
 }
 
 impl ReplayOutcome {
@@ -276,6 +280,7 @@ struct Replay {
     keyring: Arc<Keyring>,
     nodes: Vec<Node>,
     checker: Checker,
+    honest_faults: Vec<(u64, PeerFault)>,
 }
 
 fn parse_key(key: &str) -> Result<Key, String> {
@@ -322,6 +327,7 @@ impl Replay {
             byzantine,
             keyring,
             nodes,
+            honest_faults: Vec::new(),
         })
     }
 
@@ -343,6 +349,11 @@ impl Replay {
         }
         for decision in &step.decisions {
             self.checker.note_decision(member, decision, at);
+        }
+        for fault in step.faults {
+            if !self.byzantine.contains(&fault.peer) && !self.byzantine.contains(&member) {
+                self.honest_faults.push((at, fault));
+            }
         }
     }
 
@@ -540,6 +551,7 @@ impl Replay {
             decisions: self.checker.decisions().to_vec(),
             honest,
             final_values,
+            honest_faults: self.honest_faults.clone(),
         }
     }
 }

@@ -186,6 +186,8 @@ pub struct Summary {
     pub strategies: BTreeMap<Strategy, u64>,
     /// Runs in which an honest member blamed another honest member, with examples.
     pub honest_faults: Vec<(usize, u64, String)>,
+    /// Stalled keys (see [`RunReport::stalled_keys`]), summed over runs.
+    pub stalled_keys: u64,
     /// Bytes sent, summed over members and runs.
     pub bytes_sent: u64,
     /// Virtual time simulated, summed over runs.
@@ -229,6 +231,7 @@ impl Summary {
             self.honest_faults
                 .push((report.members, report.seed, first.clone()));
         }
+        self.stalled_keys += report.stalled_keys as u64;
         self.bytes_sent += report.traffic.iter().map(|t| t.sent).sum::<u64>();
         self.virtual_time += report.end_time;
     }

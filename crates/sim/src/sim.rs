@@ -107,6 +107,9 @@ pub struct RunReport {
     pub strategies: BTreeSet<Strategy>,
     /// Descriptions of faults reported against honest members (should be empty).
     pub honest_faults: Vec<String>,
+    /// Keys not settled at the liveness bound: honest members voted on them (or hold different
+    /// certified values) and some did not decide although the network had healed.
+    pub stalled_keys: usize,
 }
 
 enum Event {
@@ -168,6 +171,8 @@ pub struct Simulation {
     traffic: Vec<Traffic>,
     strategies: BTreeSet<Strategy>,
     honest_faults: Vec<String>,
+    /// Keys found stalled at the liveness bound (see [`RunReport::stalled_keys`]).
+    stalled_keys: usize,
     recorder: Option<Vec<ReplayStep>>,
     sent_own_votes: BTreeSet<(
         MemberIndex,
@@ -225,6 +230,7 @@ impl Simulation {
             stats: SimStats::default(),
             traffic: vec![Traffic::default(); n],
             honest_faults: Vec::new(),
+            stalled_keys: 0,
             recorder: None,
             sent_own_votes: BTreeSet::new(),
             cfg,
@@ -329,7 +335,9 @@ impl Simulation {
         }
         if !settled {
             self.now = self.now.max(deadline);
-            let gaps = self.checker.liveness_gaps(&self.running_honest());
+            let running = self.running_honest();
+            let gaps = self.checker.liveness_gaps(&running);
+            self.stalled_keys = self.checker.stalled_keys(&running).len();
             self.checker.report_liveness(gaps, self.now);
         }
         self.stats.bytes_in_flight = self
@@ -381,6 +389,7 @@ impl Simulation {
             adversary,
             strategies: self.strategies.clone(),
             honest_faults: self.honest_faults.clone(),
+            stalled_keys: self.stalled_keys,
         }
     }
 

@@ -31,6 +31,12 @@ fn every_replay_file_passes_and_every_honest_member_decides() {
             outcome.violations
         );
         assert!(
+            outcome.honest_faults.is_empty(),
+            "{}: honest members blamed each other: {:?}",
+            file.display(),
+            outcome.honest_faults
+        );
+        assert!(
             outcome.all_honest_decided(),
             "{}: not every honest member decided",
             file.display()

@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 
+mod liveness;
+
 /// What a Byzantine member does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -42,17 +44,36 @@ pub enum Strategy {
     Withhold,
     /// Re-sends states captured earlier, from older views.
     ReplayStale,
+    /// Floods every cap it can reach: junk round-0 PRE-COMMITs with their bodies (many values
+    /// in its own slot), junk single votes with bodies in the top round, and bodies no vote names.
+    FloodBodies,
+    /// Keeps splitting rounds without being caught: its PRE-COMMITs (the same to everyone) go to
+    /// a value other than the one it would honestly vote, and it never sends its COMMITs.
+    DriveRounds,
+    /// Spreads conflicting round-0 votes: each neighbour gets a round-0 vote for a different
+    /// known value, to split the honest members from the start.
+    SplitRoundZero,
+    /// Holds back its own votes and reveals them once the round they belong to is over, when a
+    /// late vote can flip a round-0 winner or reopen a split.
+    WithholdReveal,
+    /// Proposes on many junk keys and sends updates claiming views far ahead of the real ones.
+    JunkKeys,
 }
 
 impl Strategy {
     /// Every strategy, for the mixed adversary.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 11] = [
         Strategy::Equivocate,
         Strategy::InvalidSignatures,
         Strategy::HookViolation,
         Strategy::UnjustifiedRounds,
         Strategy::Withhold,
         Strategy::ReplayStale,
+        Strategy::FloodBodies,
+        Strategy::DriveRounds,
+        Strategy::SplitRoundZero,
+        Strategy::WithholdReveal,
+        Strategy::JunkKeys,
     ];
 
     /// The command-line name.
@@ -64,6 +85,11 @@ impl Strategy {
             Strategy::UnjustifiedRounds => "unjustified-rounds",
             Strategy::Withhold => "withhold",
             Strategy::ReplayStale => "replay-stale",
+            Strategy::FloodBodies => "flood-bodies",
+            Strategy::DriveRounds => "drive-rounds",
+            Strategy::SplitRoundZero => "split-round-zero",
+            Strategy::WithholdReveal => "withhold-reveal",
+            Strategy::JunkKeys => "junk-keys",
         }
     }
 }
@@ -102,6 +128,14 @@ pub struct AdversaryStats {
     pub withheld_messages: u64,
     /// Old states re-sent.
     pub stale_replays: u64,
+    /// Junk votes and bodies sent to fill caps.
+    pub flooded: u64,
+    /// Own votes rewritten to keep rounds split, or to split round 0.
+    pub splitting_votes: u64,
+    /// Own votes held back and revealed late.
+    pub revealed_late: u64,
+    /// Updates for junk keys or views far ahead.
+    pub junk_updates: u64,
     /// Strategy switches in mixed mode.
     pub switches: u64,
 }
@@ -116,6 +150,10 @@ impl AdversaryStats {
         self.unjustified_votes += other.unjustified_votes;
         self.withheld_messages += other.withheld_messages;
         self.stale_replays += other.stale_replays;
+        self.flooded += other.flooded;
+        self.splitting_votes += other.splitting_votes;
+        self.revealed_late += other.revealed_late;
+        self.junk_updates += other.junk_updates;
         self.switches += other.switches;
     }
 }
@@ -133,6 +171,8 @@ pub struct Adversary {
     captured: VecDeque<KeyUpdate>,
     /// The second value signed for each own vote slot, so an equivocation is exactly two values.
     alternatives: BTreeMap<(Key, View, VoteKind, Round), ValueHash>,
+    /// Own votes a [`Strategy::WithholdReveal`] member holds back (at most [`MAX_CAPTURED`]).
+    held: VecDeque<KeyUpdate>,
     counter: u64,
     stats: AdversaryStats,
 }
@@ -148,6 +188,7 @@ impl Adversary {
             members: keyring.members(),
             captured: VecDeque::new(),
             alternatives: BTreeMap::new(),
+            held: VecDeque::new(),
             counter: 0,
             stats: AdversaryStats::default(),
         }
@@ -188,6 +229,23 @@ impl Adversary {
             mut updates,
         } = message
         else {
+            // A member hiding a strategy does not gossip proofs against itself, which its own
+            // replica makes when its rewritten votes come back to it.
+            let hiding = matches!(
+                self.strategy,
+                Strategy::DriveRounds | Strategy::WithholdReveal
+            );
+            if let (true, SyncMessage::Evidence { proofs }) = (hiding, &message) {
+                let proofs: Vec<Equivocation> = proofs
+                    .iter()
+                    .filter(|p| p.member() != self.member)
+                    .cloned()
+                    .collect();
+                if proofs.is_empty() {
+                    return None;
+                }
+                return Some(SyncMessage::Evidence { proofs });
+            }
             if self.strategy == Strategy::InvalidSignatures && rng.gen_bool(0.2) {
                 if let Some(proof) = self.forged_proof(replica, rng) {
                     self.stats.forged_votes += 1;
@@ -221,6 +279,23 @@ impl Adversary {
                 }
             }
             Strategy::ReplayStale => self.replay_stale(replica, &mut updates, rng),
+            Strategy::FloodBodies => {
+                if let Some(update) = updates.first_mut() {
+                    self.flood_bodies(replica, update);
+                }
+            }
+            Strategy::DriveRounds => {
+                for update in &mut updates {
+                    self.drive_rounds(replica, update);
+                }
+            }
+            Strategy::SplitRoundZero => {
+                for update in &mut updates {
+                    self.split_round_zero(replica, to, update);
+                }
+            }
+            Strategy::WithholdReveal => self.withhold_reveal(replica, &mut updates),
+            Strategy::JunkKeys => self.junk_keys(replica, &mut updates),
             Strategy::Withhold => {}
         }
         Some(SyncMessage::Updates { verified, updates })
@@ -412,7 +487,7 @@ impl Adversary {
         let (kind, round, value) = match (rng.gen_range(0..3), values.first()) {
             (0, Some(&value)) => (
                 VoteKind::PreCommit,
-                (top + 1 + rng.gen_range(0..3)).min(beaufort_core::types::MAX_ROUNDS),
+                (top + 1 + rng.gen_range(0..3)).min(beaufort_core::types::MAX_ROUND),
                 value,
             ),
             (1, Some(&value)) => (VoteKind::Commit, top + 1, value),
