@@ -94,6 +94,7 @@ fn bench(c: &mut Criterion) {
                 verifier: &stand_in,
                 hook: &AcceptAll,
                 excluded: &excluded,
+                now: u64::MAX,
             };
             b.iter(|| {
                 let mut register = Register::default();
@@ -114,6 +115,7 @@ fn bench(c: &mut Criterion) {
                 verifier: &bls,
                 hook: &AcceptAll,
                 excluded: &excluded,
+                now: u64::MAX,
             };
             b.iter(|| {
                 let mut register = Register::default();

@@ -26,6 +26,23 @@ pub struct Context<'a> {
     pub hook: &'a dyn ValidationHook,
     /// Members proven to have equivocated; their votes no longer count towards decisions.
     pub excluded: &'a BTreeSet<MemberIndex>,
+    /// The runtime's clock in milliseconds, as of its last tick (monotone; any origin). Only
+    /// used to wait out a split round ([`patience`]); `u64::MAX` means every wait is over.
+    pub now: u64,
+}
+
+/// How long a member waits, after it first sees its round split, before it opens the next one:
+/// 20 ms more for every round, up to 2 s. A member that moves on as soon as it sees `q` votes
+/// disagree can be moved by the `f` Byzantine votes that arrive first, before the honest votes
+/// that would have formed a quorum, round after round for as long as the Byzantine members keep
+/// doing it; waiting lets every honest vote of the round arrive once messages are timely again,
+/// and growing the wait with the round finds the network's delay without knowing it (the same
+/// reason Tendermint's round timeouts grow). It also bounds how fast a Byzantine member can
+/// push a view through rounds.
+pub fn patience(round: Round) -> u64 {
+    const STEP_MS: u64 = 20;
+    const MAX_MS: u64 = 2_000;
+    STEP_MS.saturating_mul(u64::from(round) + 1).min(MAX_MS)
 }
 
 impl Context<'_> {
@@ -35,6 +52,11 @@ impl Context<'_> {
 
     fn me(&self) -> MemberIndex {
         self.signer.member()
+    }
+
+    /// The most Byzantine members the consortium tolerates.
+    fn faulty(&self) -> usize {
+        self.verifier.members().saturating_sub(1) / 3
     }
 
     fn message(&self, subject: &VoteSubject) -> beaufort_crypto::hash::Digest {
@@ -247,6 +269,10 @@ pub struct Register {
     /// checked. Not part of the replicated state: they enter it when
     /// a later merge justifies them (docs/PROTOCOL.md §11.1). At most [`max_parked`] of them.
     parked: Vec<(WireBallot, bool)>,
+    /// When (by [`Context::now`]) we first saw our current round split with no quorum, and that
+    /// round: we open the next round only after [`patience`]. Not persisted: a restarted
+    /// member waits again, which costs time, never safety.
+    split_seen: Option<(Round, u64)>,
 }
 
 /// Most parked COMMITs per register: two rounds' worth of every member's.
@@ -811,6 +837,7 @@ impl Register {
                 Certify::Retry => continue,
                 Certify::Nothing => {}
             }
+            self.note_split(ctx);
             let Some(plan) = self.plan(ctx) else { break };
             let needs_check = plan.kind == VoteKind::Commit || plan.round > 0;
             if needs_check && !self.verify_unverified(ctx, &mut outcome) {
@@ -903,29 +930,79 @@ impl Register {
         self.round0_winner(ctx)
     }
 
+    /// Whether we are waiting for [`patience`] to run out before we leave our current round:
+    /// the runtime's next tick should advance this register again.
+    pub fn is_waiting(&self, ctx: &Context<'_>) -> bool {
+        let Some(current) = self.my_round(ctx.me()) else {
+            return false;
+        };
+        matches!(self.split_seen, Some((round, _)) if round == current)
+            && !self.patience_over(ctx, current)
+    }
+
+    /// Starts the wait on our current round when it is split: `q` signers and no quorum.
+    fn note_split(&mut self, ctx: &Context<'_>) {
+        let Some(current) = self.my_round(ctx.me()) else {
+            return;
+        };
+        if matches!(self.split_seen, Some((round, _)) if round == current) {
+            return;
+        }
+        if self.state.signers(current) >= ctx.quorum() && self.quorum_value(ctx, current).is_none()
+        {
+            self.split_seen = Some((current, ctx.now));
+        }
+    }
+
+    /// Whether we saw `round` split at least [`patience`] ago.
+    fn patience_over(&self, ctx: &Context<'_>, round: Round) -> bool {
+        matches!(self.split_seen, Some((r, seen))
+            if r == round && ctx.now >= seen.saturating_add(patience(round)))
+    }
+
     /// Our next vote, if the state calls for one.
     fn plan(&self, ctx: &Context<'_>) -> Option<Plan> {
         let me = ctx.me();
         let top = self.state.top_round()?;
-        let target = if self.my_round(me) == Some(top) {
-            if let Some(value) = self.quorum_value(ctx, top) {
-                // Commit only in our current round: never for a round below it.
-                if self.state.ballot(VoteKind::Commit, top, me).is_some() {
+        let current = self.my_round(me);
+        if let Some(round) = current {
+            // Commit only in our current round: never for a round below it.
+            if let Some(value) = self.quorum_value(ctx, round) {
+                if self.state.ballot(VoteKind::Commit, round, me).is_none() {
+                    return Some(Plan {
+                        kind: VoteKind::Commit,
+                        round,
+                        value,
+                    });
+                }
+            }
+        }
+        let target = match current {
+            Some(round) if round == top => {
+                let split = self.state.signers(top) >= ctx.quorum()
+                    && self.quorum_value(ctx, top).is_none();
+                if split && top < MAX_ROUND && self.patience_over(ctx, top) {
+                    top + 1
+                } else {
                     return None;
                 }
-                return Some(Plan {
-                    kind: VoteKind::Commit,
-                    round: top,
-                    value,
-                });
             }
-            if self.state.signers(top) >= ctx.quorum() && top < MAX_ROUND {
-                top + 1
-            } else {
-                return None;
+            // The next round is open: join it once our own wait is over, once our round has a
+            // quorum (we committed to it; we go on to vote its value), or once f + 1 members
+            // are in the next round (one of them honest, who waited or followed one who did).
+            // Byzantine votes alone cannot pull us out of a round early.
+            Some(round) if round + 1 == top => {
+                if self.state.signers(top) > ctx.faulty()
+                    || self.patience_over(ctx, round)
+                    || self.quorum_value(ctx, round).is_some()
+                {
+                    top
+                } else {
+                    return None;
+                }
             }
-        } else {
-            top
+            // Not voted yet, or more than a round behind: catch up at once.
+            _ => top,
         };
         let value = self.choose_value(ctx, target)?;
         Some(Plan {
@@ -1166,6 +1243,7 @@ impl Register {
         };
         self.verified.clear();
         self.parked.clear();
+        self.split_seen = None;
         self.strict = false;
         self.log.clear();
         self.value_log.clear();

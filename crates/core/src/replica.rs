@@ -180,6 +180,8 @@ struct Env {
     verifier: Arc<dyn Verifier>,
     hook: Arc<dyn ValidationHook>,
     excluded: BTreeSet<MemberIndex>,
+    /// The runtime's clock as of its last [`Replica::tick`], in milliseconds.
+    now: u64,
 }
 
 impl Env {
@@ -190,6 +192,7 @@ impl Env {
             verifier: self.verifier.as_ref(),
             hook: self.hook.as_ref(),
             excluded: &self.excluded,
+            now: self.now,
         }
     }
 }
@@ -197,6 +200,9 @@ impl Env {
 /// One member's replica.
 pub struct Replica {
     env: Env,
+    /// Keys whose register waits out a split round ([`crate::register::patience`]); each tick
+    /// advances them again. At most one entry per register.
+    waiting: BTreeSet<Key>,
     registers: BTreeMap<Key, Register>,
     excluded: BTreeMap<MemberIndex, Equivocation>,
     merkle: MerkleIndex,
@@ -235,7 +241,9 @@ impl Replica {
                 verifier,
                 hook,
                 excluded: BTreeSet::new(),
+                now: 0,
             },
+            waiting: BTreeSet::new(),
             registers: BTreeMap::new(),
             excluded: BTreeMap::new(),
             merkle: MerkleIndex::new(),
@@ -458,6 +466,20 @@ impl Replica {
                     }),
                 }
             }
+        }
+        step
+    }
+
+    /// Tells the replica the time (milliseconds on any monotone clock; a smaller value than
+    /// before is ignored) and takes the steps that were waiting for it: a member leaves a split
+    /// round only after [`crate::register::patience`]. The runtime calls this every few
+    /// milliseconds; a replica that is never ticked never leaves a split round.
+    pub fn tick(&mut self, now: u64) -> Step {
+        self.env.now = self.env.now.max(now);
+        let mut step = Step::default();
+        let waiting: Vec<Key> = self.waiting.iter().cloned().collect();
+        for key in waiting {
+            self.advance_key(&key, &mut step);
         }
         step
     }
@@ -715,6 +737,13 @@ impl Replica {
         let ctx = self.env.context(&key);
         let result = register.merge(&ctx, update, verified);
         let outcome: MergeOutcome = match result {
+            // An update that left nothing behind (bodies no vote names, votes we dropped) must
+            // not leave an empty register either: a peer could otherwise make us keep one per
+            // key it invents.
+            Ok(outcome) if register.state == RegisterState::default() && !register.has_parked() => {
+                self.registers.remove(&key);
+                outcome
+            }
             Ok(outcome) => outcome,
             Err(error) => {
                 if register.state == RegisterState::default() {
@@ -854,6 +883,11 @@ impl Replica {
         };
         let ctx = self.env.context(key);
         let outcome = register.advance(&ctx);
+        if register.is_waiting(&ctx) {
+            self.waiting.insert(key.clone());
+        } else {
+            self.waiting.remove(key);
+        }
         self.after_advance(key, outcome, step);
     }
 

@@ -108,6 +108,7 @@ impl Member {
             verifier: &self.crypto,
             hook: &AcceptAll,
             excluded: &self.excluded,
+            now: u64::MAX,
         };
         let outcome = self.register.merge(&ctx, update, false)?;
         if advance {
@@ -661,8 +662,14 @@ fn restart_from_persisted_state_keeps_own_votes() {
             )],
         },
     );
-    // Round 0 is now split, so the member moves on to round 1 — but its round-0 slot still holds
-    // the vote it cast before the crash, and it cast nothing else in round 0.
+    // Round 0 is now split, so once its patience is over the member moves on to round 1 — but
+    // its round-0 slot still holds the vote it cast before the crash, and it cast nothing else
+    // in round 0.
+    assert_eq!(
+        step.stats.votes_cast, 0,
+        "it waits before leaving a split round"
+    );
+    let step = restarted.tick(60_000);
     assert_eq!(step.stats.votes_cast, 1);
     let state = restarted.state(&key()).unwrap();
     let ballot = state.ballot(VoteKind::PreCommit, 0, 0).copied();

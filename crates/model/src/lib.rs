@@ -164,6 +164,7 @@ impl Model {
             verifier: &self.crypto,
             hook: &AcceptAll,
             excluded,
+            now: u64::MAX,
         }
     }
 

@@ -114,6 +114,7 @@ impl Runtime {
         mut requests: mpsc::Receiver<Request>,
         mut events: mpsc::Receiver<NetEvent>,
     ) {
+        let started = tokio::time::Instant::now();
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut anti_entropy = tokio::time::interval(ANTI_ENTROPY_EVERY);
@@ -130,6 +131,9 @@ impl Runtime {
                     None => return,
                 },
                 _ = flush.tick() => {
+                    // The core's clock: a split round is left only after its patience.
+                    let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    step.absorb(self.replica.tick(now));
                     let network = &self.network;
                     step.absorb(self.replica.flush_where(|peer| network.link_ready(peer)));
                 }

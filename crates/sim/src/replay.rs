@@ -270,6 +270,7 @@ pub fn run(script: &Script) -> Result<ReplayOutcome, SimError> {
         replay
             .step(i, step)
             .map_err(|message| SimError::ReplayStep { step: i, message })?;
+        replay.let_time_pass(i as u64);
     }
     Ok(replay.outcome())
 }
@@ -281,6 +282,8 @@ struct Replay {
     nodes: Vec<Node>,
     checker: Checker,
     honest_faults: Vec<(u64, PeerFault)>,
+    /// Virtual milliseconds (see [`Replay::let_time_pass`]).
+    clock: u64,
 }
 
 fn parse_key(key: &str) -> Result<Key, String> {
@@ -328,7 +331,22 @@ impl Replay {
             keyring,
             nodes,
             honest_faults: Vec::new(),
+            clock: 0,
         })
+    }
+
+    /// A step takes as long as it needs: an hour passes after it, so every member that waits on
+    /// a split round ([`beaufort_core::register::patience`]) moves on before the next step.
+    fn let_time_pass(&mut self, at: u64) {
+        self.clock += 3_600_000;
+        for i in 0..self.n {
+            let clock = self.clock;
+            let Some(replica) = self.nodes[i].replica_mut() else {
+                continue;
+            };
+            let step = replica.tick(clock);
+            self.apply(index(i), step, at);
+        }
     }
 
     fn node(&mut self, member: MemberIndex) -> Result<&mut Node, String> {

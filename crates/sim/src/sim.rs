@@ -428,7 +428,8 @@ impl Simulation {
                     return;
                 }
                 if let Some(replica) = self.nodes[usize::from(m)].replica_mut() {
-                    let step = replica.flush();
+                    let mut step = replica.tick(self.now / 1000);
+                    step.absorb(replica.flush());
                     self.apply(m, step);
                 }
                 let next = self.now + self.cfg.timers.flush_every.max(1);

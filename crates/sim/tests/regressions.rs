@@ -152,7 +152,9 @@ fn honest_complete_state_is_never_blamed_after_triple_equivocation() {
         let step = c.receive(D, byzantine_precommit(&crypto, 0, 0, &data(v)));
         assert!(faults(&step).is_empty(), "{:?}", faults(&step));
     }
-    let step = c.receive(D, byzantine_precommit(&crypto, 0, 1, &data("c")));
+    // c's body left C's state when D's slot became a proof (a body stays only while a single
+    // PRE-COMMIT names it), so D's round-1 vote brings it again.
+    let step = c.receive(D, byzantine_vote(&crypto, 0, 1, &data("c"), true));
     assert!(faults(&step).is_empty(), "{:?}", faults(&step));
     let c_state = c.state(&key()).expect("state");
     assert!(
@@ -194,6 +196,8 @@ fn unjustified_conflicting_vote_does_not_erase_a_valid_slot() {
     let _ = a.propose(key(), data("x")).expect("proposal accepted");
     let _ = c.receive(0, whole_state(&a));
     let _ = c.receive(D, byzantine_precommit(&crypto, 0, 0, &data("y")));
+    // C leaves the split round 0 once its patience is over.
+    let _ = c.tick(60_000);
     let c_state = c.state(&key()).expect("state");
     assert!(
         c_state.ballot(VoteKind::PreCommit, 1, 2).is_some(),

@@ -17,6 +17,8 @@ pub struct Cluster {
     pub replicas: Vec<Replica>,
     pub queue: VecDeque<(MemberIndex, MemberIndex, SyncMessage)>,
     pub decisions: Vec<(MemberIndex, Decision)>,
+    /// Virtual milliseconds, given to every replica's tick.
+    pub clock: u64,
 }
 
 impl Cluster {
@@ -42,6 +44,7 @@ impl Cluster {
             replicas,
             queue: VecDeque::new(),
             decisions: Vec::new(),
+            clock: 0,
         }
     }
 
@@ -72,8 +75,11 @@ impl Cluster {
     /// Flushes every replica and delivers until quiet (bounded).
     pub fn run(&mut self) {
         for _ in 0..10_000 {
+            // Ten virtual seconds per pass: every wait on a split round is over.
+            self.clock += 10_000;
             for i in 0..self.replicas.len() {
-                let step = self.replicas[i].flush();
+                let mut step = self.replicas[i].tick(self.clock);
+                step.absorb(self.replicas[i].flush());
                 self.apply(i as MemberIndex, step);
             }
             if self.queue.is_empty() {

@@ -168,10 +168,11 @@ impl Member for BeaufortMember {
             FLUSH => {
                 // The simulated access link is shared by all neighbours, so a busy link holds
                 // back the whole push (the node asks per neighbour: its links are separate).
+                let mut step = self.replica.tick(ctx.now / 1000);
                 if ctx.upload_backlog <= self.flush_every {
-                    let step = self.replica.flush();
-                    self.apply(ctx, step);
+                    step.absorb(self.replica.flush());
                 }
+                self.apply(ctx, step);
                 ctx.timers.push((self.flush_every, FLUSH));
             }
             SECOND_CHANCE => {
