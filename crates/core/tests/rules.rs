@@ -10,67 +10,17 @@ use beaufort_core::register::{
 use beaufort_core::relay::{HopDistances, RelayPlan};
 use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
-use beaufort_core::types::{Key, MemberIndex, Round, Value, MAX_ROUND};
+use beaufort_core::types::{Key, MemberIndex, Value, MAX_ROUND};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
 use beaufort_core::wire::{
     decode, encode, SyncMessage, WireError, MAX_MESSAGE_BYTES, WIRE_VERSION,
 };
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Domain};
-use common::Cluster;
+use common::{crypto, data, key, update, vote, Cluster};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-fn crypto(n: usize) -> StandInCrypto {
-    StandInCrypto::new(hash(Domain::NetworkId, &[b"test"]), n)
-}
-
-fn key() -> Key {
-    Key::new("k").unwrap()
-}
-
-fn data(s: &str) -> Value {
-    Value::data(s).unwrap()
-}
-
-/// A validly signed PRE-COMMIT or COMMIT slot for `member`.
-fn vote(
-    c: &StandInCrypto,
-    member: MemberIndex,
-    kind: VoteKind,
-    round: Round,
-    value: &Value,
-) -> WireBallot {
-    let subject = VoteSubject {
-        view: 0,
-        round,
-        kind,
-        value: value.hash(),
-    };
-    let message = vote_message(&c.network_id(), &key(), &subject);
-    WireBallot {
-        kind,
-        round,
-        member,
-        ballot: Ballot::Vote {
-            value: value.hash(),
-            signature: c.share(member, &message),
-        },
-    }
-}
-
-fn update(values: Vec<Value>, votes: Vec<WireBallot>, complete: bool) -> KeyUpdate {
-    KeyUpdate {
-        key: key(),
-        view: 0,
-        accepted: None,
-        values,
-        votes,
-        complete,
-        short_refs: false,
-    }
-}
 
 struct Member {
     crypto: StandInCrypto,

@@ -106,3 +106,35 @@ fn a_failed_expectation_is_reported_as_a_script_error() {
     let error = replay::run(&script).expect_err("nothing was decided");
     assert!(error.to_string().contains("step 1"), "{error}");
 }
+
+#[test]
+fn a_view_driven_far_past_the_old_round_limit_still_decides() {
+    let script =
+        replay::load(&replay_dir().join("liveness-rounds-beyond-64.json")).expect("replay parses");
+    let outcome = replay::run(&script).expect("replay runs");
+    let y1 = beaufort_core::types::Value::data(b"y1".to_vec()).expect("small");
+    assert_eq!(outcome.decisions.len(), 3, "every honest member decides");
+    for d in &outcome.decisions {
+        assert_eq!(d.value, y1);
+        assert_eq!(
+            d.round, 101,
+            "the certificate comes from round 101 (the limit was 64)"
+        );
+    }
+}
+
+#[test]
+fn junk_bodies_do_not_make_honest_members_blame_each_other() {
+    let script =
+        replay::load(&replay_dir().join("liveness-junk-bodies.json")).expect("replay parses");
+    let outcome = replay::run(&script).expect("replay runs");
+    assert!(
+        outcome.honest_faults.is_empty(),
+        "{:?}",
+        outcome.honest_faults
+    );
+    let y1 = beaufort_core::types::Value::data(b"y1".to_vec()).expect("small");
+    let view0: Vec<_> = outcome.decisions.iter().filter(|d| d.view == 0).collect();
+    assert_eq!(view0.len(), 3);
+    assert!(view0.iter().all(|d| d.value == y1));
+}

@@ -4,10 +4,14 @@
 // Each test binary uses a different subset of this harness.
 #![allow(dead_code)]
 
-use beaufort_core::auth::StandInCrypto;
+use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::{AcceptAll, ValidationHook};
+use beaufort_core::register::{KeyUpdate, WireBallot};
 use beaufort_core::replica::{Decision, Replica, Step};
+use beaufort_core::state::Ballot;
+use beaufort_core::types::Round;
 use beaufort_core::types::{Key, MemberIndex, Value};
+use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
 use beaufort_core::wire::{decode, encode, SyncMessage};
 use beaufort_crypto::hash::{hash, Domain};
 use std::collections::VecDeque;
@@ -97,5 +101,55 @@ impl Cluster {
         self.replicas[member]
             .get(&Key::new(key).unwrap())
             .map(|c| c.value.clone())
+    }
+}
+
+pub fn crypto(n: usize) -> StandInCrypto {
+    StandInCrypto::new(hash(Domain::NetworkId, &[b"test"]), n)
+}
+
+pub fn key() -> Key {
+    Key::new("k").unwrap()
+}
+
+pub fn data(s: &str) -> Value {
+    Value::data(s).unwrap()
+}
+
+/// A validly signed PRE-COMMIT or COMMIT slot for `member`.
+pub fn vote(
+    c: &StandInCrypto,
+    member: MemberIndex,
+    kind: VoteKind,
+    round: Round,
+    value: &Value,
+) -> WireBallot {
+    let subject = VoteSubject {
+        view: 0,
+        round,
+        kind,
+        value: value.hash(),
+    };
+    let message = vote_message(&c.network_id(), &key(), &subject);
+    WireBallot {
+        kind,
+        round,
+        member,
+        ballot: Ballot::Vote {
+            value: value.hash(),
+            signature: c.share(member, &message),
+        },
+    }
+}
+
+pub fn update(values: Vec<Value>, votes: Vec<WireBallot>, complete: bool) -> KeyUpdate {
+    KeyUpdate {
+        key: key(),
+        view: 0,
+        accepted: None,
+        values,
+        votes,
+        complete,
+        short_refs: false,
     }
 }
