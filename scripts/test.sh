@@ -13,4 +13,27 @@ fi
 command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
+# Coverage-guided fuzzing of what a hostile peer controls (fuzz/README.md): each target replays its
+# committed corpus, then fuzzes for a few seconds; a crash, a failed assertion or a hang fails the
+# suite (the input is then in fuzz/artifacts/TARGET/). cargo-fuzz passes nightly compiler flags,
+# which the stable toolchain accepts with RUSTC_BOOTSTRAP=1. New inputs go to a scratch directory,
+# never into the committed corpus.
+fuzz_version=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $fuzz_version" ]; then
+  cargo install cargo-fuzz --locked --version "$fuzz_version"
+fi
+fuzz_scratch=$(mktemp -d)
+trap 'rm -rf "$fuzz_scratch"' EXIT
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -s none)
+for target in wire_decode replica_receive merkle_sync; do
+  mkdir -p "$fuzz_scratch/$target"
+  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$target" "$fuzz_scratch/$target" \
+    "corpus/$target" -- -max_total_time=20 -max_len=2048 -len_control=0 -timeout=60 \
+    >"$fuzz_scratch/$target.log" 2>&1); then
+    tail -n 60 "$fuzz_scratch/$target.log"
+    echo "fuzz target $target failed: see fuzz/README.md, the input is in fuzz/artifacts/$target/" >&2
+    exit 1
+  fi
+  echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$fuzz_scratch/$target.log")"
+done
 cargo test --workspace --release
