@@ -10,7 +10,8 @@
 //! and send raw bytes through the wire decoder. It also schedules the honest network: which
 //! member proposes what, which link delivers or loses its next message, who flushes, who runs
 //! anti-entropy with whom, who crashes and restarts. Links between honest members are FIFO, as
-//! the node's are; messages to member 3 land in its inbox.
+//! the node's are; messages to member 3 land in its inbox. Time passes 50 ms per action and a
+//! second per round of a settle; a member ticks its replica (`Replica::tick`) before each flush.
 //!
 //! The input is a bounded sequence of such actions (decoded with `arbitrary`): three keys, small
 //! values, at most [`MAX_ACTIONS`] actions, bounded deliveries. After every action it asserts:
@@ -340,6 +341,9 @@ struct Harness {
     own_votes: BTreeMap<(MemberIndex, Key, View, VoteKind, Round), ValueHash>,
     /// Faults honest members reported against member 3.
     faults: usize,
+    /// The honest members' clock in milliseconds (`Replica::tick`): each action takes 50 ms, each
+    /// round of a settle a second.
+    now: u64,
 }
 
 impl Harness {
@@ -359,6 +363,7 @@ impl Harness {
             decided: BTreeMap::new(),
             own_votes: BTreeMap::new(),
             faults: 0,
+            now: 0,
         }
     }
 
@@ -484,7 +489,10 @@ impl Harness {
         self.apply(to, step);
     }
 
+    /// A member's runtime ticks its replica, then pushes its changes.
     fn flush(&mut self, member: MemberIndex) {
+        let step = self.replicas[usize::from(member)].tick(self.now);
+        self.apply(member, step);
         let step = self.replicas[usize::from(member)].flush();
         self.apply(member, step);
     }
@@ -500,6 +508,7 @@ impl Harness {
 
     fn settle(&mut self) {
         for _ in 0..SETTLE_ROUNDS {
+            self.now += 1000;
             for member in HONEST {
                 self.flush(member);
             }
@@ -693,6 +702,7 @@ fn merkle_lie(lie: &Lie) -> Option<NodeSummary> {
 
 impl Harness {
     fn act(&mut self, action: Action) {
+        self.now += 50;
         match action {
             Action::Propose {
                 member,
