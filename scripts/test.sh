@@ -12,6 +12,8 @@ fi
 # chromedriver; they fail, never skip, without them.
 command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
 cargo fmt --all -- --check
+# The fuzz crate is its own workspace (fuzz/Cargo.toml), so the line above does not reach it.
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Coverage-guided fuzzing of what a hostile peer controls (fuzz/README.md): each target replays its
 # committed corpus, then fuzzes for a few seconds; a crash, a failed assertion or a hang fails the
