@@ -394,7 +394,7 @@ impl Harness {
             );
             self.faults += 1;
         }
-        for (to, message) in step.messages {
+        for (to, message) in step.into_outgoing() {
             // Every message goes through the real encoding and its bounds.
             let bytes = match encode(&message) {
                 Ok(bytes) => bytes,
@@ -938,8 +938,7 @@ impl Harness {
         let step = self.replicas[usize::from(via)]
             .receive(BYZ, SyncMessage::MerkleQuery { session: 0, paths });
         let nodes = step
-            .messages
-            .iter()
+            .outgoing()
             .find_map(|(to, message)| match message {
                 SyncMessage::MerkleNodes { nodes, .. } if *to == BYZ => Some(nodes.clone()),
                 _ => None,

@@ -77,13 +77,18 @@ pub struct StepStats {
 
 /// The effects of one input.
 #[derive(Debug, Default)]
-#[must_use = "persist, then send the messages, then report decisions and faults"]
+#[must_use = "send `early`, persist, call `mark_durable`, send `messages`, then report decisions and faults"]
 pub struct Step {
-    /// Keys whose state changed: write `replica.state(key)` durably before sending anything.
+    /// Keys whose state changed: write `replica.state(key)` durably before sending `messages`.
     pub persist: BTreeSet<Key>,
     /// New equivocation proofs: store them durably too.
     pub evidence: Vec<Equivocation>,
-    /// Messages to neighbours.
+    /// Messages that may leave before this step's writes are durable: the replica decided that
+    /// none of them can carry an own vote the runtime has not yet confirmed durable
+    /// ([`Replica::mark_durable`]). Sending them first saves a forwarded vote the fsync's time.
+    pub early: Vec<(MemberIndex, SyncMessage)>,
+    /// Messages that may leave only after this step's writes are durable: they may carry own
+    /// votes (or a certificate holding one) that a crash before the write would let us contradict.
     pub messages: Vec<(MemberIndex, SyncMessage)>,
     /// Newly certified values.
     pub decisions: Vec<Decision>,
@@ -96,10 +101,23 @@ pub struct Step {
 }
 
 impl Step {
+    /// Every message, early ones first (for a runtime that persists before it sends anything).
+    pub fn outgoing(&self) -> impl Iterator<Item = &(MemberIndex, SyncMessage)> {
+        self.early.iter().chain(&self.messages)
+    }
+
+    /// Every message, early ones first, by value.
+    pub fn into_outgoing(self) -> Vec<(MemberIndex, SyncMessage)> {
+        let mut all = self.early;
+        all.extend(self.messages);
+        all
+    }
+
     /// Appends another step's effects (a runtime that batches several inputs sends once).
     pub fn absorb(&mut self, other: Step) {
         self.persist.extend(other.persist);
         self.evidence.extend(other.evidence);
+        self.early.extend(other.early);
         self.messages.extend(other.messages);
         self.decisions.extend(other.decisions);
         self.dropped_proposals.extend(other.dropped_proposals);
@@ -200,6 +218,9 @@ impl Env {
 /// One member's replica.
 pub struct Replica {
     env: Env,
+    /// Own votes were cast that the runtime has not confirmed durable yet
+    /// ([`Replica::mark_durable`]); until it does, every message waits for the write.
+    undurable: bool,
     /// Keys whose register waits out a split round ([`crate::register::patience`]); each tick
     /// advances them again. At most one entry per register.
     waiting: BTreeSet<Key>,
@@ -244,6 +265,7 @@ impl Replica {
                 now: 0,
             },
             waiting: BTreeSet::new(),
+            undurable: false,
             registers: BTreeMap::new(),
             excluded: BTreeMap::new(),
             merkle: MerkleIndex::new(),
@@ -381,7 +403,28 @@ impl Replica {
         let ctx = self.env.context(&key);
         let (proposed, outcome) = register.propose(&ctx, value)?;
         self.after_advance(&key, outcome, &mut step);
-        Ok((step, proposed))
+        Ok((self.order(step), proposed))
+    }
+
+    /// The runtime made every state and proof that earlier steps asked it to persist durable:
+    /// from now on, messages that carry no newer own vote may leave early ([`Step::early`]).
+    pub fn mark_durable(&mut self) {
+        self.undurable = false;
+    }
+
+    /// Settles which of a step's messages may leave before its writes are durable. A step that
+    /// cast an own vote, and every step after it until the runtime calls
+    /// [`Replica::mark_durable`], keeps all its messages for after the write: a flush batched
+    /// behind a vote carries that vote too. Any other step only forwards what is durable already.
+    fn order(&mut self, mut step: Step) -> Step {
+        if step.stats.votes_cast > 0 {
+            self.undurable = true;
+        }
+        if !self.undurable {
+            let early = std::mem::take(&mut step.messages);
+            step.early.extend(early);
+        }
+        step
     }
 
     /// Handles a message from a neighbour.
@@ -467,7 +510,7 @@ impl Replica {
                 }
             }
         }
-        step
+        self.order(step)
     }
 
     /// Tells the replica the time (milliseconds on any monotone clock; a smaller value than
@@ -481,7 +524,7 @@ impl Replica {
         for key in waiting {
             self.advance_key(&key, &mut step);
         }
-        step
+        self.order(step)
     }
 
     /// Sends each neighbour what changed since the last flush (the eager push, batched). The
@@ -541,7 +584,7 @@ impl Replica {
             }
             self.peers.insert(peer_id, peer);
         }
-        step
+        self.order(step)
     }
 
     /// Opens a Merkle anti-entropy exchange with a neighbour (the runtime does this periodically
@@ -564,8 +607,13 @@ impl Replica {
             }
             let root = self.merkle_root();
             step.messages.push((peer, SyncMessage::MerkleRoot { root }));
+            // Evidence is not part of the Merkle-repaired state: every proof we hold goes again
+            // with each exchange, so a member that missed one stops counting the equivocator.
+            for proofs in self.evidence_batches() {
+                step.messages.push((peer, SyncMessage::Evidence { proofs }));
+            }
         }
-        step
+        self.order(step)
     }
 
     fn continue_diff(
@@ -1212,8 +1260,8 @@ fn delta(
 }
 
 impl Replica {
-    /// Bounds how many proofs one message may carry when the runtime forwards them in bulk.
-    pub fn evidence_batches(&self) -> Vec<Vec<Equivocation>> {
+    /// Every proof we hold, in messages of at most [`MAX_PROOFS_PER_MESSAGE`].
+    fn evidence_batches(&self) -> Vec<Vec<Equivocation>> {
         let all: Vec<Equivocation> = self.excluded.values().cloned().collect();
         all.chunks(MAX_PROOFS_PER_MESSAGE)
             .map(|c| c.to_vec())

@@ -264,8 +264,7 @@ fn a_waiting_commit_asks_for_the_whole_state_at_the_second_exchange() {
     let x = data("x");
     let mut a = linked(&c, 3, &[0]);
     let asks = |step: &Step| {
-        step.messages
-            .iter()
+        step.outgoing()
             .filter(|(to, m)| *to == 0 && matches!(m, SyncMessage::NeedState { .. }))
             .count()
     };
@@ -368,7 +367,7 @@ fn hook_rejections_block_proposals_and_peer_states() {
         }
     ));
     assert!(
-        step.messages.is_empty(),
+        step.outgoing().next().is_none(),
         "an honest member never votes for a rejected value"
     );
 }
@@ -400,7 +399,7 @@ fn a_value_the_hook_cannot_judge_yet_is_set_aside_without_blame_and_merged_later
     let step = replica.receive(3, message());
     assert!(step.faults.is_empty(), "an honest sender is not blamed");
     assert_eq!(step.stats.deferred_updates, 1);
-    assert!(step.persist.is_empty() && step.messages.is_empty());
+    assert!(step.persist.is_empty() && step.outgoing().next().is_none());
     assert!(replica.state(&key()).is_none(), "nothing was merged");
 
     available.store(true, Ordering::SeqCst);
@@ -455,8 +454,7 @@ fn equivocation_is_proven_gossiped_and_discounted() {
     assert_eq!(second.evidence.len(), 1);
     assert!(replica.excluded().contains_key(&3));
     let gossiped = second
-        .messages
-        .iter()
+        .outgoing()
         .filter(|(_, m)| matches!(m, SyncMessage::Evidence { .. }))
         .count();
     assert_eq!(gossiped, 2, "the proof goes to every neighbour");
@@ -818,9 +816,9 @@ fn votes_for_a_value_the_link_carried_name_it_short_and_resolve_at_the_receiver(
     let x = data("x");
     let (step, _) = a.propose(key(), x.clone()).unwrap();
     let first: Vec<SyncMessage> = step
-        .messages
+        .into_outgoing()
         .into_iter()
-        .chain(a.flush().messages)
+        .chain(a.flush().into_outgoing())
         .filter(|(to, _)| *to == 1)
         .map(|(_, m)| m)
         .collect();
@@ -904,8 +902,7 @@ fn a_short_name_the_link_never_carried_asks_for_the_whole_state_without_blame() 
     let step = a.receive(1, decode(&encode(&named).unwrap(), 4).unwrap());
     assert!(step.faults.is_empty(), "not the sender's fault");
     assert!(
-        step.messages
-            .iter()
+        step.outgoing()
             .any(|(to, m)| *to == 1 && matches!(m, SyncMessage::NeedState { .. })),
         "asks member 1 for its whole state"
     );
@@ -918,8 +915,41 @@ fn a_short_name_the_link_never_carried_asks_for_the_whole_state_without_blame() 
     );
 }
 
-/// The node sends a step's messages before its fsync when the step cast no own vote, so
-/// `votes_cast` must count every own vote a step's messages carry.
+/// The core lets a step's messages leave before the write (`Step::early`) only when no own vote
+/// is waiting for it, and it knows that from `votes_cast`: the count must cover every own vote a
+/// step's messages carry.
+#[test]
+fn messages_carrying_an_own_vote_not_yet_durable_never_leave_early() {
+    let c = crypto(4);
+    let mut a = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
+    a.add_peer(1);
+    let (proposed, _) = a.propose(key(), data("x")).unwrap();
+    assert_eq!(proposed.stats.votes_cast, 1);
+    assert!(
+        proposed.early.is_empty(),
+        "the step that cast a vote waits for its write"
+    );
+    // A flush before the runtime confirmed the write carries that vote: it waits too.
+    let flushed = a.flush();
+    assert!(!flushed.messages.is_empty());
+    assert!(
+        flushed.early.is_empty(),
+        "a flush batched behind an undurable vote waits"
+    );
+    a.mark_durable();
+    // Now a step that casts nothing (an anti-entropy opening) may leave before its write.
+    let opened = a.start_anti_entropy(1);
+    assert!(opened.messages.is_empty());
+    assert!(
+        !opened.early.is_empty(),
+        "nothing in it can be an undurable own vote"
+    );
+}
+
 #[test]
 fn a_step_counts_the_own_votes_its_messages_carry() {
     let c = crypto(4);
@@ -929,9 +959,9 @@ fn a_step_counts_the_own_votes_its_messages_carry() {
     assert_eq!(step.stats.votes_cast, 1, "the proposer's PRE-COMMIT");
     let flushed = a.flush();
     let to_b: Vec<SyncMessage> = step
-        .messages
+        .into_outgoing()
         .into_iter()
-        .chain(flushed.messages)
+        .chain(flushed.into_outgoing())
         .filter(|(to, _)| *to == 1)
         .map(|(_, m)| m)
         .collect();
@@ -967,8 +997,7 @@ fn pusher(c: &StandInCrypto, peers: &[MemberIndex]) -> Replica {
 
 /// The key updates a step pushes to `peer` (to everyone with `None`).
 fn pushed(step: &Step, peer: Option<MemberIndex>) -> Vec<KeyUpdate> {
-    step.messages
-        .iter()
+    step.outgoing()
         .filter(|(to, _)| peer.is_none_or(|p| *to == p))
         .flat_map(|(_, m)| match m {
             SyncMessage::Updates { updates, .. } => updates.clone(),
@@ -994,13 +1023,13 @@ fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
     // Peer 1 holds a quorum of PRE-COMMITs (its own and 2..=5); peer 2 sent only its own.
     let from_1 = (1..=5).map(precommit).collect();
     let step = a.receive(1, message(update(vec![x.clone()], from_1, false)));
-    assert!(step.faults.is_empty() && step.messages.is_empty());
+    assert!(step.faults.is_empty() && step.outgoing().next().is_none());
     let step = a.receive(2, message(update(vec![], vec![precommit(2)], false)));
-    assert!(step.faults.is_empty() && step.messages.is_empty());
+    assert!(step.faults.is_empty() && step.outgoing().next().is_none());
     let first = a.flush();
     // A late PRE-COMMIT from member 6 arrives through peer 2.
     let step = a.receive(2, message(update(vec![], vec![precommit(6)], false)));
-    assert!(step.faults.is_empty() && step.messages.is_empty());
+    assert!(step.faults.is_empty() && step.outgoing().next().is_none());
     let second = a.flush();
     let slots_to = |step: &Step, peer| -> Vec<(VoteKind, MemberIndex)> {
         pushed(step, Some(peer))
@@ -1050,10 +1079,13 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
             .collect()
     };
     let (proposed, _) = a.propose(key(), data("x")).unwrap();
-    assert!(proposed.messages.is_empty(), "the push waits for a flush");
+    assert!(
+        proposed.outgoing().next().is_none(),
+        "the push waits for a flush"
+    );
     let busy = a.flush_where(|peer| peer != 1);
     assert!(
-        busy.messages.iter().all(|(to, _)| *to != 1),
+        busy.outgoing().all(|(to, _)| *to != 1),
         "peer 1's link is busy"
     );
     assert_eq!(
@@ -1074,7 +1106,7 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
     let step = a.receive(2, late);
     assert!(step.faults.is_empty());
     let still_busy = a.flush_where(|peer| peer != 1);
-    assert!(still_busy.messages.iter().all(|(to, _)| *to != 1));
+    assert!(still_busy.outgoing().all(|(to, _)| *to != 1));
     let free = a.flush();
     let members: BTreeSet<MemberIndex> = votes_to(&free, 1).iter().map(|w| w.member).collect();
     assert_eq!(
@@ -1140,9 +1172,9 @@ fn a_certificate_names_a_value_the_neighbour_holds_and_sends_it_whole_otherwise(
     let (step, _) = a.propose(key(), x.clone()).unwrap();
     // b learns x from a (so the link 0-1 carried it) and PRE-COMMITs it.
     for (_, message) in step
-        .messages
+        .into_outgoing()
         .into_iter()
-        .chain(a.flush().messages)
+        .chain(a.flush().into_outgoing())
         .filter(|(to, _)| *to == 1)
     {
         let _ = b.receive(0, message);
@@ -1169,7 +1201,7 @@ fn a_certificate_names_a_value_the_neighbour_holds_and_sends_it_whole_otherwise(
     assert!(matches!(certificate(1), UpdateCertificate::Named { .. }));
     assert!(matches!(certificate(2), UpdateCertificate::Whole(_)));
     let to_b: Vec<SyncMessage> = flushed
-        .messages
+        .into_outgoing()
         .into_iter()
         .filter(|(to, _)| *to == 1)
         .map(|(_, m)| decode(&encode(&m).unwrap(), n).unwrap())
@@ -1179,8 +1211,7 @@ fn a_certificate_names_a_value_the_neighbour_holds_and_sends_it_whole_otherwise(
         let step = b.receive(0, message);
         assert!(step.faults.is_empty());
         assert!(!step
-            .messages
-            .iter()
+            .outgoing()
             .any(|(_, m)| matches!(m, SyncMessage::NeedState { .. })));
         decided.extend(step.decisions);
     }
@@ -1222,8 +1253,7 @@ fn a_named_certificate_for_a_body_we_lack_asks_for_the_whole_state() {
     assert!(step.faults.is_empty());
     assert!(step.decisions.is_empty());
     assert!(step
-        .messages
-        .iter()
+        .outgoing()
         .any(|(to, m)| *to == 0 && matches!(m, SyncMessage::NeedState { .. })));
 }
 
@@ -1322,13 +1352,13 @@ fn anti_entropy_from(b: &mut Replica, a: &mut Replica) {
         for message in to_a.drain(..) {
             let step = a.receive(bi, message);
             assert!(step.faults.is_empty());
-            to_b.extend(step.messages.into_iter().filter(|(to, _)| *to == bi));
+            to_b.extend(step.into_outgoing().into_iter().filter(|(to, _)| *to == bi));
         }
         for (_, message) in to_b {
             let step = b.receive(ai, message);
             assert!(step.faults.is_empty());
             to_a.extend(
-                step.messages
+                step.into_outgoing()
                     .into_iter()
                     .filter(|(to, m)| *to == ai && !matches!(m, SyncMessage::Updates { .. }))
                     .map(|(_, m)| m),

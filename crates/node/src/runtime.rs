@@ -253,10 +253,10 @@ impl Runtime {
     /// (milliseconds, with spikes to ~0.2 s on a shared disk) then delays only the two hops per
     /// decision where this member votes.
     async fn commit(&mut self, mut step: Step) -> Result<(), beaufort_store::StoreError> {
-        let mut messages = Some(std::mem::take(&mut step.messages));
-        if step.stats.votes_cast == 0 {
-            self.send(messages.take());
-        }
+        // The core says which messages may leave before the write (Step::early) and which only
+        // after it; the runtime only follows.
+        self.send(Some(std::mem::take(&mut step.early)));
+        let messages = std::mem::take(&mut step.messages);
         if !step.persist.is_empty() || !step.evidence.is_empty() {
             let states: Vec<_> = step
                 .persist
@@ -275,8 +275,8 @@ impl Runtime {
                 .persist_seconds
                 .observe(started.elapsed().as_secs_f64());
         }
-        // With new own votes, only now may these messages be seen.
-        self.send(messages.take());
+        self.replica.mark_durable();
+        self.send(Some(messages));
         for fault in step.faults {
             tracing::warn!(peer = fault.peer, reason = %fault.reason, "peer fault");
             self.drop_peer(fault.peer);

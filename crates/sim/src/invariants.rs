@@ -349,32 +349,7 @@ impl Checker {
     /// The keys with a liveness gap ([`Checker::liveness_gaps`]): once the network is healed and
     /// the run has had its liveness bound, each is a key a Byzantine member froze.
     pub fn stalled_keys(&self, running: &[(MemberIndex, &Replica)]) -> BTreeSet<Key> {
-        let mut stalled = BTreeSet::new();
-        for (key, view) in &self.voted_instances {
-            if running
-                .iter()
-                .any(|(_, r)| r.state(key).map_or(0, |s| s.view) <= *view)
-            {
-                stalled.insert(key.clone());
-            }
-        }
-        let keys: BTreeSet<&Key> = running
-            .iter()
-            .flat_map(|(_, r)| r.states().map(|(k, _)| k))
-            .collect();
-        for key in keys {
-            let summary = |r: &Replica| {
-                r.state(key)
-                    .map(|s| (s.view, s.current_value().map(Value::hash)))
-            };
-            let mut summaries = running.iter().map(|(_, r)| summary(r));
-            if let Some(first) = summaries.next() {
-                if summaries.any(|s| s != first) {
-                    stalled.insert(key.clone());
-                }
-            }
-        }
-        stalled
+        self.gaps(running).into_iter().map(|(key, _)| key).collect()
     }
 
     /// What keeps the run from being settled: every (key, view) in which an honest member voted
@@ -382,13 +357,21 @@ impl Checker {
     /// honest members must hold the same view and certified value for every key. Empty when the
     /// run is settled.
     pub fn liveness_gaps(&self, running: &[(MemberIndex, &Replica)]) -> Vec<String> {
+        self.gaps(running).into_iter().map(|(_, gap)| gap).collect()
+    }
+
+    /// Each liveness gap with the key it is on.
+    fn gaps(&self, running: &[(MemberIndex, &Replica)]) -> Vec<(Key, String)> {
         let mut gaps = Vec::new();
         for (key, view) in &self.voted_instances {
             for (member, replica) in running {
                 let open = replica.state(key).map_or(0, |s| s.view);
                 if open <= *view {
-                    gaps.push(format!(
-                        "member {member} has not decided key {key} view {view} (open view {open})"
+                    gaps.push((
+                        key.clone(),
+                        format!(
+                            "member {member} has not decided key {key} view {view} (open view {open})"
+                        ),
                     ));
                 }
             }
@@ -407,9 +390,12 @@ impl Checker {
                 for (member, replica) in rest {
                     let got = summary(replica);
                     if got != expected {
-                        gaps.push(format!(
-                            "key {key}: member {} holds {expected:?}, member {member} holds {got:?}",
-                            first.0
+                        gaps.push((
+                            key.clone(),
+                            format!(
+                                "key {key}: member {} holds {expected:?}, member {member} holds {got:?}",
+                                first.0
+                            ),
                         ));
                     }
                 }

@@ -462,7 +462,6 @@ impl Simulation {
             if let Some(replica) = self.nodes[usize::from(m)].replica_mut() {
                 let step = replica.start_anti_entropy(peer);
                 self.apply(m, step);
-                self.send_evidence(m, peer);
             }
         }
     }
@@ -551,20 +550,7 @@ impl Simulation {
                 replica.add_peer(y);
                 let step = replica.start_anti_entropy(y);
                 self.apply(x, step);
-                self.send_evidence(x, y);
             }
-        }
-    }
-
-    /// Sends a neighbour every equivocation proof the member holds. Evidence is not part of the
-    /// Merkle-repaired state, so the runtime forwards it on connect and with each anti-entropy
-    /// round (a member that missed a proof would otherwise keep counting the equivocator's votes).
-    fn send_evidence(&mut self, from: MemberIndex, to: MemberIndex) {
-        let Some(replica) = self.nodes[usize::from(from)].replica() else {
-            return;
-        };
-        for proofs in replica.evidence_batches() {
-            self.send(from, to, SyncMessage::Evidence { proofs });
         }
     }
 
@@ -705,7 +691,11 @@ impl Simulation {
                 self.drop_link(m, peer);
             }
         }
-        for (to, message) in step.messages {
+        // Persisted above, synchronously: both kinds of message may leave now.
+        if let Some(replica) = self.nodes[usize::from(m)].replica_mut() {
+            replica.mark_durable();
+        }
+        for (to, message) in step.early.into_iter().chain(step.messages) {
             self.send(m, to, message);
         }
     }

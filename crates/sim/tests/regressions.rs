@@ -219,7 +219,7 @@ fn unjustified_conflicting_vote_does_not_erase_a_valid_slot() {
 }
 
 fn messages_to(step: Step, to: MemberIndex) -> Vec<SyncMessage> {
-    step.messages
+    step.into_outgoing()
         .into_iter()
         .filter(|(peer, _)| *peer == to)
         .map(|(_, m)| m)

@@ -52,16 +52,16 @@ impl Cluster {
         }
     }
 
-    pub fn apply(&mut self, from: MemberIndex, step: Step) {
+    pub fn apply(&mut self, from: MemberIndex, mut step: Step) {
         assert!(
             step.faults.is_empty(),
             "unexpected faults: {:?}",
             step.faults
         );
-        for d in step.decisions {
+        for d in std::mem::take(&mut step.decisions) {
             self.decisions.push((from, d));
         }
-        for (to, msg) in step.messages {
+        for (to, msg) in step.into_outgoing() {
             // Every message goes through the real encoding and its limits.
             let bytes = encode(&msg).expect("encode");
             let msg = decode(&bytes, self.replicas.len()).expect("decode");

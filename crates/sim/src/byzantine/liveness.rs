@@ -66,16 +66,7 @@ impl Adversary {
                 || (w.kind == VoteKind::PreCommit && matches!(w.ballot, Ballot::Vote { .. }))
         });
         let known = known_values(replica, update);
-        let own: Vec<WireBallot> = update
-            .votes
-            .iter()
-            .filter(|w| w.member == me)
-            .copied()
-            .collect();
-        for wire in own {
-            let Ballot::Vote { value, .. } = wire.ballot else {
-                continue;
-            };
+        for (wire, value) in self.own_single_votes(update) {
             let slot = (update.key.clone(), update.view, wire.kind, wire.round);
             let alternative = match self.alternatives.get(&slot) {
                 Some(v) => *v,

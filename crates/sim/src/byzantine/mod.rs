@@ -346,16 +346,7 @@ impl Adversary {
             .filter(|s| s.view == update.view)
             .map(|s| s.values.keys().copied().collect())
             .unwrap_or_default();
-        let own: Vec<WireBallot> = update
-            .votes
-            .iter()
-            .filter(|w| w.member == self.member)
-            .copied()
-            .collect();
-        for wire in own {
-            let Ballot::Vote { value, .. } = wire.ballot else {
-                continue;
-            };
+        for (wire, value) in self.own_single_votes(update) {
             let slot = (update.key.clone(), update.view, wire.kind, wire.round);
             let alternative = match self.alternatives.get(&slot) {
                 Some(v) if *v == value => continue,
@@ -382,6 +373,16 @@ impl Adversary {
             self.set_own(update, wire.kind, wire.round, ballot);
             self.stats.equivocating_votes += 1;
         }
+    }
+
+    /// Its own single votes in `update`, with their values.
+    fn own_single_votes(&self, update: &KeyUpdate) -> Vec<(WireBallot, ValueHash)> {
+        update
+            .votes
+            .iter()
+            .filter(|w| w.member == self.member)
+            .filter_map(|w| w.ballot.vote_value().map(|value| (*w, value)))
+            .collect()
     }
 
     /// The value it makes up to equivocate with when nobody else proposed one.

@@ -113,7 +113,9 @@ impl BeaufortMember {
                 ctx.committed.push(tx);
             }
         }
-        for (to, message) in step.messages {
+        // No disk here: every write is durable at once, so everything may leave now.
+        self.replica.mark_durable();
+        for (to, message) in step.into_outgoing() {
             self.send(ctx, to, message);
         }
     }
@@ -225,9 +227,6 @@ impl Member for BeaufortMember {
         if ctx.now > 0 {
             let step = self.replica.start_anti_entropy(peer);
             self.apply(ctx, step);
-            for proofs in self.replica.evidence_batches() {
-                self.send(ctx, peer, SyncMessage::Evidence { proofs });
-            }
         }
     }
 
