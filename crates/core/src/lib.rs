@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod register;
 pub mod relay;
 pub mod replica;
+pub mod stall;
 pub mod state;
 pub mod types;
 pub mod vote;

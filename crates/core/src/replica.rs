@@ -14,6 +14,7 @@ use crate::register::{
     Register, UpdateCertificate, WireBallot,
 };
 use crate::relay::RelayPlan;
+use crate::stall::StallWatch;
 use crate::state::{Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUND, RETAINED_ROUNDS};
 use crate::vote::{vote_message, Equivocation, VoteKind};
@@ -98,6 +99,9 @@ pub struct Step {
     pub faults: Vec<PeerFault>,
     /// Counters.
     pub stats: StepStats,
+    /// Replace some neighbours: this member's own writes have stalled, so its neighbours may be
+    /// withholding votes (the paper's eclipse defence; [`crate::stall`] says when).
+    pub rewire: bool,
 }
 
 impl Step {
@@ -125,6 +129,7 @@ impl Step {
         self.stats.invalid_signatures += other.stats.invalid_signatures;
         self.stats.deferred_updates += other.stats.deferred_updates;
         self.stats.votes_cast += other.stats.votes_cast;
+        self.rewire |= other.rewire;
     }
 }
 
@@ -218,6 +223,11 @@ impl Env {
 /// One member's replica.
 pub struct Replica {
     env: Env,
+    /// When (by the runtime's clock) each key's own waiting proposal was made; emptied as they
+    /// decide or are dropped. At most one entry per register.
+    proposed_at: BTreeMap<Key, u64>,
+    /// Own commits and re-wirings, for [`Step::rewire`].
+    stall: StallWatch,
     /// Own votes were cast that the runtime has not confirmed durable yet
     /// ([`Replica::mark_durable`]); until it does, every message waits for the write.
     undurable: bool,
@@ -266,6 +276,8 @@ impl Replica {
             },
             waiting: BTreeSet::new(),
             undurable: false,
+            proposed_at: BTreeMap::new(),
+            stall: StallWatch::default(),
             registers: BTreeMap::new(),
             excluded: BTreeMap::new(),
             merkle: MerkleIndex::new(),
@@ -402,6 +414,8 @@ impl Replica {
         let register = self.registers.entry(key.clone()).or_default();
         let ctx = self.env.context(&key);
         let (proposed, outcome) = register.propose(&ctx, value)?;
+        let now = self.env.now;
+        self.proposed_at.entry(key.clone()).or_insert(now);
         self.after_advance(&key, outcome, &mut step);
         Ok((self.order(step), proposed))
     }
@@ -524,6 +538,8 @@ impl Replica {
         for key in waiting {
             self.advance_key(&key, &mut step);
         }
+        let oldest = self.proposed_at.values().min().copied();
+        step.rewire = self.stall.should_rewire(self.env.now, oldest);
         self.order(step)
     }
 
@@ -969,6 +985,12 @@ impl Replica {
         });
         let ctx = self.env.context(key);
         let (dropped, outcome) = register.repropose_pending(&ctx);
+        if mine || dropped.is_some() {
+            self.proposed_at.remove(key);
+        }
+        if mine {
+            self.stall.committed(self.env.now);
+        }
         if let Some(value) = dropped {
             step.dropped_proposals.push((key.clone(), value));
         }

@@ -6,7 +6,6 @@ pub mod api;
 pub mod config;
 pub mod metrics;
 mod runtime;
-mod stall;
 
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;

@@ -8,7 +8,6 @@
 //! one disk commit covers a burst of incoming votes.
 
 use crate::metrics::Metrics;
-use crate::stall::StallWatch;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
 use beaufort_core::replica::{Replica, Step};
@@ -76,7 +75,6 @@ pub(crate) struct Runtime {
     waiters: HashMap<Key, Vec<Waiter>>,
     pending: usize,
     recent_commits: VecDeque<RecentCommit>,
-    stall: StallWatch,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -103,7 +101,6 @@ impl Runtime {
             waiters: HashMap::new(),
             pending: 0,
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
-            stall: StallWatch::new(std::time::Instant::now()),
         }
     }
 
@@ -138,15 +135,6 @@ impl Runtime {
                     step.absorb(self.replica.flush_where(|peer| network.link_ready(peer)));
                 }
                 _ = anti_entropy.tick() => {
-                    let oldest = self
-                        .waiters
-                        .values()
-                        .flatten()
-                        .map(|w| w.since.into_std())
-                        .min();
-                    if self.stall.should_rewire(std::time::Instant::now(), oldest) {
-                        self.network.rewire();
-                    }
                     let peers: Vec<MemberIndex> = self.replica.peers().collect();
                     for peer in peers {
                         step.absorb(self.replica.start_anti_entropy(peer));
@@ -281,6 +269,10 @@ impl Runtime {
             tracing::warn!(peer = fault.peer, reason = %fault.reason, "peer fault");
             self.drop_peer(fault.peer);
         }
+        if step.rewire {
+            tracing::info!("own writes stalled: re-wiring");
+            self.network.rewire();
+        }
         self.metrics
             .excluded
             .set(self.replica.excluded().len() as i64);
@@ -296,7 +288,6 @@ impl Runtime {
                 *waiters = keep;
                 for waiter in done {
                     self.pending -= 1;
-                    self.stall.committed(std::time::Instant::now());
                     let latency = waiter.since.elapsed();
                     self.metrics.commit_latency.observe(latency.as_secs_f64());
                     if self.recent_commits.len() == RECENT_COMMITS {

@@ -46,8 +46,6 @@ pub struct NetworkConfig {
     pub degree: usize,
     /// Keep the honest members' subgraph connected when links are dropped or re-wired.
     pub ensure_honest_connected: bool,
-    /// A member whose proposal made no progress for this long connects to a random non-neighbour.
-    pub rewire_after: Micros,
 }
 
 impl Default for NetworkConfig {
@@ -60,7 +58,6 @@ impl Default for NetworkConfig {
             reconnect_after: (50 * MS, 300 * MS),
             degree: 7,
             ensure_honest_connected: true,
-            rewire_after: 3 * SECOND,
         }
     }
 }

@@ -29,7 +29,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
-/// How often the simulator checks for stuck proposals and whether the run has settled.
+/// How often the simulator checks whether the run has settled.
 const TICK: Micros = 250 * MS;
 
 /// Bytes one member sent and received (encoded lengths).
@@ -162,8 +162,6 @@ pub struct Simulation {
     overlay: Overlay,
     partition: Option<Partition>,
     blacklist: Vec<BTreeSet<MemberIndex>>,
-    stuck: Vec<BTreeMap<Key, (View, Micros)>>,
-    last_rewire: Vec<Micros>,
     link_epochs: BTreeMap<(MemberIndex, MemberIndex), u64>,
     last_arrival: BTreeMap<(MemberIndex, MemberIndex), (u64, Micros)>,
     checker: Checker,
@@ -223,8 +221,6 @@ impl Simulation {
             overlay,
             partition: None,
             blacklist: vec![BTreeSet::new(); n],
-            stuck: vec![BTreeMap::new(); n],
-            last_rewire: vec![0; n],
             link_epochs: BTreeMap::new(),
             last_arrival: BTreeMap::new(),
             stats: SimStats::default(),
@@ -446,10 +442,7 @@ impl Simulation {
             Event::Reconnect(a, b) => self.reconnect(a, b),
             Event::Propose(i) => self.propose(i),
             Event::Fault(i) => self.fault(i),
-            Event::Tick => {
-                self.check_progress();
-                self.schedule(self.now + TICK, Event::Tick);
-            }
+            Event::Tick => self.schedule(self.now + TICK, Event::Tick),
         }
     }
 
@@ -615,45 +608,6 @@ impl Simulation {
     }
 
     /// Re-wires members whose own vote has been waiting in one view for too long.
-    fn check_progress(&mut self) {
-        let limit = self.cfg.network.rewire_after;
-        let mut stuck_members = Vec::new();
-        for node in &self.nodes {
-            let m = node.index();
-            if self.cfg.is_byzantine(m) {
-                continue;
-            }
-            let Some(replica) = node.replica() else {
-                continue;
-            };
-            let stuck = &mut self.stuck[usize::from(m)];
-            let mut waiting = BTreeMap::new();
-            for (key, state) in replica.states() {
-                let voted = state.precommits.values().any(|b| b.contains_key(&m));
-                if !voted {
-                    continue;
-                }
-                let since = match stuck.get(key) {
-                    Some(&(view, since)) if view == state.view => since,
-                    _ => self.now,
-                };
-                waiting.insert(key.clone(), (state.view, since));
-            }
-            let oldest = waiting.values().map(|(_, since)| *since).min();
-            *stuck = waiting;
-            if let Some(since) = oldest {
-                let last = self.last_rewire[usize::from(m)];
-                if self.now - since >= limit && self.now - last.min(self.now) >= limit {
-                    stuck_members.push(m);
-                }
-            }
-        }
-        for m in stuck_members {
-            self.last_rewire[usize::from(m)] = self.now;
-            self.rewire(m);
-        }
-    }
-
     /// Persists, checks, then sends a step's effects (the core's contract, in that order).
     fn apply(&mut self, m: MemberIndex, step: Step) {
         let node = &mut self.nodes[usize::from(m)];
@@ -689,6 +643,10 @@ impl Simulation {
             }
             for peer in blamed {
                 self.drop_link(m, peer);
+            }
+            // The core decides when own writes have stalled (crate `beaufort_core::stall`).
+            if step.rewire {
+                self.rewire(m);
             }
         }
         // Persisted above, synchronously: both kinds of message may leave now.

@@ -23,8 +23,6 @@ use std::sync::Arc;
 const FLUSH: u64 = 0;
 const ANTI_ENTROPY: u64 = 1;
 const SECOND_CHANCE: u64 = 2;
-/// A member whose own proposal has not committed for this long connects to a new neighbour.
-const REWIRE_AFTER: Micros = 3 * SECOND;
 
 /// Which transaction a decided (key, value) is.
 type TxIndex = BTreeMap<(Vec<u8>, Vec<u8>), TxId>;
@@ -113,6 +111,10 @@ impl BeaufortMember {
                 ctx.committed.push(tx);
             }
         }
+        // The core decides when own writes have stalled (crate `beaufort_core::stall`).
+        if step.rewire {
+            ctx.rewire = true;
+        }
         // No disk here: every write is durable at once, so everything may leave now.
         self.replica.mark_durable();
         for (to, message) in step.into_outgoing() {
@@ -186,16 +188,6 @@ impl Member for BeaufortMember {
                 for peer in peers {
                     let step = self.replica.start_anti_entropy(peer);
                     self.apply(ctx, step);
-                }
-                let stuck = self
-                    .pending
-                    .values()
-                    .any(|&since| ctx.now.saturating_sub(since) >= REWIRE_AFTER);
-                if stuck {
-                    ctx.rewire = true;
-                    for since in self.pending.values_mut() {
-                        *since = ctx.now;
-                    }
                 }
                 let next = self.rng.gen_range(SECOND / 2..=SECOND);
                 ctx.timers.push((next, ANTI_ENTROPY));

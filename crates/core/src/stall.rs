@@ -1,25 +1,25 @@
 //! When to re-wire: the paper's eclipse defence. If this member's own writes stop committing,
 //! its neighbours may be withholding votes; replacing some of them with other members gives it a
-//! path to the honest majority. A pure decision, so it is tested without a network.
+//! path to the honest majority. A pure decision on the runtime's clock (milliseconds, as given to
+//! [`crate::replica::Replica::tick`]); the replica turns it into [`crate::replica::Step::rewire`],
+//! so the node and the simulators re-wire by one rule.
 
-use std::time::{Duration, Instant};
-
-/// A write pending this long with no own commit meanwhile counts as stalled.
-pub const STALL_AFTER: Duration = Duration::from_secs(3);
-/// Least time between two re-wirings, so a consortium that cannot commit at all (more than f
+/// A write pending this long (ms) with no own commit meanwhile counts as stalled.
+pub const STALL_AFTER: u64 = 3_000;
+/// Least time (ms) between two re-wirings, so a consortium that cannot commit at all (more than f
 /// members down) churns its connections slowly.
-pub const REWIRE_COOLDOWN: Duration = Duration::from_secs(10);
+pub const REWIRE_COOLDOWN: u64 = 10_000;
 
 /// Tracks own commits and re-wirings.
-#[derive(Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct StallWatch {
-    last_commit: Instant,
-    last_rewire: Option<Instant>,
+    last_commit: u64,
+    last_rewire: Option<u64>,
 }
 
 impl StallWatch {
     /// A watch started at `now` (as if something had just committed: no re-wiring at start-up).
-    pub fn new(now: Instant) -> StallWatch {
+    pub fn new(now: u64) -> StallWatch {
         StallWatch {
             last_commit: now,
             last_rewire: None,
@@ -27,21 +27,21 @@ impl StallWatch {
     }
 
     /// One of this member's writes committed.
-    pub fn committed(&mut self, now: Instant) {
+    pub fn committed(&mut self, now: u64) {
         self.last_commit = now;
     }
 
     /// Whether to re-wire now, given when the oldest pending own write was submitted. Records
     /// the re-wiring when it says yes.
-    pub fn should_rewire(&mut self, now: Instant, oldest_pending: Option<Instant>) -> bool {
+    pub fn should_rewire(&mut self, now: u64, oldest_pending: Option<u64>) -> bool {
         let Some(oldest) = oldest_pending else {
             return false;
         };
-        let stalled = now.saturating_duration_since(oldest) >= STALL_AFTER
-            && now.saturating_duration_since(self.last_commit) >= STALL_AFTER;
+        let stalled = now.saturating_sub(oldest) >= STALL_AFTER
+            && now.saturating_sub(self.last_commit) >= STALL_AFTER;
         let cooled = self
             .last_rewire
-            .is_none_or(|at| now.saturating_duration_since(at) >= REWIRE_COOLDOWN);
+            .is_none_or(|at| now.saturating_sub(at) >= REWIRE_COOLDOWN);
         if stalled && cooled {
             self.last_rewire = Some(now);
             true
@@ -57,8 +57,8 @@ mod tests {
 
     #[test]
     fn rewires_only_when_own_writes_stall_and_not_too_often() {
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
+        let t0 = 1_000;
+        let at = |s: u64| t0 + s * 1_000;
         let mut watch = StallWatch::new(t0);
         assert!(!watch.should_rewire(at(60), None), "nothing pending");
         assert!(
