@@ -146,11 +146,11 @@ struct Known {
     slots: SlotSet,
     values: BTreeSet<ValueHash>,
     /// Votes the relay plan held back from this peer since the last [`Replica::second_chance`].
-    held_recently: Vec<SlotId>,
+    held_recently: Vec<SentSlot>,
     /// Votes held back before that call; the next call makes them due.
-    held_earlier: Vec<SlotId>,
+    held_earlier: Vec<SentSlot>,
     /// Held-back votes whose grace period is over, offered by the next flush.
-    retry: Vec<SlotId>,
+    retry: Vec<SentSlot>,
 }
 
 impl Known {
@@ -773,7 +773,7 @@ impl Replica {
                 known.in_view = true;
                 for w in &update.votes {
                     if usize::from(w.member) < members && w.round <= MAX_ROUND {
-                        known.slots.insert(slot_id(w));
+                        known.slots.insert(sent_slot(w));
                     }
                 }
                 known.values.extend(update.values.iter().map(|v| v.hash()));
@@ -1040,7 +1040,7 @@ struct SlotSet {
 }
 
 impl SlotSet {
-    fn bits(&self, (kind, round, member, proof): SlotId) -> Option<(&Vec<u64>, usize)> {
+    fn bits(&self, (kind, round, member, proof): SentSlot) -> Option<(&Vec<u64>, usize)> {
         let (_, bits) = self
             .rounds
             .iter()
@@ -1048,13 +1048,13 @@ impl SlotSet {
         Some((bits, usize::from(member)))
     }
 
-    fn contains(&self, slot: &SlotId) -> bool {
+    fn contains(&self, slot: &SentSlot) -> bool {
         self.bits(*slot)
             .is_some_and(|(bits, m)| bits.get(m / 64).is_some_and(|w| w & (1 << (m % 64)) != 0))
     }
 
     /// Adds a slot.
-    fn insert(&mut self, (kind, round, member, proof): SlotId) {
+    fn insert(&mut self, (kind, round, member, proof): SentSlot) {
         let group = (kind, round, proof);
         let index = match self.rounds.iter().position(|(g, _)| *g == group) {
             Some(index) => index,
@@ -1072,8 +1072,9 @@ impl SlotSet {
     }
 }
 
-/// A vote slot as [`SlotSet`] keys it.
-type SlotId = (VoteKind, Round, MemberIndex, bool);
+/// A vote slot as a link's record ([`SlotSet`]) keys it: the register's slot name plus whether
+/// its content is an equivocation proof (a proof crosses a link even after the vote it replaced).
+type SentSlot = (VoteKind, Round, MemberIndex, bool);
 
 /// One (kind, round, value) of a view: what a quorum counts.
 type VoteGroup = (VoteKind, Round, ValueHash);
@@ -1137,7 +1138,7 @@ impl QuorumKnowledge {
     }
 }
 
-fn slot_id(w: &WireBallot) -> SlotId {
+fn sent_slot(w: &WireBallot) -> SentSlot {
     (
         w.kind,
         w.round,
@@ -1196,7 +1197,7 @@ fn delta(
             member,
             ballot,
         };
-        let id = slot_id(&wire);
+        let id = sent_slot(&wire);
         if known.slots.contains(&id) {
             return;
         }
