@@ -384,6 +384,7 @@ fn run_one(args: RunArgs) -> Result<ExitCode> {
     }
     println!("stats: {:?}", report.stats);
     println!("adversary: {:?}", report.adversary);
+    println!("event hash: {}", report.event_hash.to_hex());
     for fault in &report.honest_faults {
         println!("honest member blamed: {fault}");
     }

@@ -22,6 +22,7 @@ use beaufort_core::replica::{Replica, Step};
 use beaufort_core::types::{Key, MemberIndex, View};
 use beaufort_core::vote::VoteKind;
 use beaufort_core::wire::{decode, encode, SyncMessage};
+use beaufort_crypto::hash::{hash, Digest, Domain};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -110,6 +111,53 @@ pub struct RunReport {
     /// Keys not settled at the liveness bound: honest members voted on them (or hold different
     /// certified values) and some did not decide although the network had healed.
     pub stalled_keys: usize,
+    /// A hash of every event the run handled, in order, with its time and content (a delivered
+    /// message by the hash of its bytes). The same seed and configuration must give the same
+    /// hash on any machine: the determinism auditor (anything that leaks a clock, a thread or an
+    /// unordered map into a run changes it).
+    pub event_hash: Digest,
+}
+
+impl Event {
+    /// Folds the event, with its time, into the run's audit hash ([`RunReport::event_hash`]).
+    fn audit(&self, at: Micros, audit: Digest) -> Digest {
+        let members = |a: MemberIndex, b: MemberIndex| [a.to_le_bytes(), b.to_le_bytes()].concat();
+        let (kind, fields): (u8, Vec<u8>) = match self {
+            Event::Deliver {
+                from,
+                to,
+                epoch,
+                bytes,
+            } => {
+                let mut fields = members(*from, *to);
+                fields.extend_from_slice(&epoch.to_le_bytes());
+                fields.extend_from_slice(hash(Domain::Other, &[bytes]).as_bytes());
+                (0, fields)
+            }
+            Event::Flush(m, incarnation) => (
+                1,
+                [&m.to_le_bytes()[..], &incarnation.to_le_bytes()].concat(),
+            ),
+            Event::AntiEntropy(m, incarnation) => (
+                2,
+                [&m.to_le_bytes()[..], &incarnation.to_le_bytes()].concat(),
+            ),
+            Event::Reconnect(a, b) => (3, members(*a, *b)),
+            Event::Propose(i) => (4, (*i as u64).to_le_bytes().to_vec()),
+            Event::Fault(i) => (5, (*i as u64).to_le_bytes().to_vec()),
+            Event::Tick => (6, Vec::new()),
+        };
+        hash(
+            Domain::Other,
+            &[
+                b"beaufort sim event",
+                audit.as_bytes(),
+                &at.to_le_bytes(),
+                &[kind],
+                &fields,
+            ],
+        )
+    }
 }
 
 enum Event {
@@ -171,6 +219,8 @@ pub struct Simulation {
     honest_faults: Vec<String>,
     /// Keys found stalled at the liveness bound (see [`RunReport::stalled_keys`]).
     stalled_keys: usize,
+    /// See [`RunReport::event_hash`].
+    event_hash: Digest,
     recorder: Option<Vec<ReplayStep>>,
     sent_own_votes: BTreeSet<(
         MemberIndex,
@@ -227,6 +277,7 @@ impl Simulation {
             traffic: vec![Traffic::default(); n],
             honest_faults: Vec::new(),
             stalled_keys: 0,
+            event_hash: Digest::ZERO,
             recorder: None,
             sent_own_votes: BTreeSet::new(),
             cfg,
@@ -319,6 +370,7 @@ impl Simulation {
             }
             self.now = next.at;
             self.stats.events += 1;
+            self.event_hash = next.event.audit(next.at, self.event_hash);
             if matches!(next.event, Event::Tick)
                 && self.cfg.stop_when_settled
                 && self.now >= settle_from
@@ -386,6 +438,7 @@ impl Simulation {
             strategies: self.strategies.clone(),
             honest_faults: self.honest_faults.clone(),
             stalled_keys: self.stalled_keys,
+            event_hash: self.event_hash,
         }
     }
 
