@@ -66,7 +66,7 @@ impl<T: Clone> ChangeLog<T> {
     }
 
     /// Rebuilds the log from `current` (what the register holds now) once it holds more than
-    /// [`SLACK`] entries per current item; `current` is only called then.
+    /// four entries per current item (plus slack); `current` is only called then.
     pub fn compact_if_long(&mut self, current_len: usize, current: impl FnOnce() -> Vec<T>) {
         if self.entries.len() <= SLACK * (current_len + 16) {
             return;
