@@ -399,6 +399,8 @@ impl Replica {
     pub fn tick(&mut self, now: u64) -> Step {
         self.env.now = self.env.now.max(now);
         let mut step = Step::default();
+        let registers = &self.registers;
+        self.waiting.retain(|key| registers.contains_key(key));
         let waiting: Vec<Key> = self.waiting.iter().cloned().collect();
         for key in waiting {
             self.advance_key(&key, &mut step);
