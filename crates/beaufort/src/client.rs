@@ -291,11 +291,20 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         }
     }
     let view: ValueView = serde_json::from_value(document).context("parsing the receipt JSON")?;
-    let (key, certified) = view.certified().map_err(|e| anyhow!(e))?;
+    let (key, certified) = view
+        .certified()
+        .map_err(|e| anyhow!("refusing the receipt: {e}"))?;
     verify_certified(&network, &key, &certified)?;
+    // Shown from the verified bytes only, never from the receipt's text fields.
+    let shown = match certified.value.as_data() {
+        None => "<deleted>".to_owned(),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => format!("{text:?}"),
+            Err(_) => format!("0x{}", hex::encode(bytes)),
+        },
+    };
     println!(
-        "OK: {key} = {:?} certified in view {} round {} by {} of {} members",
-        view.value.as_deref().unwrap_or("<deleted>"),
+        "OK: {key} = {shown} certified in view {} round {} by {} of {} members",
         certified.view,
         certified.round,
         certified.qc.signers.len(),

@@ -67,24 +67,35 @@ impl ValueView {
         }
     }
 
-    /// Rebuilds the certified value (for offline verification).
+    /// Rebuilds the certified value (for offline verification) from the fields the certificate
+    /// covers: the key, `value_hex` (or `deleted`), the view and the round.
+    ///
+    /// `value` is only a convenience copy of `value_hex` as text, so it is refused unless it is
+    /// exactly what the verified bytes decode to: otherwise a receipt with an edited `value`
+    /// would pass verification while showing a value nobody certified.
     pub fn certified(&self) -> Result<(Key, Certified), String> {
         let key = Key::new(self.key.as_bytes().to_vec()).map_err(|e| e.to_string())?;
         let value = match (&self.value_hex, self.deleted) {
-            (_, true) => Value::Tombstone,
-            (Some(h), false) => Value::data(hex::decode(h).map_err(|e| e.to_string())?)
+            (None, true) => Value::Tombstone,
+            (Some(_), true) => return Err("the receipt is marked deleted but has value_hex".into()),
+            (Some(h), false) => Value::data(hex::decode(h).map_err(|e| format!("value_hex: {e}"))?)
                 .map_err(|e| e.to_string())?,
             (None, false) => return Err("value_hex missing".into()),
         };
-        Ok((
-            key,
-            Certified {
-                view: self.view,
-                round: self.round,
-                value,
-                qc: self.certificate.clone(),
-            },
-        ))
+        let certified = Certified {
+            view: self.view,
+            round: self.round,
+            value,
+            qc: self.certificate.clone(),
+        };
+        let derived = ValueView::new(&key, &certified);
+        if derived.value != self.value {
+            return Err(format!(
+                "the receipt's value {:?} is not what its value_hex holds ({:?})",
+                self.value, derived.value
+            ));
+        }
+        Ok((key, certified))
     }
 }
 
