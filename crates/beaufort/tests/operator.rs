@@ -99,3 +99,27 @@ fn verify_refuses_a_receipt_whose_value_was_edited_and_shows_only_verified_bytes
     hidden["value"] = Json::Null;
     assert!(!verify("hidden.json", &hidden).status.success());
 }
+
+#[test]
+fn init_writes_every_secret_file_readable_only_by_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir.path()).expect("read dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Every file init writes holds a secret: the BLS and libp2p keys, and the member's
+        // configuration with its operator token.
+        if entry.file_type().expect("file type").is_file() {
+            let mode = entry.metadata().expect("metadata").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        4 * 3,
+        "member-N.toml, .bls and .p2p for each of 4 members"
+    );
+}

@@ -190,11 +190,27 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes the configuration as TOML.
+    /// Writes the configuration as TOML, readable only by its owner: it holds the operator
+    /// token. An existing file is replaced (atomically, by renaming a new owner-only file over
+    /// it), so the token is never in a file others can read, not even for a moment.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = toml::to_string_pretty(self)
             .map_err(|e| ConfigError::Invalid(format!("serialising: {e}")))?;
-        std::fs::write(path, text).map_err(|source| ConfigError::Io {
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(".new");
+        let staging = PathBuf::from(staging);
+        match std::fs::remove_file(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: staging,
+                    source,
+                })
+            }
+        }
+        write_secret(&staging, text.as_bytes())?;
+        std::fs::rename(&staging, path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -281,7 +297,8 @@ pub fn write_p2p_key(
     Ok(keypair)
 }
 
-/// Creates a file readable only by its owner.
+/// Creates a file readable only by its owner (mode 0600 from its creation, never widened then
+/// narrowed) and syncs it; refuses to overwrite an existing file.
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     use std::io::Write;
     let io = |source| ConfigError::Io {
