@@ -98,6 +98,13 @@ fn verify_refuses_a_receipt_whose_value_was_edited_and_shows_only_verified_bytes
     let mut hidden = receipt.clone();
     hidden["value"] = Json::Null;
     assert!(!verify("hidden.json", &hidden).status.success());
+
+    // The writer's own status names the key without extra quotes.
+    let status = members[0].status();
+    assert_eq!(
+        status["recent_commits"][0]["key"], "points/alice",
+        "{status}"
+    );
 }
 
 #[test]
@@ -122,4 +129,18 @@ fn init_writes_every_secret_file_readable_only_by_its_owner() {
         4 * 3,
         "member-N.toml, .bls and .p2p for each of 4 members"
     );
+}
+
+#[test]
+fn keys_in_api_answers_have_no_extra_quotes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let member = Member::start(&dir.path().join("member-0.toml"));
+    // Alone, the member cannot commit: the write stays pending and shows in its status.
+    let (status, body) = member.put_wait("q/1", "v", "0s");
+    assert_eq!(status, 202, "{body}");
+    let json: Json = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["key"], "q/1", "{body}");
+    let status = member.status();
+    assert_eq!(status["in_progress"][0]["key"], "q/1", "{status}");
 }

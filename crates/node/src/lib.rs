@@ -64,6 +64,13 @@ pub enum NodeError {
     Lost(Option<Certified>),
 }
 
+/// A key as the API and the web app show it: its bytes as text, without quotes (`Key`'s
+/// `Display` is its debug form, quoted for logs). Keys written through the API are UTF-8;
+/// any other byte shows as U+FFFD.
+pub fn key_text(key: &Key) -> String {
+    String::from_utf8_lossy(key.as_bytes()).into_owned()
+}
+
 /// A committed change, as `listen` delivers it.
 #[derive(Clone, Debug)]
 pub struct Change {

@@ -57,7 +57,7 @@ impl ValueView {
     pub fn new(key: &Key, certified: &Certified) -> ValueView {
         let data = certified.value.as_data();
         ValueView {
-            key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+            key: crate::key_text(key),
             value: data.and_then(|d| std::str::from_utf8(d).ok().map(str::to_owned)),
             value_hex: data.map(hex::encode),
             deleted: data.is_none(),
@@ -318,7 +318,7 @@ pub(crate) async fn wait_for(
         Err(_) => Outcome::Pending(
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "status": "pending", "key": key.to_string() })),
+                Json(json!({ "status": "pending", "key": crate::key_text(&key) })),
             )
                 .into_response(),
         ),
