@@ -9,10 +9,11 @@ mod common;
 
 use common::*;
 use serde_json::Value as Json;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// The API address of a member's configuration.
 fn api_of(config: &Path) -> SocketAddr {
@@ -43,6 +44,81 @@ fn get_json(api: SocketAddr, path: &str) -> Option<(u16, Json)> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let (status, _, body) = raw(api, request.as_bytes())?;
     Some((status, serde_json::from_slice(&body).ok()?))
+}
+
+/// Polls until the member's API answers (`/v1/info`, so that what a test checks next is what
+/// fails, should it fail).
+fn wait_live(api: SocketAddr) {
+    eventually("the API to answer", || {
+        matches!(get_json(api, "/v1/info"), Some((200, _)))
+    });
+}
+
+/// Polls until the process exits; `None` if it has not within `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends the signal `name` (TERM, INT) to the process, as an operator's `kill` would.
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{name}");
+}
+
+/// A member process with its stderr collected by a thread (so a chatty log never blocks it),
+/// killed when dropped.
+struct Logged {
+    child: Child,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Logged {
+    fn start(config: &Path) -> Logged {
+        let mut child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn beaufort node");
+        let mut err = child.stderr.take().expect("stderr");
+        let log = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Logged {
+            child,
+            log: Some(log),
+        }
+    }
+
+    /// Everything the process wrote to stderr; call once it has exited.
+    fn stderr(&mut self) -> String {
+        self.log
+            .take()
+            .map(|log| log.join().expect("log thread"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -143,4 +219,56 @@ fn keys_in_api_answers_have_no_extra_quotes() {
     assert_eq!(json["key"], "q/1", "{body}");
     let status = member.status();
     assert_eq!(status["in_progress"][0]["key"], "q/1", "{status}");
+}
+
+#[test]
+fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let config = dir.path().join("member-0.toml");
+    let api = api_of(&config);
+
+    for name in ["TERM", "INT"] {
+        let mut node = Logged::start(&config);
+        wait_live(api);
+        let helper = Member::attach(&config);
+        // A write that cannot commit (the member is alone) waits 3 s, then answers 202: it is
+        // in flight when the signal comes, and must still get its whole answer.
+        let in_flight = std::thread::spawn({
+            let helper = Member::attach(&config);
+            move || helper.http("PUT", "/v1/kv/drain/1?wait=3s", "x")
+        });
+        eventually("the write to be pending", || {
+            matches!(helper.http("GET", "/v1/status", ""), Some((200, body))
+                if body.contains("\"pending_writes\":1"))
+        });
+        // A watch stream never ends by itself; it must not hold the stop up.
+        let mut watch = TcpStream::connect(api).expect("connect watch");
+        watch
+            .write_all(b"GET /v1/watch HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("send watch");
+        let mut line = String::new();
+        BufReader::new(&watch)
+            .read_line(&mut line)
+            .expect("watch answer");
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+
+        signal(&node.child, name);
+        let signalled = Instant::now();
+        let exit = wait_exit(&mut node.child, Duration::from_secs(10));
+        let took = signalled.elapsed();
+        let answer = in_flight.join().expect("in-flight thread");
+        let exit = exit.unwrap_or_else(|| {
+            let _ = node.child.kill();
+            panic!("still running 10 s after SIG{name}: {}", node.stderr())
+        });
+        let log = node.stderr();
+        assert!(exit.success(), "SIG{name}: {exit:?}\n{log}");
+        assert!(
+            matches!(&answer, Some((202, body)) if body.contains("pending")),
+            "the request in flight at SIG{name} was cut: {answer:?}"
+        );
+        assert!(log.contains("stopping"), "no stopping line: {log}");
+        eprintln!("SIG{name}: exited 0 after {took:?}");
+    }
 }

@@ -124,8 +124,28 @@ fn parse_key(key: String) -> Result<Key, ApiError> {
     Key::new(key.into_bytes()).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-/// The router for a node.
+/// The router for a node, serving until the process ends (see [`serve_until`] for a drain).
 pub fn router(node: NodeHandle) -> Router {
+    // The sender is dropped at once: watch streams then never end on their own.
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    app(node, stopping)
+}
+
+/// Ends the streams that would otherwise outlive a drain (`/v1/watch` never ends by itself): set
+/// to `true` when the server stops accepting.
+#[derive(Clone)]
+struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the server is stopping; never if nobody can stop it.
+    async fn wait(mut self) {
+        if self.0.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn app(node: NodeHandle, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     let operator = Router::new()
         .route(
             "/v1/kv/{*key}",
@@ -180,6 +200,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(operator)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(axum::Extension(Stopping(stopping)))
         .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(cors))
@@ -388,15 +409,20 @@ async fn list(
 
 async fn watch(
     State(node): State<NodeHandle>,
+    axum::Extension(stopping): axum::Extension<Stopping>,
     Query(q): Query<PrefixQuery>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
-    let stream = node.listen(q.prefix).map(|Change { key, certified }| {
-        let view = ValueView::new(&key, &certified);
-        Ok(Event::default()
-            .event("change")
-            .json_data(&view)
-            .unwrap_or_else(|_| Event::default().event("error")))
-    });
+    let stream = node
+        .listen(q.prefix)
+        .map(|Change { key, certified }| {
+            let view = ValueView::new(&key, &certified);
+            Ok(Event::default()
+                .event("change")
+                .json_data(&view)
+                .unwrap_or_else(|_| Event::default().event("error")))
+        })
+        // A watch never ends by itself, so a drain would otherwise wait on it until its limit.
+        .take_until(stopping.wait());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -590,5 +616,24 @@ pub fn openapi_document() -> serde_json::Value {
 
 /// Serves the API on the configured address until the future is dropped.
 pub async fn serve(node: NodeHandle, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(node)).await
+    serve_until(node, listener, std::future::pending()).await
+}
+
+/// Serves the API until `shutdown` resolves, then drains: stops accepting connections, ends
+/// `/v1/watch` streams, lets every request in flight finish (a write may wait up to
+/// [`MAX_WAIT`] for its commit, so a caller that cannot wait that long bounds this future), and
+/// returns once every connection has closed.
+pub async fn serve_until(
+    node: NodeHandle,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, app(node, stopping))
+        .with_graceful_shutdown(signal)
+        .await
 }
