@@ -272,3 +272,42 @@ fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
         eprintln!("SIG{name}: exited 0 after {took:?}");
     }
 }
+
+#[test]
+fn livez_and_readyz_answer_without_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let _first = Member::start(&dir.path().join("member-0.toml"));
+    let api = api_of(&dir.path().join("member-0.toml"));
+    wait_live(api);
+    assert_eq!(
+        get_json(api, "/livez"),
+        Some((200, serde_json::json!({ "live": true })))
+    );
+
+    // Alone: live, not ready, and says why.
+    let (status, body) = get_json(api, "/readyz").expect("readyz");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["reason"], "no_neighbours", "{body}");
+    assert!(body["error"].is_string(), "{body}");
+
+    // With a neighbour it is ready.
+    let _second = Member::start(&dir.path().join("member-1.toml"));
+    eventually(
+        "readyz to answer 200",
+        || matches!(get_json(api, "/readyz"), Some((200, body)) if body["ready"] == true),
+    );
+
+    let (_, openapi) = get_json(api, "/openapi.json").expect("openapi");
+    for path in ["/livez", "/readyz"] {
+        assert!(
+            openapi["paths"][path]["get"].is_object(),
+            "{path} not in the OpenAPI document"
+        );
+        assert!(
+            openapi["paths"][path]["get"].get("security").is_none(),
+            "{path} needs no token"
+        );
+    }
+}

@@ -198,6 +198,8 @@ fn app(node: NodeHandle, stopping: tokio::sync::watch::Receiver<bool>) -> Router
         .merge(web::router())
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .merge(operator)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(axum::Extension(Stopping(stopping)))
@@ -591,6 +593,12 @@ pub fn openapi_document() -> serde_json::Value {
                 "responses": { "200": { "description": "Isolated" }, "401": error, "404": error } } },
             "/metrics": { "get": { "summary": "Prometheus metrics",
                 "responses": { "200": { "description": "OpenMetrics text" } } } },
+            "/livez": { "get": { "summary": "Liveness (no token): 200 while the process serves HTTP",
+                "responses": { "200": { "description": "{\"live\": true}" } } } },
+            "/readyz": { "get": { "summary": "Readiness (no token): 200 when the store is open and the member has at least one neighbour",
+                "responses": { "200": { "description": "{\"ready\": true, \"neighbours\": N}" },
+                    "503": { "description": "Not ready: {\"ready\": false, \"reason\": \"no_neighbours\" | \"stopped\" | \"unresponsive\", \"error\": \"...\"}",
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } } } },
             "/openapi.json": { "get": { "summary": "This document",
                 "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/v1/info": { "get": { "summary": "Which member this node is: {member, members, name, network, network_id}",
@@ -636,4 +644,43 @@ pub async fn serve_until(
     axum::serve(listener, app(node, stopping))
         .with_graceful_shutdown(signal)
         .await
+}
+
+/// How long `/readyz` waits for the runtime's answer before calling the node not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process serves HTTP. No token, no call into the runtime, so a busy node is
+/// not restarted for being busy.
+async fn livez() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+/// Readiness: the runtime answers (so the store is open: the runtime stops when it fails) and
+/// the member has at least one neighbour (without one, no write can commit and reads may be
+/// stale). 503 with a reason code and an `error` text otherwise. No token: load balancers and
+/// orchestrators probe it.
+async fn readyz(State(node): State<NodeHandle>) -> Response {
+    let not_ready = |reason: &str, error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": reason, "error": error })),
+        )
+            .into_response()
+    };
+    match tokio::time::timeout(READY_TIMEOUT, node.status()).await {
+        Ok(Ok(status)) if !status.neighbours.is_empty() => Json(json!({
+            "ready": true,
+            "neighbours": status.neighbours.len(),
+        }))
+        .into_response(),
+        Ok(Ok(_)) => not_ready(
+            "no_neighbours",
+            "not connected to any other member yet".into(),
+        ),
+        Ok(Err(e)) => not_ready("stopped", format!("the node's runtime is not running: {e}")),
+        Err(_) => not_ready(
+            "unresponsive",
+            format!("the node's runtime did not answer within {READY_TIMEOUT:?}"),
+        ),
+    }
 }
