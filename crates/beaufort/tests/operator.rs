@@ -311,3 +311,48 @@ fn livez_and_readyz_answer_without_a_token() {
         );
     }
 }
+
+#[test]
+fn errors_below_the_handlers_carry_the_json_error_body() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let config = dir.path().join("member-0.toml");
+    let _member = Member::start(&config);
+    let api = api_of(&config);
+    wait_live(api);
+
+    let huge_header = format!(
+        "GET /v1/info HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    let huge_url = format!(
+        "GET /v1/kv/{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let mut raw_byte = b"GET /v1/kv/a".to_vec();
+    raw_byte.push(0xFF);
+    raw_byte.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    for (what, request, expected) in [
+        ("a 1 MiB header", huge_header.into_bytes(), 431),
+        ("a 200 KiB URL", huge_url.into_bytes(), 414),
+        ("a raw 0xFF byte in the path", raw_byte, 400),
+    ] {
+        let (status, head, body) =
+            raw(api, &request).unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(status, expected, "{what}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        let json: Json = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{what}: body {:?}: {e}", String::from_utf8_lossy(&body)));
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {json}"
+        );
+    }
+
+    // The API still serves after them.
+    assert!(matches!(get_json(api, "/livez"), Some((200, _))));
+}

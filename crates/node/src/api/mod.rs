@@ -6,6 +6,7 @@
 //! `{"error": "..."}`; request bodies are limited to the largest value, keys to the core's bound.
 
 mod assets;
+mod conn;
 mod loyalty;
 mod web;
 
@@ -641,7 +642,7 @@ pub async fn serve_until(
         shutdown.await;
         let _ = stop.send(true);
     };
-    axum::serve(listener, app(node, stopping))
+    axum::serve(conn::JsonErrorListener(listener), app(node, stopping))
         .with_graceful_shutdown(signal)
         .await
 }
