@@ -239,12 +239,15 @@ pub fn discovery(args: DiscoveryArgs) -> Result<()> {
     })
 }
 
-/// Structured logs on stderr, filtered by `RUST_LOG` (default: info for Beaufort, warn otherwise).
+/// Structured logs on stderr, filtered by `RUST_LOG` (default: info for Beaufort, warn otherwise);
+/// coloured only when stderr is a terminal, so journals and log files get plain text.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,beaufort=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -269,6 +269,10 @@ fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
             "the request in flight at SIG{name} was cut: {answer:?}"
         );
         assert!(log.contains("stopping"), "no stopping line: {log}");
+        assert!(
+            !log.contains('\x1b'),
+            "colour codes in a redirected log: {log:?}"
+        );
         eprintln!("SIG{name}: exited 0 after {took:?}");
     }
 }
@@ -355,4 +359,56 @@ fn errors_below_the_handlers_carry_the_json_error_body() {
 
     // The API still serves after them.
     assert!(matches!(get_json(api, "/livez"), Some((200, _))));
+}
+
+#[test]
+fn the_command_line_reads_well() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The top-level help describes the node as here, not "later".
+    let help = Command::new(BIN).arg("--help").output().expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("later"), "{help}");
+    assert!(help.contains("node"), "{help}");
+
+    // A missing configuration file names its cause once.
+    let missing = dir.path().join("nowhere.toml");
+    let out = Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(&missing)
+        .output()
+        .expect("run node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("nowhere.toml"), "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
+    // `sim run` takes humantime durations like every other command: "1m" parses, and the run is
+    // refused only for the bogus protocol given after it (so that nothing runs for a minute).
+    let out = Command::new(BIN)
+        .args(["sim", "run", "--duration", "1m", "--protocol", "bogus"])
+        .output()
+        .expect("sim run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--protocol"), "{stderr}");
+    assert!(!stderr.contains("--duration"), "{stderr}");
+
+    // `--api` takes a host name.
+    init(dir.path(), 4);
+    let config = dir.path().join("member-0.toml");
+    let _member = Member::start(&config);
+    let api = api_of(&config);
+    wait_live(api);
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            "--api",
+            &format!("localhost:{}", api.port()),
+            "no/such/key",
+        ])
+        .output()
+        .expect("get");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
 }
