@@ -121,10 +121,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
         }
         let _ = stop.send(());
         match tokio::time::timeout(DRAIN_LIMIT, &mut server).await {
-            Ok(served) => {
-                served.context("the API task")?.context("serving the API")?;
-                tracing::info!("stopped");
-            }
+            Ok(served) => served.context("the API task")?.context("serving the API")?,
             Err(_) => {
                 server.abort();
                 tracing::warn!(
@@ -135,11 +132,9 @@ pub fn node(args: NodeArgs) -> Result<()> {
         }
         // The API's handles are gone with the server: the runtime ends its current step (its
         // store write included) and stops.
-        if tokio::time::timeout(RUNTIME_LIMIT, runtime_stopped)
-            .await
-            .is_err()
-        {
-            tracing::warn!(limit = ?RUNTIME_LIMIT, "the runtime did not stop in time");
+        match tokio::time::timeout(RUNTIME_LIMIT, runtime_stopped).await {
+            Ok(()) => tracing::info!("stopped"),
+            Err(_) => tracing::warn!(limit = ?RUNTIME_LIMIT, "the runtime did not stop in time"),
         }
         Ok(())
     });

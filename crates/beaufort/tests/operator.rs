@@ -270,6 +270,10 @@ fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
         );
         assert!(log.contains("stopping"), "no stopping line: {log}");
         assert!(
+            log.lines().any(|l| l.trim_end().ends_with(": stopped")),
+            "no clean stop (drain and runtime) logged: {log}"
+        );
+        assert!(
             !log.contains('\x1b'),
             "colour codes in a redirected log: {log:?}"
         );
