@@ -91,6 +91,13 @@ pub fn node(args: NodeArgs) -> Result<()> {
     let result = runtime.block_on(async move {
         let mut signals = StopSignals::listen()?;
         let bind = config.node.api_bind;
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            network = %config.network.name,
+            network_id = %config.network.id().to_hex(),
+            member = config.node.index,
+            "starting"
+        );
         let node = NodeHandle::start(
             config,
             StartOptions {

@@ -282,6 +282,31 @@ fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
 }
 
 #[test]
+fn info_and_the_startup_log_name_the_version_and_the_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let config = dir.path().join("member-2.toml");
+    let api = api_of(&config);
+    let mut node = Logged::start(&config);
+    wait_live(api);
+    let (_, info) = get_json(api, "/v1/info").expect("info");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info}");
+    assert_eq!(info["member"], 2, "{info}");
+    let network_id = info["network_id"].as_str().expect("network id").to_owned();
+
+    signal(&node.child, "TERM");
+    wait_exit(&mut node.child, Duration::from_secs(10)).expect("stopped");
+    let log = node.stderr();
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        log.lines().any(|l| l.contains("starting")
+            && l.contains(&version)
+            && l.contains(&format!("network_id={network_id}"))),
+        "no startup line with the version and the network id: {log}"
+    );
+}
+
+#[test]
 fn livez_and_readyz_answer_without_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     init(dir.path(), 4);

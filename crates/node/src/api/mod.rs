@@ -429,9 +429,11 @@ async fn watch(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// What `GET /v1/info` shows: which member this node is, for every page's header.
+/// What `GET /v1/info` shows: which member this node is, for every page's header, and which
+/// build and network, so an operator comparing members sees a mismatch at once.
 #[derive(Serialize)]
 struct Info {
+    version: &'static str,
     member: beaufort_core::types::MemberIndex,
     members: usize,
     name: String,
@@ -443,6 +445,7 @@ async fn info(State(node): State<NodeHandle>) -> Json<Info> {
     let member = node.config().node.index;
     let entry = node.config().network.members.get(usize::from(member));
     Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
         member,
         members: node.membership().n(),
         name: entry
@@ -602,7 +605,7 @@ pub fn openapi_document() -> serde_json::Value {
                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } } } },
             "/openapi.json": { "get": { "summary": "This document",
                 "responses": { "200": { "description": "OpenAPI 3.1" } } } },
-            "/v1/info": { "get": { "summary": "Which member this node is: {member, members, name, network, network_id}",
+            "/v1/info": { "get": { "summary": "Which member this node is: {version, member, members, name, network, network_id}",
                 "responses": { "200": { "description": "Info" } } } },
             "/v1/network": { "get": { "summary": "The public network description (what beaufort verify --network checks receipts against)",
                 "responses": { "200": { "description": "network.json" } } } },
