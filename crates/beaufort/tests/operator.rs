@@ -282,7 +282,7 @@ fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
 }
 
 #[test]
-fn info_and_the_startup_log_name_the_version_and_the_network() {
+fn info_metrics_and_the_startup_log_name_the_version_and_the_network() {
     let dir = tempfile::tempdir().expect("tempdir");
     init(dir.path(), 4);
     let config = dir.path().join("member-2.toml");
@@ -293,6 +293,20 @@ fn info_and_the_startup_log_name_the_version_and_the_network() {
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info}");
     assert_eq!(info["member"], 2, "{info}");
     let network_id = info["network_id"].as_str().expect("network id").to_owned();
+    let metrics = raw(
+        api,
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .map(|(_, _, body)| String::from_utf8_lossy(&body).into_owned())
+    .expect("metrics");
+    let build_info = format!(
+        "beaufort_build_info{{version=\"{}\",network_id=\"{network_id}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        metrics.contains(&build_info),
+        "no {build_info} in {metrics}"
+    );
 
     signal(&node.child, "TERM");
     wait_exit(&mut node.child, Duration::from_secs(10)).expect("stopped");

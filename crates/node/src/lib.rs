@@ -229,7 +229,10 @@ impl NodeHandle {
             namespace: format!("beaufort/{}", shared_membership.network_id().to_hex()),
             mdns: config.node.mdns,
         })?;
-        let metrics = Arc::new(Metrics::new(network.stats()));
+        let metrics = Arc::new(Metrics::new(
+            network.stats(),
+            &shared_membership.network_id().to_hex(),
+        ));
         let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
         let runtime = Runtime::new(
