@@ -8,7 +8,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use beaufort_node::api::ValueView;
 use beaufort_node::config::{read_bounded, verify_certified, Config, NetworkSection};
 use clap::Args;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -22,22 +21,25 @@ pub struct Target {
     /// A member's configuration file (gives the API address and the operator token).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The API address (host:port), instead of --config.
+    /// The API address (host:port, e.g. localhost:8000 or 127.0.0.1:8000), instead of --config.
     #[arg(long)]
-    api: Option<SocketAddr>,
+    api: Option<String>,
     /// The operator token, instead of --config.
     #[arg(long)]
     token: Option<String>,
 }
 
 impl Target {
-    fn resolve(&self) -> Result<(SocketAddr, Option<String>)> {
-        match (&self.config, self.api) {
-            (_, Some(api)) => Ok((api, self.token.clone())),
+    /// The API address as `host:port` (a host name is resolved when connecting, trying each of
+    /// its addresses, so `localhost` works whether it resolves to ::1 or 127.0.0.1 first) and
+    /// the token.
+    fn resolve(&self) -> Result<(String, Option<String>)> {
+        match (&self.config, &self.api) {
+            (_, Some(api)) => Ok((api.clone(), self.token.clone())),
             (Some(path), None) => {
                 let config = Config::load(path)?;
                 Ok((
-                    config.node.api_bind,
+                    config.node.api_bind.to_string(),
                     self.token.clone().or(Some(config.node.api_token)),
                 ))
             }
@@ -92,12 +94,12 @@ pub fn run(command: ClientCommand) -> Result<()> {
         match command {
             ClientCommand::Get { target, key } => {
                 let (api, _) = target.resolve()?;
-                print_answer(request(api, "GET", &kv_path(&key), None, b"").await?)
+                print_answer(request(&api, "GET", &kv_path(&key), None, b"").await?)
             }
             ClientCommand::Put { target, key, value } => {
                 let (api, token) = target.resolve()?;
                 let answer = request(
-                    api,
+                    &api,
                     "PUT",
                     &kv_path(&key),
                     token.as_deref(),
@@ -108,11 +110,11 @@ pub fn run(command: ClientCommand) -> Result<()> {
             }
             ClientCommand::Delete { target, key } => {
                 let (api, token) = target.resolve()?;
-                print_answer(request(api, "DELETE", &kv_path(&key), token.as_deref(), b"").await?)
+                print_answer(request(&api, "DELETE", &kv_path(&key), token.as_deref(), b"").await?)
             }
             ClientCommand::Watch { target, prefix } => {
                 let (api, _) = target.resolve()?;
-                watch(api, &prefix).await
+                watch(&api, &prefix).await
             }
         }
     })
@@ -148,7 +150,7 @@ fn print_answer((status, body): (u16, Vec<u8>)) -> Result<()> {
 }
 
 async fn send_head(
-    api: SocketAddr,
+    api: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -195,7 +197,7 @@ async fn read_head(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool)> {
 
 /// One request; returns the status and the whole body.
 pub async fn request(
-    api: SocketAddr,
+    api: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -234,7 +236,7 @@ fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Prints each server-sent `data:` line of the watch stream.
-async fn watch(api: SocketAddr, prefix: &str) -> Result<()> {
+async fn watch(api: &str, prefix: &str) -> Result<()> {
     let path = format!("/v1/watch?prefix={}", encode_component(prefix, false));
     let mut reader = send_head(api, "GET", &path, None, b"").await?;
     let (status, _) = read_head(&mut reader).await?;
@@ -291,11 +293,20 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         }
     }
     let view: ValueView = serde_json::from_value(document).context("parsing the receipt JSON")?;
-    let (key, certified) = view.certified().map_err(|e| anyhow!(e))?;
+    let (key, certified) = view
+        .certified()
+        .map_err(|e| anyhow!("refusing the receipt: {e}"))?;
     verify_certified(&network, &key, &certified)?;
+    // Shown from the verified bytes only, never from the receipt's text fields.
+    let shown = match certified.value.as_data() {
+        None => "<deleted>".to_owned(),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => format!("{text:?}"),
+            Err(_) => format!("0x{}", hex::encode(bytes)),
+        },
+    };
     println!(
-        "OK: {key} = {:?} certified in view {} round {} by {} of {} members",
-        view.value.as_deref().unwrap_or("<deleted>"),
+        "OK: {key} = {shown} certified in view {} round {} by {} of {} members",
         certified.view,
         certified.round,
         certified.qc.signers.len(),

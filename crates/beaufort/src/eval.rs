@@ -116,9 +116,17 @@ pub struct PerfArgs {
     format: Format,
 }
 
-/// Parses "60ms", "1.5s", "500us" or a bare number of milliseconds into microseconds.
+/// Parses a duration into microseconds: humantime like every other command ("1m", "2m 30s",
+/// "60ms"), plus what this command always took: fractions ("1.5s") and a bare number of
+/// milliseconds.
 pub fn parse_duration(text: &str) -> Result<Micros, String> {
     let text = text.trim();
+    if let Ok(duration) = humantime::parse_duration(text) {
+        return Micros::try_from(duration.as_micros())
+            .ok()
+            .filter(|&us| us < 10_000_000_000_000)
+            .ok_or_else(|| format!("duration out of range: {text}"));
+    }
     let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
         Some(at) => text.split_at(at),
         None => (text, "ms"),
@@ -131,7 +139,11 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
         "us" | "µs" => 1.0,
         "ms" => 1e3,
         "s" => 1e6,
-        _ => return Err(format!("unknown unit in {text} (use us, ms or s)")),
+        _ => {
+            return Err(format!(
+                "not a duration: {text} (e.g. 500us, 60ms, 1.5s, 1m or 2m 30s)"
+            ))
+        }
     };
     if !(0.0..1e13).contains(&(value * scale)) {
         return Err(format!("duration out of range: {text}"));
@@ -371,6 +383,18 @@ fn print_text(r: &PerfReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_humantime_as_every_other_command_does() {
+        assert_eq!(parse_duration("1m"), Ok(60_000_000));
+        assert_eq!(parse_duration("2m 30s"), Ok(150_000_000));
+        assert_eq!(parse_duration("60ms"), Ok(60_000));
+        assert_eq!(parse_duration("500us"), Ok(500));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500_000));
+        assert_eq!(parse_duration("250"), Ok(250_000));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 
     #[test]
     fn a_tiny_matrix_writes_csv_and_svg() {

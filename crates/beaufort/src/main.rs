@@ -1,8 +1,7 @@
-//! The `beaufort` command-line tool. For now it drives the deterministic simulator:
-//! `beaufort sim check` runs many seeded adversarial scenarios and checks the invariants,
-//! `beaufort sim replay FILE` runs a scripted schedule (see docs/REPLAY.md),
-//! `beaufort sim model-check` searches the register's schedules exhaustively, and
-//! `beaufort keygen` makes a member key.
+//! The `beaufort` command-line tool: `init` and `keygen` make a consortium's keys and
+//! configurations, `node` runs a member, `get/put/delete/watch` talk to its API, `verify` checks
+//! a receipt offline, `demo` runs a consortium in one process, and `sim` drives the
+//! deterministic simulator (`check`, `replay`, `run`, `paper`, `model-check`).
 
 mod client;
 mod demo;

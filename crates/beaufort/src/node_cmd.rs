@@ -9,6 +9,7 @@ use beaufort_node::config::{
 use beaufort_node::{api, NodeHandle, StartOptions};
 use clap::Args;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Arguments of `beaufort init`.
 #[derive(Args)]
@@ -71,13 +72,32 @@ pub struct NodeArgs {
     latency: Option<std::time::Duration>,
 }
 
-/// Runs a member until interrupted.
+/// Longest the HTTP drain may take after SIGTERM or SIGINT. Requests still running then (a
+/// write waiting up to a minute for its commit) are cut, so that the process always exits well
+/// within the 10 s that service managers commonly allow before SIGKILL.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the protocol runtime is given, after the drain, to finish its current step.
+const RUNTIME_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long the tokio runtime is given, after the drain, to let its tasks finish.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
+
+/// Runs a member until SIGTERM or SIGINT, then drains the API and exits.
 pub fn node(args: NodeArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
     init_tracing();
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
+        let mut signals = StopSignals::listen()?;
         let bind = config.node.api_bind;
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            network = %config.network.name,
+            network_id = %config.network.id().to_hex(),
+            member = config.node.index,
+            "starting"
+        );
         let node = NodeHandle::start(
             config,
             StartOptions {
@@ -88,12 +108,89 @@ pub fn node(args: NodeArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding the API to {bind}"))?;
         tracing::info!(%bind, "API listening");
+        let runtime_stopped = node.stopped();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(api::serve_until(node, listener, async move {
+            let _ = stopped.await;
+        }));
         tokio::select! {
-            served = api::serve(node, listener) => served.context("serving the API")?,
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            served = &mut server => {
+                served.context("the API task")?.context("serving the API")?;
+                return Ok(());
+            }
+            signal = signals.recv() => {
+                tracing::info!(
+                    signal,
+                    limit = ?DRAIN_LIMIT,
+                    "stopping: no new connections, finishing requests in flight"
+                );
+            }
+        }
+        let _ = stop.send(());
+        match tokio::time::timeout(DRAIN_LIMIT, &mut server).await {
+            Ok(served) => served.context("the API task")?.context("serving the API")?,
+            Err(_) => {
+                server.abort();
+                tracing::warn!(
+                    limit = ?DRAIN_LIMIT,
+                    "stopped with requests still in flight after the drain limit"
+                );
+            }
+        }
+        // The API's handles are gone with the server: the runtime ends its current step (its
+        // store write included) and stops.
+        match tokio::time::timeout(RUNTIME_LIMIT, runtime_stopped).await {
+            Ok(()) => tracing::info!("stopped"),
+            Err(_) => tracing::warn!(limit = ?RUNTIME_LIMIT, "the runtime did not stop in time"),
         }
         Ok(())
-    })
+    });
+    runtime.shutdown_timeout(SHUTDOWN_LIMIT);
+    result
+}
+
+/// SIGTERM and SIGINT (Ctrl-C): service managers, container runtimes and `kill` send SIGTERM, a
+/// terminal sends SIGINT, and both mean "stop cleanly". Listening starts when this is made, so
+/// make it before serving anything: a signal that arrives later is never lost to the default
+/// action (which ends the process at once, with no drain and a non-zero status).
+struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Resolves with the name of the first stop signal.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// Arguments of `beaufort discovery`.
@@ -108,7 +205,7 @@ pub struct DiscoveryArgs {
     listen: Vec<String>,
 }
 
-/// Runs a discovery server until interrupted; prints each address members can use (with its
+/// Runs a discovery server until SIGTERM or SIGINT; prints each address members can use (with its
 /// peer id) on stdout, one a line.
 pub fn discovery(args: DiscoveryArgs) -> Result<()> {
     init_tracing();
@@ -123,6 +220,7 @@ pub fn discovery(args: DiscoveryArgs) -> Result<()> {
     let listen = parse_addresses(&args.listen).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     runtime.block_on(async move {
+        let mut signals = StopSignals::listen()?;
         let (ready, mut addresses) = tokio::sync::mpsc::channel(16);
         let server = beaufort_net::run_discovery_server(keypair, listen, ready);
         tokio::pin!(server);
@@ -134,8 +232,8 @@ pub fn discovery(args: DiscoveryArgs) -> Result<()> {
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{address}").and_then(|()| out.flush()).context("stdout")?;
                 }
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("interrupted; stopping");
+                signal = signals.recv() => {
+                    tracing::info!(signal, "stopping");
                     return Ok(());
                 }
             }
@@ -143,12 +241,15 @@ pub fn discovery(args: DiscoveryArgs) -> Result<()> {
     })
 }
 
-/// Structured logs on stderr, filtered by `RUST_LOG` (default: info for Beaufort, warn otherwise).
+/// Structured logs on stderr, filtered by `RUST_LOG` (default: info for Beaufort, warn otherwise);
+/// coloured only when stderr is a terminal, so journals and log files get plain text.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,beaufort=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

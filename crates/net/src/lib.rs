@@ -19,8 +19,11 @@
 //! The peer manager dials a target set of neighbours (at least [`NetConfig::neighbours`], or all
 //! other members if there are fewer), redials lost ones, and when the runtime reports a fault it
 //! disconnects the peer and blocks it for an exponentially growing back-off, replacing it in the
-//! target set. A test-only delay layer ([`NetConfig::latency`]) holds every outgoing message for a
-//! fixed time, to emulate wide-area links on loopback (the kernel here has no netem).
+//! target set. A member that dials us while we hold an older connection to it has restarted (or
+//! lost that connection): the old connections are closed at once rather than left to time out
+//! (`NetTask::close_stale`). A test-only delay layer ([`NetConfig::latency`]) holds every
+//! outgoing message for a fixed time, to emulate wide-area links on loopback (the kernel here has
+//! no netem).
 //!
 //! The network runs as its own tokio task; the node runtime talks to it through a bounded command
 //! channel ([`Network`]) and receives [`NetEvent`]s on a bounded channel.
@@ -32,7 +35,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     identity, mdns, noise, ping, rendezvous, request_response, tcp, yamux, Multiaddr, PeerId,
     StreamProtocol,
@@ -83,6 +86,10 @@ const MAX_SYNC_STREAMS: usize = 8;
 /// How long a request may take, acknowledgement included. A link waits for it before sending the
 /// next batch, so a lost connection stalls the link at most this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection at least this old is stale when the member it leads to dials us anew (see
+/// `NetTask::close_stale`). Younger ones may be the other half of a simultaneous dial, which
+/// completes within a handshake of ours; a misjudged young one would only cost a redial.
+const STALE_AFTER: Duration = Duration::from_secs(2);
 /// Initial buffer for a received frame; it grows as bytes actually arrive, so an announced length
 /// alone does not make us allocate.
 const READ_CHUNK: usize = 64 * 1024;
@@ -254,6 +261,7 @@ impl Network {
             latency: config.latency,
             delayed: VecDeque::new(),
             links: HashMap::new(),
+            connections: HashMap::new(),
             discovery: config.discovery,
             namespace,
             registered: BTreeSet::new(),
@@ -556,6 +564,8 @@ struct NetTask {
     delayed: VecDeque<(Instant, MemberIndex, Vec<u8>)>,
     /// Outgoing links, created when the first message for a member is queued.
     links: HashMap<MemberIndex, Link>,
+    /// Every open connection to each member, and since when it has been established.
+    connections: HashMap<MemberIndex, Vec<(ConnectionId, Instant)>>,
     /// Discovery servers and where they are.
     discovery: Vec<(PeerId, Multiaddr)>,
     namespace: rendezvous::Namespace,
@@ -933,13 +943,76 @@ impl NetTask {
         }
     }
 
+    /// A member dialled us: closes the connections to it that are at least [`STALE_AFTER`] old,
+    /// and says whether there were any.
+    ///
+    /// A member dials only members it holds no connection to (`DisconnectedAndNotDialing`), so
+    /// an older connection we still hold is dead at its end: the member restarted or lost it.
+    /// We may not have noticed: a killed process's QUIC connection is never closed, and lingers
+    /// until its 10 s idle timeout. Meanwhile requests to the member are spread over all its
+    /// connections, and a link's request sent on the dead one holds the link until it fails:
+    /// the restarted member stayed blind for that long.
+    fn close_stale(&mut self, peer: MemberIndex) -> bool {
+        let now = Instant::now();
+        let stale: Vec<ConnectionId> = self
+            .connections
+            .get(&peer)
+            .into_iter()
+            .flatten()
+            .filter(|(_, since)| now.duration_since(*since) >= STALE_AFTER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &stale {
+            self.swarm.close_connection(*id);
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                peer,
+                stale = stale.len(),
+                "member dialled anew: closing its stale connections"
+            );
+        }
+        !stale.is_empty()
+    }
+
+    /// Drops a closed connection from [`NetTask::connections`].
+    fn forget_connection(&mut self, peer_id: PeerId, connection: ConnectionId) {
+        if let Some(peer) = self.index_of.get(&peer_id) {
+            if let Some(open) = self.connections.get_mut(peer) {
+                open.retain(|(id, _)| *id != connection);
+                if open.is_empty() {
+                    self.connections.remove(peer);
+                }
+            }
+        }
+    }
+
     /// Handles one swarm event; false when the runtime has gone away.
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
         match event {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 if let Some(&peer) = self.index_of.get(&peer_id) {
                     if let Some(link) = self.links.get_mut(&peer) {
                         link.down_since = None;
+                    }
+                    let restarted = endpoint.is_listener() && self.close_stale(peer);
+                    self.connections
+                        .entry(peer)
+                        .or_default()
+                        .push((connection_id, Instant::now()));
+                    if restarted && self.connected.contains(&peer) {
+                        // To the runtime, a new incarnation: forget what the old one was sent
+                        // and knew, and synchronise from scratch at once.
+                        self.swarm.behaviour_mut().peers.send_request(&peer_id, ());
+                        if self.events.send(NetEvent::PeerDown(peer)).await.is_err() {
+                            return false;
+                        }
+                        return self.events.send(NetEvent::PeerUp(peer)).await.is_ok();
                     }
                     if self.connected.insert(peer) {
                         self.stats.connected.set(self.connected.len() as i64);
@@ -954,9 +1027,18 @@ impl NetTask {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.forget_connection(peer_id, connection_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
                 ..
             } => {
+                self.forget_connection(peer_id, connection_id);
                 self.registered.remove(&peer_id);
                 if let Some(&peer) = self.index_of.get(&peer_id) {
                     if let Some(link) = self.links.get_mut(&peer) {

@@ -25,12 +25,16 @@ pub const DEFAULT_NEIGHBOURS: usize = 7;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    ///
+    /// The I/O error is part of the message and deliberately not a `source()`: error reports
+    /// that print the chain would otherwise name the cause twice ("x.toml: No such file or
+    /// directory: No such file or directory").
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML of the expected shape.
     #[error("{path}: {error}")]
@@ -190,13 +194,29 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes the configuration as TOML.
+    /// Writes the configuration as TOML, readable only by its owner: it holds the operator
+    /// token. An existing file is replaced (atomically, by renaming a new owner-only file over
+    /// it), so the token is never in a file others can read, not even for a moment.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = toml::to_string_pretty(self)
             .map_err(|e| ConfigError::Invalid(format!("serialising: {e}")))?;
-        std::fs::write(path, text).map_err(|source| ConfigError::Io {
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(".new");
+        let staging = PathBuf::from(staging);
+        match std::fs::remove_file(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(ConfigError::Io {
+                    path: staging,
+                    error,
+                })
+            }
+        }
+        write_secret(&staging, text.as_bytes())?;
+        std::fs::rename(&staging, path).map_err(|error| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
@@ -248,7 +268,7 @@ pub fn parse_addresses(addresses: &[String]) -> Result<Vec<Multiaddr>, String> {
 pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
     let io = |source| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > MAX_CONFIG_BYTES {
@@ -281,12 +301,13 @@ pub fn write_p2p_key(
     Ok(keypair)
 }
 
-/// Creates a file readable only by its owner.
+/// Creates a file readable only by its owner (mode 0600 from its creation, never widened then
+/// narrowed) and syncs it; refuses to overwrite an existing file.
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     use std::io::Write;
     let io = |source| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -334,9 +355,9 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
     if n == 0 || n > beaufort_crypto::membership::MAX_MEMBERS {
         return Err(ConfigError::Invalid(format!("--members {n} out of range")));
     }
-    std::fs::create_dir_all(out).map_err(|source| ConfigError::Io {
+    std::fs::create_dir_all(out).map_err(|error| ConfigError::Io {
         path: out.to_path_buf(),
-        source,
+        error,
     })?;
     let rng = ring::rand::SystemRandom::new();
     let mut members = Vec::with_capacity(n);
@@ -425,9 +446,9 @@ fn port(
     probes: &mut Vec<(std::net::TcpListener, std::net::UdpSocket)>,
 ) -> Result<u16, ConfigError> {
     if base == 0 {
-        let io = |source| ConfigError::Io {
+        let io = |error| ConfigError::Io {
             path: PathBuf::from("127.0.0.1:0"),
-            source,
+            error,
         };
         for _ in 0..64 {
             let tcp = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(io)?;

@@ -63,6 +63,13 @@ pub enum NodeError {
     Lost(Option<Certified>),
 }
 
+/// A key as the API and the web app show it: its bytes as text, without quotes (`Key`'s
+/// `Display` is its debug form, quoted for logs). Keys written through the API are UTF-8;
+/// any other byte shows as U+FFFD.
+pub fn key_text(key: &Key) -> String {
+    String::from_utf8_lossy(key.as_bytes()).into_owned()
+}
+
 /// A committed change, as `listen` delivers it.
 #[derive(Clone, Debug)]
 pub struct Change {
@@ -135,6 +142,8 @@ pub struct NodeHandle {
     network: Network,
     apps: Arc<AppHook>,
     statements: Arc<Signer>,
+    /// Closed when the runtime's thread ends (see [`NodeHandle::stopped`]).
+    runtime_done: tokio::sync::watch::Receiver<()>,
 }
 
 /// A write submitted and not yet committed.
@@ -219,7 +228,10 @@ impl NodeHandle {
             namespace: format!("beaufort/{}", shared_membership.network_id().to_hex()),
             mdns: config.node.mdns,
         })?;
-        let metrics = Arc::new(Metrics::new(network.stats()));
+        let metrics = Arc::new(Metrics::new(
+            network.stats(),
+            &shared_membership.network_id().to_hex(),
+        ));
         let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
         let runtime = Runtime::new(
@@ -235,13 +247,17 @@ impl NodeHandle {
         // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
         // a burst of votes) and would otherwise hold a worker of the caller's runtime, where the
         // network task and every libp2p connection task wait behind them for each hop.
+        let (done, runtime_done) = tokio::sync::watch::channel(());
         let thread_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(NodeError::Thread)?;
         std::thread::Builder::new()
             .name(format!("beaufort-runtime-{me}"))
-            .spawn(move || thread_runtime.block_on(runtime.run(request_rx, events)))
+            .spawn(move || {
+                thread_runtime.block_on(runtime.run(request_rx, events));
+                drop(done);
+            })
             .map_err(NodeError::Thread)?;
         Ok(NodeHandle {
             requests,
@@ -253,7 +269,20 @@ impl NodeHandle {
             network,
             apps,
             statements,
+            runtime_done,
         })
+    }
+
+    /// Resolves once the runtime has stopped. The runtime stops when every handle is dropped (or
+    /// its store fails), and only between steps: the step it is in, with its store write and
+    /// fsync, is finished first. The future holds no handle, so a caller can drop its handles
+    /// and then wait for a clean stop.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut done = self.runtime_done.clone();
+        async move {
+            // Only the sender's drop ends this: the runtime never sends.
+            while done.changed().await.is_ok() {}
+        }
     }
 
     async fn ask<T>(

@@ -1,11 +1,13 @@
-//! Prometheus metrics of a node: commit latency of own writes, decisions, disk commit time,
-//! excluded members, and the network's counters (peers, bytes and messages sent and received).
+//! Prometheus metrics of a node: build information, commit latency of own writes, decisions, disk
+//! commit time, excluded members, and the network's counters (peers, bytes and messages sent and
+//! received).
 
 use beaufort_net::NetStats;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 /// The node's metrics and the registry they are exported from.
@@ -25,9 +27,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers the node's metrics and the network's counters.
-    pub fn new(net: &NetStats) -> Metrics {
+    /// Registers the node's metrics and the network's counters, and `beaufort_build_info` (the
+    /// version and network id as labels, value 1), so dashboards can tell builds and networks
+    /// apart when comparing members.
+    pub fn new(net: &NetStats, network_id: &str) -> Metrics {
         let mut registry = Registry::with_prefix("beaufort");
+        registry.register(
+            "build",
+            "The node's version and network id",
+            Info::new(vec![
+                ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+                ("network_id".to_owned(), network_id.to_owned()),
+            ]),
+        );
         let commit_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let persist_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let decisions = Counter::default();

@@ -294,7 +294,7 @@ impl Runtime {
                         self.recent_commits.pop_back();
                     }
                     self.recent_commits.push_front(RecentCommit {
-                        key: decision.key.to_string(),
+                        key: crate::key_text(&decision.key),
                         latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
                     });
                     let _ = waiter.reply.send(Ok(decision.certified.clone()));
@@ -341,7 +341,7 @@ impl Runtime {
             .take(100)
             .filter_map(|k| {
                 self.replica.state(k).map(|s| crate::KeyProgress {
-                    key: k.to_string(),
+                    key: crate::key_text(k),
                     view: s.view,
                     top_round: s.top_round(),
                     votes: s.vote_count(),

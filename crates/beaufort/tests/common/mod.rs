@@ -47,6 +47,14 @@ impl Member {
         }
     }
 
+    /// The API helpers of a member process started some other way (nothing to kill on drop).
+    pub fn attach(config: &Path) -> Member {
+        Member {
+            config: config.to_path_buf(),
+            child: None,
+        }
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

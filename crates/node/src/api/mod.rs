@@ -6,6 +6,7 @@
 //! `{"error": "..."}`; request bodies are limited to the largest value, keys to the core's bound.
 
 mod assets;
+mod conn;
 mod loyalty;
 mod web;
 
@@ -57,7 +58,7 @@ impl ValueView {
     pub fn new(key: &Key, certified: &Certified) -> ValueView {
         let data = certified.value.as_data();
         ValueView {
-            key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
+            key: crate::key_text(key),
             value: data.and_then(|d| std::str::from_utf8(d).ok().map(str::to_owned)),
             value_hex: data.map(hex::encode),
             deleted: data.is_none(),
@@ -67,24 +68,35 @@ impl ValueView {
         }
     }
 
-    /// Rebuilds the certified value (for offline verification).
+    /// Rebuilds the certified value (for offline verification) from the fields the certificate
+    /// covers: the key, `value_hex` (or `deleted`), the view and the round.
+    ///
+    /// `value` is only a convenience copy of `value_hex` as text, so it is refused unless it is
+    /// exactly what the verified bytes decode to: otherwise a receipt with an edited `value`
+    /// would pass verification while showing a value nobody certified.
     pub fn certified(&self) -> Result<(Key, Certified), String> {
         let key = Key::new(self.key.as_bytes().to_vec()).map_err(|e| e.to_string())?;
         let value = match (&self.value_hex, self.deleted) {
-            (_, true) => Value::Tombstone,
-            (Some(h), false) => Value::data(hex::decode(h).map_err(|e| e.to_string())?)
+            (None, true) => Value::Tombstone,
+            (Some(_), true) => return Err("the receipt is marked deleted but has value_hex".into()),
+            (Some(h), false) => Value::data(hex::decode(h).map_err(|e| format!("value_hex: {e}"))?)
                 .map_err(|e| e.to_string())?,
             (None, false) => return Err("value_hex missing".into()),
         };
-        Ok((
-            key,
-            Certified {
-                view: self.view,
-                round: self.round,
-                value,
-                qc: self.certificate.clone(),
-            },
-        ))
+        let certified = Certified {
+            view: self.view,
+            round: self.round,
+            value,
+            qc: self.certificate.clone(),
+        };
+        let derived = ValueView::new(&key, &certified);
+        if derived.value != self.value {
+            return Err(format!(
+                "the receipt's value {:?} is not what its value_hex holds ({:?})",
+                self.value, derived.value
+            ));
+        }
+        Ok((key, certified))
     }
 }
 
@@ -113,8 +125,28 @@ fn parse_key(key: String) -> Result<Key, ApiError> {
     Key::new(key.into_bytes()).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-/// The router for a node.
+/// The router for a node, serving until the process ends (see [`serve_until`] for a drain).
 pub fn router(node: NodeHandle) -> Router {
+    // The sender is dropped at once: watch streams then never end on their own.
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    app(node, stopping)
+}
+
+/// Ends the streams that would otherwise outlive a drain (`/v1/watch` never ends by itself): set
+/// to `true` when the server stops accepting.
+#[derive(Clone)]
+struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the server is stopping; never if nobody can stop it.
+    async fn wait(mut self) {
+        if self.0.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn app(node: NodeHandle, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     let operator = Router::new()
         .route(
             "/v1/kv/{*key}",
@@ -167,8 +199,11 @@ pub fn router(node: NodeHandle) -> Router {
         .merge(web::router())
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .merge(operator)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .layer(axum::Extension(Stopping(stopping)))
         .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(cors))
@@ -307,7 +342,7 @@ pub(crate) async fn wait_for(
         Err(_) => Outcome::Pending(
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "status": "pending", "key": key.to_string() })),
+                Json(json!({ "status": "pending", "key": crate::key_text(&key) })),
             )
                 .into_response(),
         ),
@@ -377,21 +412,28 @@ async fn list(
 
 async fn watch(
     State(node): State<NodeHandle>,
+    axum::Extension(stopping): axum::Extension<Stopping>,
     Query(q): Query<PrefixQuery>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
-    let stream = node.listen(q.prefix).map(|Change { key, certified }| {
-        let view = ValueView::new(&key, &certified);
-        Ok(Event::default()
-            .event("change")
-            .json_data(&view)
-            .unwrap_or_else(|_| Event::default().event("error")))
-    });
+    let stream = node
+        .listen(q.prefix)
+        .map(|Change { key, certified }| {
+            let view = ValueView::new(&key, &certified);
+            Ok(Event::default()
+                .event("change")
+                .json_data(&view)
+                .unwrap_or_else(|_| Event::default().event("error")))
+        })
+        // A watch never ends by itself, so a drain would otherwise wait on it until its limit.
+        .take_until(stopping.wait());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// What `GET /v1/info` shows: which member this node is, for every page's header.
+/// What `GET /v1/info` shows: which member this node is, for every page's header, and which
+/// build and network, so an operator comparing members sees a mismatch at once.
 #[derive(Serialize)]
 struct Info {
+    version: &'static str,
     member: beaufort_core::types::MemberIndex,
     members: usize,
     name: String,
@@ -403,6 +445,7 @@ async fn info(State(node): State<NodeHandle>) -> Json<Info> {
     let member = node.config().node.index;
     let entry = node.config().network.members.get(usize::from(member));
     Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
         member,
         members: node.membership().n(),
         name: entry
@@ -554,9 +597,15 @@ pub fn openapi_document() -> serde_json::Value {
                 "responses": { "200": { "description": "Isolated" }, "401": error, "404": error } } },
             "/metrics": { "get": { "summary": "Prometheus metrics",
                 "responses": { "200": { "description": "OpenMetrics text" } } } },
+            "/livez": { "get": { "summary": "Liveness (no token): 200 while the process serves HTTP",
+                "responses": { "200": { "description": "{\"live\": true}" } } } },
+            "/readyz": { "get": { "summary": "Readiness (no token): 200 when the store is open and the member has at least one neighbour",
+                "responses": { "200": { "description": "{\"ready\": true, \"neighbours\": N}" },
+                    "503": { "description": "Not ready: {\"ready\": false, \"reason\": \"no_neighbours\" | \"stopped\" | \"unresponsive\", \"error\": \"...\"}",
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } } } },
             "/openapi.json": { "get": { "summary": "This document",
                 "responses": { "200": { "description": "OpenAPI 3.1" } } } },
-            "/v1/info": { "get": { "summary": "Which member this node is: {member, members, name, network, network_id}",
+            "/v1/info": { "get": { "summary": "Which member this node is: {version, member, members, name, network, network_id}",
                 "responses": { "200": { "description": "Info" } } } },
             "/v1/network": { "get": { "summary": "The public network description (what beaufort verify --network checks receipts against)",
                 "responses": { "200": { "description": "network.json" } } } },
@@ -579,5 +628,63 @@ pub fn openapi_document() -> serde_json::Value {
 
 /// Serves the API on the configured address until the future is dropped.
 pub async fn serve(node: NodeHandle, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(node)).await
+    serve_until(node, listener, std::future::pending()).await
+}
+
+/// Serves the API until `shutdown` resolves, then drains: stops accepting connections, ends
+/// `/v1/watch` streams, lets every request in flight finish (a write may wait up to
+/// [`MAX_WAIT`] for its commit, so a caller that cannot wait that long bounds this future), and
+/// returns once every connection has closed.
+pub async fn serve_until(
+    node: NodeHandle,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    axum::serve(conn::JsonErrorListener(listener), app(node, stopping))
+        .with_graceful_shutdown(signal)
+        .await
+}
+
+/// How long `/readyz` waits for the runtime's answer before calling the node not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process serves HTTP. No token, no call into the runtime, so a busy node is
+/// not restarted for being busy.
+async fn livez() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+/// Readiness: the runtime answers (so the store is open: the runtime stops when it fails) and
+/// the member has at least one neighbour (without one, no write can commit and reads may be
+/// stale). 503 with a reason code and an `error` text otherwise. No token: load balancers and
+/// orchestrators probe it.
+async fn readyz(State(node): State<NodeHandle>) -> Response {
+    let not_ready = |reason: &str, error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": reason, "error": error })),
+        )
+            .into_response()
+    };
+    match tokio::time::timeout(READY_TIMEOUT, node.status()).await {
+        Ok(Ok(status)) if !status.neighbours.is_empty() => Json(json!({
+            "ready": true,
+            "neighbours": status.neighbours.len(),
+        }))
+        .into_response(),
+        Ok(Ok(_)) => not_ready(
+            "no_neighbours",
+            "not connected to any other member yet".into(),
+        ),
+        Ok(Err(e)) => not_ready("stopped", format!("the node's runtime is not running: {e}")),
+        Err(_) => not_ready(
+            "unresponsive",
+            format!("the node's runtime did not answer within {READY_TIMEOUT:?}"),
+        ),
+    }
 }
