@@ -180,8 +180,10 @@ fn round_one_needs_a_split_quorum_in_round_zero() {
     assert!(m.register.state.ballot(VoteKind::PreCommit, 1, 0).is_some());
 }
 
+/// A PRE-COMMIT in a later round is justified only with its value's body: here a whole state
+/// votes for z in round 1 and does not carry z, so its sender is at fault.
 #[test]
-fn later_rounds_only_carry_round_zero_values() {
+fn a_later_round_vote_needs_its_values_body() {
     let c = crypto(4);
     let (x, y, z) = (data("x"), data("y"), data("z"));
     let mut m = Member::new(4, 3);
