@@ -8,7 +8,7 @@ use beaufort_core::auth::StandInCrypto;
 use beaufort_core::hook::AcceptAll;
 use beaufort_core::register::{patience, KeyUpdate};
 use beaufort_core::replica::{Replica, Step};
-use beaufort_core::types::{MemberIndex, RETAINED_ROUNDS};
+use beaufort_core::types::{MemberIndex, Value, RETAINED_ROUNDS};
 use beaufort_core::vote::VoteKind;
 use beaufort_core::wire::SyncMessage;
 use common::{crypto, data, key, update, vote};
@@ -39,6 +39,22 @@ fn send(replica: &mut Replica, from: MemberIndex, update: KeyUpdate) -> Step {
             updates: vec![update],
         },
     )
+}
+
+/// Brings `from`'s update with round 0 split at A: C votes `x` (as A did), D votes `y` — q = 3
+/// signers, two values, no quorum.
+fn split_round_zero(
+    c: &StandInCrypto,
+    a: &mut Replica,
+    from: MemberIndex,
+    x: &Value,
+    y: &Value,
+) -> Step {
+    let votes = vec![
+        vote(c, 2, VoteKind::PreCommit, 0, x),
+        vote(c, D, VoteKind::PreCommit, 0, y),
+    ];
+    send(a, from, update(vec![x.clone(), y.clone()], votes, false))
 }
 
 #[test]
@@ -98,18 +114,7 @@ fn a_split_round_is_left_only_after_patience_and_byzantine_votes_alone_cannot_pu
     let _ = a.tick(1_000);
     let (_, _) = a.propose(key(), x.clone()).expect("proposal accepted");
     // Round 0 at A: A and C for x, D for y — q = 3 signers, two values, no quorum.
-    let step = send(
-        &mut a,
-        D,
-        update(
-            vec![x.clone(), y.clone()],
-            vec![
-                vote(&c, 2, VoteKind::PreCommit, 0, &x),
-                vote(&c, D, VoteKind::PreCommit, 0, &y),
-            ],
-            false,
-        ),
-    );
+    let step = split_round_zero(&c, &mut a, D, &x, &y);
     assert_eq!(
         step.stats.votes_cast, 0,
         "A waits before leaving the split round"
@@ -143,11 +148,7 @@ fn f_plus_one_members_in_the_next_round_pull_a_waiting_member_along_at_once() {
     let mut a = member(&c, 0);
     let (x, y) = (data("x"), data("y"));
     let (_, _) = a.propose(key(), x.clone()).expect("proposal accepted");
-    let round0 = vec![
-        vote(&c, 2, VoteKind::PreCommit, 0, &x),
-        vote(&c, D, VoteKind::PreCommit, 0, &y),
-    ];
-    let _ = send(&mut a, 2, update(vec![x.clone(), y.clone()], round0, false));
+    let _ = split_round_zero(&c, &mut a, 2, &x, &y);
     let step = send(
         &mut a,
         2,
@@ -175,18 +176,7 @@ fn rounds_have_no_bound_and_a_state_keeps_only_the_rounds_it_needs() {
     let (x, y) = (data("x"), data("y"));
     let (_, _) = a.propose(key(), x.clone()).expect("proposal accepted");
     let mut now = 0;
-    let _ = send(
-        &mut a,
-        2,
-        update(
-            vec![x.clone(), y.clone()],
-            vec![
-                vote(&c, 2, VoteKind::PreCommit, 0, &x),
-                vote(&c, D, VoteKind::PreCommit, 0, &y),
-            ],
-            false,
-        ),
-    );
+    let _ = split_round_zero(&c, &mut a, 2, &x, &y);
     for round in 1..=200 {
         now += 10_000;
         let step = a.tick(now);
