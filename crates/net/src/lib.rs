@@ -167,6 +167,9 @@ pub struct NetStats {
     pub peers_banned: Counter,
     /// Times the neighbours were re-wired because own writes made no progress.
     pub rewirings: Counter,
+    /// Connections closed because the member they lead to dialled anew (it restarted or lost
+    /// them), so a restarted member is not left talking into a dead connection.
+    pub stale_connections_closed: Counter,
 }
 
 /// Why the network could not start.
@@ -966,6 +969,9 @@ impl NetTask {
             self.swarm.close_connection(*id);
         }
         if !stale.is_empty() {
+            self.stats
+                .stale_connections_closed
+                .inc_by(stale.len() as u64);
             tracing::info!(
                 peer,
                 stale = stale.len(),

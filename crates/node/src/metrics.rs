@@ -110,6 +110,11 @@ impl Metrics {
             "Times the neighbours were re-wired because own writes made no progress",
             net.rewirings.clone(),
         );
+        registry.register(
+            "stale_connections_closed",
+            "Connections closed because the member they lead to dialled anew (it restarted)",
+            net.stale_connections_closed.clone(),
+        );
         Metrics {
             registry,
             commit_latency,

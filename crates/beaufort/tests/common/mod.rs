@@ -127,6 +127,24 @@ impl Member {
         status
     }
 
+    /// The value of a counter or gauge in `GET /metrics` (0 if the member does not report it).
+    pub fn metric(&self, name: &str) -> u64 {
+        let mut text = String::new();
+        eventually("a metrics answer", || {
+            match self.http("GET", "/metrics", "") {
+                Some((200, body)) => {
+                    text = body;
+                    true
+                }
+                _ => false,
+            }
+        });
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse::<f64>().ok())
+            .map_or(0, |value| value as u64)
+    }
+
     /// `PUT /v1/kv/{key}?wait=..`: (status, body), retried while the node does not answer.
     pub fn put_wait(&self, key: &str, value: &str, wait: &str) -> (u16, String) {
         let mut answer = None;
