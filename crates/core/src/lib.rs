@@ -7,6 +7,7 @@
 //! runtime and the simulator drive the same [`replica::Replica`].
 
 pub mod auth;
+pub mod cadence;
 pub mod changelog;
 pub mod hook;
 pub mod merkle;

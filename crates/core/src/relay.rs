@@ -1,169 +1,253 @@
-//! Relay plans: which neighbours a member forwards another member's votes to.
+//! Relay trees: which neighbours a member forwards another member's votes to, learnt from its
+//! neighbours alone.
 //!
 //! Flooding every vote to every neighbour delivers it to each member once per neighbour (about
 //! seven times on the paper's overlay), and almost all of those copies arrive within one link
 //! latency of each other, so no knowledge of what a neighbour holds can suppress them in time.
-//! A relay plan instead forwards the votes *cast by* an origin along a shortest-path tree rooted
-//! at that origin: each member receives each vote once per parent, along a shortest path, so
-//! the first copy arrives as early as flooding would deliver it. Votes a plan holds back are not
-//! lost: the replica offers them again after a grace period (see `Replica::second_chance`)
-//! unless the neighbour has meanwhile shown it has them or no longer needs them, which repairs a
-//! tree cut by a crashed or withholding relay. Whole states are never thinned.
+//! Relay trees instead forward the votes *cast by* an origin along shortest paths from it: each
+//! member takes an origin's votes at once only from its chosen *parents* for that origin, so the
+//! first copy arrives as early as flooding would bring it. Votes held back are not lost: the
+//! replica offers them again after a grace period (see `Replica::second_chance`) unless the
+//! neighbour has meanwhile shown it has them or no longer needs them, which repairs a tree cut
+//! by a crashed or withholding relay. Whole states are never thinned.
 //!
-//! Every member computes the trees from the same overlay snapshot with the same deterministic
-//! tie-break, so a member knows which neighbours count on it as their parent. A plan built from a
-//! stale snapshot costs at most duplicates (two parents) or a grace period (none).
+//! The trees are built by distance vectors, so no member needs a map of the whole overlay: each
+//! member tells each neighbour, in a [`crate::wire::SyncMessage::Routes`] advert, its hop count
+//! to every origin and the origins it wants from that neighbour. A member's hop count to an
+//! origin is one more than its nearest neighbour's; its parents for the origin are up to
+//! `parents` of the neighbours that are one hop closer, those with the lowest tie-break hash of
+//! (origin, member, neighbour), which spreads the relaying over the candidates. A member that
+//! knows no parent for an origin (at start, or after a link broke) wants that origin from every
+//! neighbour: flooding is the fallback, never silence.
+//!
+//! What a neighbour says is believed only about itself: a neighbour that claims to be close to
+//! everyone is chosen as a parent and can then withhold, which costs the grace period, as a
+//! crashed relay does; one that asks for everything gets what flooding would send it.
 
 use crate::types::MemberIndex;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Most neighbours a plan covers; further neighbours (rare: the overlay keeps about seven) get
-/// every vote, as without a plan.
-pub const MAX_PLANNED_NEIGHBOURS: usize = 64;
+/// The hop count that means "no route known".
+pub const UNREACHABLE: u8 = u8::MAX;
 
-/// Hop counts between all members of an overlay, for building every member's plan from one
-/// breadth-first search per origin.
+/// Longest route believed: a longer claimed route counts as none, which ends a count to
+/// infinity after a link breaks.
+const MAX_HOPS: u8 = UNREACHABLE - 1;
+
+/// One neighbour as the trees know it.
+#[derive(Clone, Debug, Default)]
+struct Neighbour {
+    /// Its hop count to every origin, once it advertised them.
+    hops: Option<Vec<u8>>,
+    /// The origins it wants from us at once (a bit per origin), once it said; until then it
+    /// gets everything.
+    wants: Option<Vec<u8>>,
+    /// What we last advertised to it as the origins we want from it.
+    told: Option<Vec<u8>>,
+}
+
+/// One member's relay trees: its routes to every origin, its parents, and what each neighbour
+/// wants from it.
 #[derive(Clone, Debug)]
-pub struct HopDistances {
+pub struct RelayTrees {
+    me: MemberIndex,
     members: usize,
-    /// Row-major `members × members`; `u16::MAX` means unreachable.
-    hops: Vec<u16>,
+    parents: usize,
+    neighbours: BTreeMap<MemberIndex, Neighbour>,
+    /// Our hop count to every origin.
+    hops: Vec<u8>,
+    /// Neighbours owed an advert (ours changed, or they are new).
+    owed: BTreeSet<MemberIndex>,
 }
 
-impl HopDistances {
-    /// Distances over `adjacency` (member index → its neighbours; links must be symmetric).
-    pub fn new(adjacency: &[Vec<MemberIndex>]) -> HopDistances {
-        let members = adjacency.len();
-        let mut hops = vec![u16::MAX; members * members];
-        let mut queue = std::collections::VecDeque::new();
-        for origin in 0..members {
-            let row = &mut hops[origin * members..(origin + 1) * members];
-            row[origin] = 0;
-            queue.clear();
-            queue.push_back(origin);
-            while let Some(a) = queue.pop_front() {
-                let next = row[a].saturating_add(1);
-                for &b in &adjacency[a] {
-                    let b = usize::from(b);
-                    if b < members && row[b] == u16::MAX {
-                        row[b] = next;
-                        queue.push_back(b);
-                    }
-                }
-            }
+/// What a member tells one neighbour (the body of a `Routes` message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advert {
+    /// The sender's hop count to every origin ([`UNREACHABLE`]: none known).
+    pub hops: Vec<u8>,
+    /// The origins whose votes the sender wants from the receiver at once, a bit per origin
+    /// (bit `o % 8` of byte `o / 8`).
+    pub wants: Vec<u8>,
+}
+
+impl RelayTrees {
+    /// The trees of member `me` in a consortium of `members`, with up to `parents` parents per
+    /// origin (at least one).
+    pub fn new(me: MemberIndex, members: usize, parents: usize) -> RelayTrees {
+        let mut trees = RelayTrees {
+            me,
+            members,
+            parents: parents.max(1),
+            neighbours: BTreeMap::new(),
+            hops: Vec::new(),
+            owed: BTreeSet::new(),
+        };
+        trees.recompute();
+        trees
+    }
+
+    /// A neighbour connected: it is owed our advert, and floods to us until it says otherwise.
+    pub fn link_up(&mut self, peer: MemberIndex) {
+        if peer == self.me || usize::from(peer) >= self.members {
+            return;
         }
-        HopDistances { members, hops }
+        self.neighbours.insert(peer, Neighbour::default());
+        self.owed.insert(peer);
+        self.recompute();
     }
 
-    /// Hops from `from` to `to`, or `None` if `to` cannot be reached (or is out of range).
-    pub fn get(&self, from: MemberIndex, to: MemberIndex) -> Option<u16> {
-        let (from, to) = (usize::from(from), usize::from(to));
-        if from >= self.members || to >= self.members {
-            return None;
+    /// A neighbour disconnected: it is no longer a parent of anything.
+    pub fn link_down(&mut self, peer: MemberIndex) {
+        self.neighbours.remove(&peer);
+        self.owed.remove(&peer);
+        self.recompute();
+    }
+
+    /// A neighbour's advert arrived. Lengths are checked when the message is decoded; one of
+    /// another length (a caller that skipped the check) is ignored.
+    pub fn heard(&mut self, from: MemberIndex, advert: Advert) {
+        if advert.hops.len() != self.members || advert.wants.len() != self.members.div_ceil(8) {
+            return;
         }
-        Some(self.hops[from * self.members + to]).filter(|&h| h != u16::MAX)
-    }
-}
-
-/// One member's relay plan: for every origin, the neighbours that count on this member to
-/// forward that origin's votes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RelayPlan {
-    /// The neighbours the plan covers, sorted; bit `i` of a mask stands for `planned[i]`.
-    planned: Vec<MemberIndex>,
-    /// Per origin, the covered neighbours to forward to.
-    masks: Vec<u64>,
-}
-
-impl RelayPlan {
-    /// The plan of `me` on `adjacency`: neighbour `v` gets the votes of origin `o` from us when
-    /// we are one of `v`'s `parents` chosen among its neighbours one hop closer to `o`. Parents
-    /// are chosen by a hash of (origin, child, candidate), the same on every member, which also
-    /// spreads the relaying load over the candidates.
-    pub fn build(
-        me: MemberIndex,
-        adjacency: &[Vec<MemberIndex>],
-        distances: &HopDistances,
-        parents: usize,
-    ) -> RelayPlan {
-        let members = adjacency.len();
-        let mut planned: Vec<MemberIndex> = adjacency
-            .get(usize::from(me))
-            .map(|n| {
-                n.iter()
-                    .copied()
-                    .filter(|&v| usize::from(v) < members)
-                    .collect()
-            })
-            .unwrap_or_default();
-        planned.sort_unstable();
-        planned.dedup();
-        planned.truncate(MAX_PLANNED_NEIGHBOURS);
-        let masks = (0..members)
-            .map(|origin| {
-                let origin = member(origin);
-                if distances.get(origin, me).is_none() {
-                    // Its votes reach us anyway: the snapshot is stale, so flood them.
-                    return u64::MAX;
-                }
-                let mut mask = 0u64;
-                for (bit, &child) in planned.iter().enumerate() {
-                    let chosen = chosen_parents(origin, child, adjacency, distances, parents);
-                    if chosen.contains(&me) {
-                        mask |= 1 << bit;
-                    }
-                }
-                mask
-            })
-            .collect();
-        RelayPlan { planned, masks }
+        let Some(neighbour) = self.neighbours.get_mut(&from) else {
+            return;
+        };
+        let mut hops = advert.hops;
+        for (origin, hop) in hops.iter_mut().enumerate() {
+            // A member is at distance 0 from itself and from nobody else.
+            *hop = if origin == usize::from(from) {
+                0
+            } else {
+                (*hop).max(1)
+            };
+        }
+        neighbour.hops = Some(hops);
+        neighbour.wants = Some(advert.wants);
+        self.recompute();
     }
 
-    /// Whether votes cast by `origin` go to `neighbour` at once. Neighbours and origins the plan
-    /// does not know (a link made after it was built, an origin it found unreachable) get
-    /// everything.
+    /// Whether votes cast by `origin` go to `neighbour` at once: it chose us as a parent for
+    /// that origin, or it has not told us what it wants.
     pub fn relays(&self, origin: MemberIndex, neighbour: MemberIndex) -> bool {
-        let Ok(bit) = self.planned.binary_search(&neighbour) else {
+        let Some(wants) = self
+            .neighbours
+            .get(&neighbour)
+            .and_then(|n| n.wants.as_ref())
+        else {
             return true;
         };
-        self.masks
+        bit(wants, usize::from(origin))
+    }
+
+    /// The adverts owed since the last call (a neighbour is new, or what we tell it changed).
+    pub fn take_owed(&mut self) -> Vec<(MemberIndex, Advert)> {
+        let owed = std::mem::take(&mut self.owed);
+        owed.into_iter()
+            .filter_map(|peer| Some((peer, self.advert_for(peer)?)))
+            .collect()
+    }
+
+    /// What we tell `peer` now (sent again with every anti-entropy exchange, so a lost advert
+    /// costs at most one exchange period).
+    pub fn advert_for(&mut self, peer: MemberIndex) -> Option<Advert> {
+        let wants = self.wants_from(peer);
+        let neighbour = self.neighbours.get_mut(&peer)?;
+        neighbour.told = Some(wants.clone());
+        Some(Advert {
+            hops: self.hops.clone(),
+            wants,
+        })
+    }
+
+    /// Our hop count to `origin` ([`UNREACHABLE`] if none is known).
+    pub fn hops_to(&self, origin: MemberIndex) -> u8 {
+        self.hops
             .get(usize::from(origin))
-            .is_none_or(|mask| mask & (1 << bit) != 0)
+            .copied()
+            .unwrap_or(UNREACHABLE)
+    }
+
+    /// Our parents for `origin`: up to `parents` neighbours one hop closer to it, lowest
+    /// tie-break first. Empty for ourselves and for origins we know no route to.
+    pub fn parents_of(&self, origin: MemberIndex) -> Vec<MemberIndex> {
+        let depth = self.hops_to(origin);
+        if depth == 0 || depth == UNREACHABLE {
+            return Vec::new();
+        }
+        let o = usize::from(origin);
+        let mut candidates: Vec<(u64, MemberIndex)> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| {
+                n.hops
+                    .as_ref()
+                    .is_some_and(|h| h.get(o) == Some(&(depth - 1)))
+            })
+            .map(|(&u, _)| (tie_break(origin, self.me, u), u))
+            .collect();
+        candidates.sort_unstable();
+        candidates
+            .into_iter()
+            .take(self.parents)
+            .map(|(_, u)| u)
+            .collect()
+    }
+
+    /// The origins we want from `peer` at once: those it is our parent for, and those we know
+    /// no parent for (flooding is the fallback).
+    fn wants_from(&self, peer: MemberIndex) -> Vec<u8> {
+        let mut wants = vec![0u8; self.members.div_ceil(8)];
+        for origin in 0..self.members {
+            let o = member(origin);
+            if o == self.me {
+                continue;
+            }
+            let parents = self.parents_of(o);
+            if parents.is_empty() || parents.contains(&peer) {
+                wants[origin / 8] |= 1 << (origin % 8);
+            }
+        }
+        wants
+    }
+
+    /// Recomputes our hop counts from the neighbours' adverts, and owes an advert to every
+    /// neighbour when they changed or what we want from it did.
+    fn recompute(&mut self) {
+        let hops: Vec<u8> = (0..self.members)
+            .map(|origin| {
+                if origin == usize::from(self.me) {
+                    return 0;
+                }
+                self.neighbours
+                    .values()
+                    .filter_map(|n| n.hops.as_ref()?.get(origin).copied())
+                    .min()
+                    .filter(|&h| h < MAX_HOPS)
+                    .map_or(UNREACHABLE, |h| h + 1)
+            })
+            .collect();
+        if hops != self.hops {
+            self.hops = hops;
+            self.owed.extend(self.neighbours.keys().copied());
+            return;
+        }
+        let peers: Vec<MemberIndex> = self.neighbours.keys().copied().collect();
+        for peer in peers {
+            let wants = self.wants_from(peer);
+            if self.neighbours.get(&peer).and_then(|n| n.told.as_ref()) != Some(&wants) {
+                self.owed.insert(peer);
+            }
+        }
     }
 }
 
-/// The parents `child` has in the tree of `origin`: up to `parents` of its neighbours one hop
-/// closer to the origin, those with the lowest tie-break hash.
-fn chosen_parents(
-    origin: MemberIndex,
-    child: MemberIndex,
-    adjacency: &[Vec<MemberIndex>],
-    distances: &HopDistances,
-    parents: usize,
-) -> Vec<MemberIndex> {
-    let Some(depth) = distances.get(origin, child) else {
-        return Vec::new();
-    };
-    if depth == 0 {
-        return Vec::new();
-    }
-    let mut candidates: Vec<(u64, MemberIndex)> = adjacency
-        .get(usize::from(child))
-        .into_iter()
-        .flatten()
-        .filter(|&&u| distances.get(origin, u) == Some(depth - 1))
-        .map(|&u| (tie_break(origin, child, u), u))
-        .collect();
-    candidates.sort_unstable();
-    candidates.dedup();
-    candidates
-        .into_iter()
-        .take(parents)
-        .map(|(_, u)| u)
-        .collect()
+fn bit(bits: &[u8], index: usize) -> bool {
+    bits.get(index / 8)
+        .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
 }
 
 /// A fixed mixing function (SplitMix64's finaliser) over the three indices: cheap, the same on
-/// every platform, and well spread, so each child's parents differ from origin to origin.
+/// every platform, and well spread, so each member's parents differ from origin to origin.
 fn tie_break(origin: MemberIndex, child: MemberIndex, candidate: MemberIndex) -> u64 {
     let mut x = (u64::from(origin) << 32) ^ (u64::from(child) << 16) ^ u64::from(candidate);
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);

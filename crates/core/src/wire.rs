@@ -9,8 +9,8 @@ use beaufort_crypto::hash::Digest;
 use serde::{Deserialize, Serialize};
 
 /// The encoding version this build speaks. Bumped on any incompatible change (2: votes grouped
-/// by kind, round and value; 3: groups may name their value by a short prefix of its hash).
-pub const WIRE_VERSION: u16 = 3;
+/// by kind, round and value; 3: groups may name their value by a short prefix of its hash; 4: relay-tree adverts).
+pub const WIRE_VERSION: u16 = 4;
 
 /// Largest encoded message. A full state of a busy key with 100 members and a few rounds is tens
 /// of kilobytes; values are at most 64 KiB each.
@@ -63,6 +63,15 @@ pub enum SyncMessage {
         session: u32,
         /// One summary per path asked.
         nodes: Vec<(NodePath, NodeSummary)>,
+    },
+    /// Relay trees: the sender's hop counts and the origins it wants from the receiver at once
+    /// ([`crate::relay`]).
+    Routes {
+        /// The sender's hop count to every member (n bytes; 255: no route known).
+        hops: Vec<u8>,
+        /// A bit per member, set for the origins whose votes the sender wants from the receiver
+        /// at once (⌈n / 8⌉ bytes).
+        wants: Vec<u8>,
     },
 }
 
@@ -182,6 +191,11 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                         return Err(WireError::Bounds("too many leaf entries"));
                     }
                 }
+            }
+        }
+        SyncMessage::Routes { hops, wants } => {
+            if hops.len() != members || wants.len() != members.div_ceil(8) {
+                return Err(WireError::Bounds("route advert of the wrong length"));
             }
         }
     }

@@ -1,9 +1,10 @@
-//! Relay plans: every member gets every origin's votes from its chosen parents, along shortest
-//! paths, and nobody else sends them at once.
+//! Relay trees learnt from neighbours' adverts: once the adverts have settled, every member gets
+//! every origin's votes from its chosen parents, along shortest paths, and nobody else sends
+//! them at once; a member without a route is flooded.
 
-use beaufort_core::relay::{HopDistances, RelayPlan};
+use beaufort_core::relay::{Advert, RelayTrees, UNREACHABLE};
 use beaufort_core::types::MemberIndex;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 /// A circulant graph: member i is linked to i ± each offset (mod n).
 fn circulant(n: usize, offsets: &[usize]) -> Vec<Vec<MemberIndex>> {
@@ -19,38 +20,84 @@ fn circulant(n: usize, offsets: &[usize]) -> Vec<Vec<MemberIndex>> {
         .collect()
 }
 
-fn plans(adjacency: &[Vec<MemberIndex>], parents: usize) -> Vec<RelayPlan> {
-    let distances = HopDistances::new(adjacency);
-    (0..adjacency.len())
-        .map(|m| RelayPlan::build(m as MemberIndex, adjacency, &distances, parents))
-        .collect()
+/// Hops from `origin` to every member by breadth-first search (`None`: unreachable).
+fn bfs(adjacency: &[Vec<MemberIndex>], origin: usize) -> Vec<Option<u8>> {
+    let mut hops = vec![None; adjacency.len()];
+    hops[origin] = Some(0);
+    let mut queue = VecDeque::from([origin]);
+    while let Some(a) = queue.pop_front() {
+        for &b in &adjacency[a] {
+            let b = usize::from(b);
+            if hops[b].is_none() {
+                hops[b] = Some(hops[a].unwrap() + 1);
+                queue.push_back(b);
+            }
+        }
+    }
+    hops
+}
+
+/// Every member's trees on `adjacency`, with the adverts exchanged until none is owed.
+fn settled(adjacency: &[Vec<MemberIndex>], parents: usize) -> Vec<RelayTrees> {
+    let n = adjacency.len();
+    let mut trees: Vec<RelayTrees> = (0..n)
+        .map(|m| RelayTrees::new(m as MemberIndex, n, parents))
+        .collect();
+    for (m, neighbours) in adjacency.iter().enumerate() {
+        for &peer in neighbours {
+            trees[m].link_up(peer);
+        }
+    }
+    exchange(&mut trees);
+    trees
+}
+
+/// Delivers owed adverts in rounds until none is owed; returns how many rounds it took.
+fn exchange(trees: &mut [RelayTrees]) -> usize {
+    for round in 0..1_000 {
+        let mut mail: Vec<(usize, MemberIndex, Advert)> = Vec::new();
+        for (m, t) in trees.iter_mut().enumerate() {
+            for (to, advert) in t.take_owed() {
+                mail.push((usize::from(to), m as MemberIndex, advert));
+            }
+        }
+        if mail.is_empty() {
+            return round;
+        }
+        for (to, from, advert) in mail {
+            trees[to].heard(from, advert);
+        }
+    }
+    panic!("adverts never settled");
 }
 
 #[test]
 fn each_member_gets_each_origins_votes_from_its_parents_along_shortest_paths() {
     let adjacency = circulant(30, &[1, 4, 11]);
-    let distances = HopDistances::new(&adjacency);
     for parents in [1, 2] {
-        let plans = plans(&adjacency, parents);
-        for origin in 0..30u16 {
-            for child in 0..30u16 {
-                let senders: Vec<MemberIndex> = adjacency[usize::from(child)]
+        let trees = settled(&adjacency, parents);
+        for origin in 0..30usize {
+            let distances = bfs(&adjacency, origin);
+            for child in 0..30usize {
+                let o = origin as MemberIndex;
+                let senders: Vec<MemberIndex> = adjacency[child]
                     .iter()
                     .copied()
-                    .filter(|&u| plans[usize::from(u)].relays(origin, child))
+                    .filter(|&u| trees[usize::from(u)].relays(o, child as MemberIndex))
                     .collect();
-                let depth = distances.get(origin, child).unwrap();
-                let closer = adjacency[usize::from(child)]
-                    .iter()
-                    .filter(|&&u| distances.get(origin, u) == Some(depth.wrapping_sub(1)))
-                    .count();
+                let depth = distances[child].unwrap();
+                assert_eq!(trees[child].hops_to(o), depth, "{origin} -> {child}");
                 if origin == child {
                     assert!(senders.is_empty(), "nobody sends {origin} its own votes");
                     continue;
                 }
+                let closer = adjacency[child]
+                    .iter()
+                    .filter(|&&u| distances[usize::from(u)] == Some(depth - 1))
+                    .count();
                 assert_eq!(senders.len(), parents.min(closer), "{origin} -> {child}");
                 for u in senders {
-                    assert_eq!(distances.get(origin, u), Some(depth - 1), "{u} is closer");
+                    assert_eq!(distances[usize::from(u)], Some(depth - 1), "{u} is closer");
                 }
             }
         }
@@ -58,61 +105,85 @@ fn each_member_gets_each_origins_votes_from_its_parents_along_shortest_paths() {
 }
 
 #[test]
-fn following_the_plans_reaches_everyone_in_as_few_hops_as_flooding() {
+fn following_the_trees_reaches_everyone_in_as_few_hops_as_flooding() {
     let adjacency = circulant(40, &[1, 5, 13]);
-    let distances = HopDistances::new(&adjacency);
-    let plans = plans(&adjacency, 1);
-    for origin in 0..40u16 {
-        let mut reached = [None; 40];
-        reached[usize::from(origin)] = Some(0u16);
+    let trees = settled(&adjacency, 1);
+    for origin in 0..40usize {
+        let o = origin as MemberIndex;
+        let mut reached = vec![None; 40];
+        reached[origin] = Some(0u8);
         let mut frontier = vec![origin];
         let mut hops = 0;
         while !frontier.is_empty() {
             hops += 1;
             let mut next = Vec::new();
             for &u in &frontier {
-                for &v in &adjacency[usize::from(u)] {
-                    if plans[usize::from(u)].relays(origin, v) && reached[usize::from(v)].is_none()
-                    {
-                        reached[usize::from(v)] = Some(hops);
+                for &v in &adjacency[u] {
+                    let v = usize::from(v);
+                    if trees[u].relays(o, v as MemberIndex) && reached[v].is_none() {
+                        reached[v] = Some(hops);
                         next.push(v);
                     }
                 }
             }
             frontier = next;
         }
-        for m in 0..40u16 {
-            assert_eq!(
-                reached[usize::from(m)],
-                distances.get(origin, m),
-                "{origin} -> {m}"
-            );
-        }
+        assert_eq!(reached, bfs(&adjacency, origin), "from {origin}");
     }
 }
 
 #[test]
-fn links_and_origins_the_plan_does_not_know_get_everything() {
-    let adjacency = circulant(10, &[1, 2]);
-    let plan = plans(&adjacency, 1).remove(0);
-    assert!(
-        plan.relays(3, 5),
-        "5 is not our neighbour in the plan: a newer link"
-    );
-    assert!(plan.relays(200, 1), "an origin outside the plan");
-    assert!(RelayPlan::default().relays(3, 1), "an empty plan floods");
+fn a_neighbour_that_has_not_advertised_gets_everything_and_a_member_without_a_route_is_flooded() {
+    let mut trees = RelayTrees::new(0, 10, 1);
+    trees.link_up(1);
+    trees.link_up(2);
+    assert!(trees.relays(3, 1), "1 has not said what it wants");
+    let owed = trees.take_owed();
+    assert_eq!(owed.len(), 2, "both new neighbours are owed our advert");
+    for (_, advert) in owed {
+        assert_eq!(advert.hops[0], 0);
+        assert!(advert.hops[1..].iter().all(|&h| h == UNREACHABLE));
+        // We know no route to anyone yet: we want everyone's votes from everyone but ourselves.
+        assert_eq!(advert.wants, vec![0b1111_1110, 0b11]);
+    }
 }
 
 #[test]
-fn unreachable_members_have_no_distance() {
-    let adjacency = vec![vec![1], vec![0], vec![3], vec![2]];
-    let distances = HopDistances::new(&adjacency);
-    assert_eq!(distances.get(0, 1), Some(1));
-    assert_eq!(distances.get(0, 2), None);
-    assert_eq!(distances.get(0, 9), None);
-    let plan = RelayPlan::build(0, &adjacency, &distances, 1);
-    assert!(
-        plan.relays(2, 1),
-        "an origin the snapshot cannot reach: the plan is stale, flood"
+fn a_broken_link_reroutes_and_a_lying_neighbour_is_believed_only_about_itself() {
+    // A ring of 6: 0-1-2-3-4-5-0.
+    let ring: Vec<Vec<MemberIndex>> = (0..6)
+        .map(|i| vec![((i + 5) % 6) as MemberIndex, ((i + 1) % 6) as MemberIndex])
+        .collect();
+    let mut trees = settled(&ring, 1);
+    assert_eq!(trees[0].hops_to(2), 2);
+    assert_eq!(trees[0].parents_of(2), vec![1]);
+    // The link 1-2 breaks: 0 now reaches 2 the other way round, in 4 hops.
+    trees[1].link_down(2);
+    trees[2].link_down(1);
+    exchange(&mut trees);
+    assert_eq!(trees[0].hops_to(2), 4);
+    assert_eq!(trees[0].parents_of(2), vec![5]);
+
+    // A neighbour claiming to be at distance 0 from everyone is taken to be one hop from them.
+    let mut lied_to = RelayTrees::new(0, 4, 1);
+    lied_to.link_up(1);
+    lied_to.heard(
+        1,
+        Advert {
+            hops: vec![0, 0, 0, 0],
+            wants: vec![0xff],
+        },
     );
+    assert_eq!(lied_to.hops_to(0), 0, "still at 0 from ourselves");
+    assert_eq!(lied_to.hops_to(1), 1);
+    assert_eq!(lied_to.hops_to(2), 2, "1 cannot be at 0 from 2");
+    // An advert of the wrong length is ignored.
+    lied_to.heard(
+        1,
+        Advert {
+            hops: vec![0; 3],
+            wants: vec![0],
+        },
+    );
+    assert_eq!(lied_to.hops_to(2), 2);
 }

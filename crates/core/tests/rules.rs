@@ -3,11 +3,12 @@
 mod common;
 
 use beaufort_core::auth::{StandInCrypto, Verifier};
+use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::{AcceptAll, HookError};
 use beaufort_core::register::{
     Context, InvalidState, KeyUpdate, MergeOutcome, Register, UpdateCertificate, WireBallot,
 };
-use beaufort_core::relay::{HopDistances, RelayPlan};
+use beaufort_core::relay::RelayTrees;
 use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
 use beaufort_core::types::{Key, MemberIndex, Value, MAX_ROUND};
@@ -1067,8 +1068,22 @@ fn the_push_leaves_out_votes_a_neighbour_with_a_quorum_cannot_use() {
     );
 }
 
-/// A neighbour whose link is busy gets nothing now and, once its link is free, one delta with
-/// everything that changed meanwhile; the other neighbours are pushed to at once.
+/// Runs `a`'s own schedule ([`Replica::tick`] at [`Replica::next_tick`]) for one flush period
+/// from `clock`, so at least one eager push runs, and gathers what it sends.
+fn run_schedule(a: &mut Replica, clock: &mut u64) -> Step {
+    let until = *clock + Cadence::default().flush_every;
+    let mut step = Step::default();
+    while a.next_tick() <= until {
+        *clock = a.next_tick().max(*clock);
+        step.absorb(a.tick(*clock));
+    }
+    *clock = until;
+    step
+}
+
+/// A neighbour whose link the runtime calls busy gets nothing from the scheduled push and, once
+/// its link is ready, one delta with everything that changed meanwhile; the other neighbours are
+/// pushed to at once.
 #[test]
 fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
     let n = 4;
@@ -1085,11 +1100,10 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
         proposed.outgoing().next().is_none(),
         "the push waits for a flush"
     );
-    let busy = a.flush_where(|peer| peer != 1);
-    assert!(
-        busy.outgoing().all(|(to, _)| *to != 1),
-        "peer 1's link is busy"
-    );
+    let mut clock = 0;
+    a.set_link_ready(1, false);
+    let busy = run_schedule(&mut a, &mut clock);
+    assert!(pushed(&busy, Some(1)).is_empty(), "peer 1's link is busy");
     assert_eq!(
         votes_to(&busy, 2).len(),
         1,
@@ -1107,9 +1121,10 @@ fn a_busy_link_is_held_back_and_then_gets_everything_at_once() {
     };
     let step = a.receive(2, late);
     assert!(step.faults.is_empty());
-    let still_busy = a.flush_where(|peer| peer != 1);
-    assert!(still_busy.outgoing().all(|(to, _)| *to != 1));
-    let free = a.flush();
+    let still_busy = run_schedule(&mut a, &mut clock);
+    assert!(pushed(&still_busy, Some(1)).is_empty());
+    a.set_link_ready(1, true);
+    let free = run_schedule(&mut a, &mut clock);
     let members: BTreeSet<MemberIndex> = votes_to(&free, 1).iter().map(|w| w.member).collect();
     assert_eq!(
         members,
@@ -1273,16 +1288,52 @@ fn relay_overlay() -> Vec<Vec<MemberIndex>> {
     ]
 }
 
-/// With a relay plan, a vote goes at once only to the neighbours whose tree for the vote's
+/// Settles relay trees on [`relay_overlay`] (in a consortium of `n`) and hands member 0's
+/// replica its neighbours' adverts, as their `Routes` messages would.
+fn learn_relay_trees(a: &mut Replica, n: usize) {
+    let adjacency = relay_overlay();
+    let mut trees: Vec<RelayTrees> = (0..n)
+        .map(|m| RelayTrees::new(m as MemberIndex, n, 1))
+        .collect();
+    for (m, neighbours) in adjacency.iter().enumerate() {
+        for &peer in neighbours {
+            trees[m].link_up(peer);
+        }
+    }
+    loop {
+        let mut mail = Vec::new();
+        for (m, t) in trees.iter_mut().enumerate() {
+            for (to, advert) in t.take_owed() {
+                mail.push((usize::from(to), m as MemberIndex, advert));
+            }
+        }
+        if mail.is_empty() {
+            break;
+        }
+        for (to, from, advert) in mail {
+            trees[to].heard(from, advert);
+        }
+    }
+    for &peer in &adjacency[0] {
+        let advert = trees[usize::from(peer)].advert_for(0).expect("a neighbour");
+        let step = a.receive(
+            peer,
+            SyncMessage::Routes {
+                hops: advert.hops,
+                wants: advert.wants,
+            },
+        );
+        assert!(step.faults.is_empty());
+    }
+}
+
+/// With relay trees, a vote goes at once only to the neighbours whose tree for the vote's
 /// origin runs through us; the others get it after the grace period (two `second_chance` calls
 /// at most), unless they have shown they hold it meanwhile.
 #[test]
-fn a_relay_plan_holds_a_vote_back_until_its_grace_period_ends() {
+fn relay_trees_hold_a_vote_back_until_its_grace_period_ends() {
     let n = 10; // quorum 7: the five PRE-COMMITs below never make one
     let c = crypto(n);
-    let adjacency = relay_overlay();
-    let plan = RelayPlan::build(0, &adjacency, &HopDistances::new(&adjacency), 1);
-    assert!(plan.relays(4, 1) && !plan.relays(4, 2), "{plan:?}");
     let x = data("x");
     let precommit = |m| vote(&c, m, VoteKind::PreCommit, 0, &x);
     let message = |update| SyncMessage::Updates {
@@ -1299,7 +1350,7 @@ fn a_relay_plan_holds_a_vote_back_until_its_grace_period_ends() {
     };
     for two_already_has_it in [false, true] {
         let mut a = pusher(&c, &[1, 2, 4]);
-        a.set_relay_plan(Some(plan.clone()));
+        learn_relay_trees(&mut a, n);
         // Every neighbour has spoken in this view, so what follows travels as deltas.
         let opening = [(1, 1, vec![x.clone()]), (2, 2, vec![]), (4, 6, vec![])];
         for (peer, voter, values) in opening {
@@ -1413,12 +1464,10 @@ fn anti_entropy_leaves_keys_the_push_is_still_syncing_alone() {
 fn only_an_asked_for_state_goes_whole() {
     let n = 10;
     let c = crypto(n);
-    let adjacency = relay_overlay();
-    let plan = RelayPlan::build(0, &adjacency, &HopDistances::new(&adjacency), 1);
     let x = data("x");
     let precommit = |m| vote(&c, m, VoteKind::PreCommit, 0, &x);
     let mut a = pusher(&c, &[1, 2, 4]);
-    a.set_relay_plan(Some(plan));
+    learn_relay_trees(&mut a, n);
     let step = a.receive(
         4,
         SyncMessage::Updates {

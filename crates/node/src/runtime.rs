@@ -1,6 +1,9 @@
 //! The runtime: one task, on its own OS thread and single-threaded tokio runtime (see
 //! `NodeHandle::start`), owns the [`Replica`] and drives it from API requests, network events
-//! and two timers (the 5 ms eager-push flush and the 1 s anti-entropy round).
+//! and the replica's own schedule: it sleeps until [`Replica::next_tick`] and then ticks it with
+//! the time and each link's readiness. When to push, to run anti-entropy, to give held-back votes
+//! their second chance and to re-wire is the core's decision (`beaufort_core::cadence`), the same
+//! in the simulator.
 //!
 //! Every input's [`Step`] is handled in the order the core's contract demands: the states named in
 //! `persist` (and new evidence) are written in one fsync'd redb transaction, and only then are the
@@ -20,12 +23,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
-/// How often the eager push runs.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
-/// How often each neighbour gets a Merkle anti-entropy round.
-pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(1);
 /// Most own writes waiting for their commit at once; more are refused as busy.
 pub const MAX_PENDING_WRITES: usize = 10_000;
 /// Most inputs batched into one step (one disk commit).
@@ -112,12 +111,9 @@ impl Runtime {
         mut events: mpsc::Receiver<NetEvent>,
     ) {
         let started = tokio::time::Instant::now();
-        let mut flush = tokio::time::interval(FLUSH_EVERY);
-        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut anti_entropy = tokio::time::interval(ANTI_ENTROPY_EVERY);
-        anti_entropy.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let mut step = Step::default();
+            let next_tick = started + Duration::from_millis(self.replica.next_tick());
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(request) => self.on_request(request, &mut step),
@@ -127,18 +123,13 @@ impl Runtime {
                     Some(event) => self.on_event(event, &mut step),
                     None => return,
                 },
-                _ = flush.tick() => {
-                    // The core's clock: a split round is left only after its patience.
-                    let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    step.absorb(self.replica.tick(now));
-                    let network = &self.network;
-                    step.absorb(self.replica.flush_where(|peer| network.link_ready(peer)));
-                }
-                _ = anti_entropy.tick() => {
+                _ = tokio::time::sleep_until(next_tick) => {
                     let peers: Vec<MemberIndex> = self.replica.peers().collect();
                     for peer in peers {
-                        step.absorb(self.replica.start_anti_entropy(peer));
+                        self.replica.set_link_ready(peer, self.network.link_ready(peer));
                     }
+                    let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    step.absorb(self.replica.tick(now));
                 }
             }
             for _ in 0..MAX_BATCH {
@@ -205,10 +196,8 @@ impl Runtime {
 
     fn on_event(&mut self, event: NetEvent, step: &mut Step) {
         match event {
-            NetEvent::PeerUp(peer) => {
-                self.replica.add_peer(peer);
-                step.absorb(self.replica.start_anti_entropy(peer));
-            }
+            // The replica opens anti-entropy with a new neighbour at its next tick.
+            NetEvent::PeerUp(peer) => self.replica.add_peer(peer),
             NetEvent::PeerDown(peer) => self.replica.remove_peer(peer),
             NetEvent::Message { from, bytes } => match decode(&bytes, self.members) {
                 Ok(message) => step.absorb(self.replica.receive(from, message)),

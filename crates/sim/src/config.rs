@@ -3,6 +3,7 @@
 
 use crate::byzantine::Strategy;
 use crate::keys::CryptoKind;
+use beaufort_core::cadence::Cadence;
 use beaufort_core::types::{Key, MemberIndex, Value};
 use std::collections::BTreeMap;
 
@@ -62,24 +63,6 @@ impl Default for NetworkConfig {
     }
 }
 
-/// Per-member timers.
-#[derive(Clone, Debug)]
-pub struct TimerConfig {
-    /// How often a member pushes its batched deltas ([`beaufort_core::replica::Replica::flush`]).
-    pub flush_every: Micros,
-    /// Anti-entropy with every neighbour runs at a random interval in this range.
-    pub anti_entropy_every: (Micros, Micros),
-}
-
-impl Default for TimerConfig {
-    fn default() -> Self {
-        TimerConfig {
-            flush_every: 5 * MS,
-            anti_entropy_every: (500 * MS, SECOND),
-        }
-    }
-}
-
 /// A scheduled fault or adversary action.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultEvent {
@@ -119,8 +102,9 @@ pub struct SimConfig {
     pub crypto: CryptoKind,
     /// Network model.
     pub network: NetworkConfig,
-    /// Timers.
-    pub timers: TimerConfig,
+    /// When members push, run anti-entropy and retry held-back votes, and their relay trees'
+    /// shape: what a deployed member runs unless a study changes it. Its seed is the run's.
+    pub cadence: Cadence,
     /// Proposals, by virtual time.
     pub proposals: Vec<(Micros, ProposalEvent)>,
     /// Faults, by virtual time.
@@ -144,7 +128,10 @@ impl SimConfig {
             byzantine: BTreeMap::new(),
             crypto: CryptoKind::StandIn,
             network: NetworkConfig::default(),
-            timers: TimerConfig::default(),
+            cadence: Cadence {
+                seed,
+                ..Cadence::default()
+            },
             proposals: Vec::new(),
             faults: Vec::new(),
             liveness_bound: 30 * SECOND,

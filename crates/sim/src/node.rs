@@ -6,6 +6,7 @@
 //! keeps only the disk; a restart rebuilds the replica with [`Replica::restore`].
 
 use crate::keys::Keyring;
+use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::ValidationHook;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::RegisterState;
@@ -31,12 +32,19 @@ pub struct Node {
     incarnation: u64,
     keyring: Arc<Keyring>,
     hook: Arc<dyn ValidationHook>,
+    cadence: Cadence,
 }
 
 impl Node {
-    /// A running member with an empty disk.
-    pub fn new(index: MemberIndex, keyring: Arc<Keyring>, hook: Arc<dyn ValidationHook>) -> Node {
-        let replica = Replica::new(keyring.signer(index), keyring.verifier(), hook.clone());
+    /// A running member with an empty disk, on the schedule `cadence`.
+    pub fn new(
+        index: MemberIndex,
+        keyring: Arc<Keyring>,
+        hook: Arc<dyn ValidationHook>,
+        cadence: Cadence,
+    ) -> Node {
+        let replica = Replica::new(keyring.signer(index), keyring.verifier(), hook.clone())
+            .with_cadence(cadence);
         Node {
             index,
             replica: Some(replica),
@@ -44,6 +52,7 @@ impl Node {
             incarnation: 0,
             keyring,
             hook,
+            cadence,
         }
     }
 
@@ -112,13 +121,16 @@ impl Node {
         if self.replica.is_some() {
             return;
         }
-        self.replica = Some(Replica::restore(
-            self.keyring.signer(self.index),
-            self.keyring.verifier(),
-            self.hook.clone(),
-            self.disk.states.clone(),
-            self.disk.evidence.clone(),
-        ));
+        self.replica = Some(
+            Replica::restore(
+                self.keyring.signer(self.index),
+                self.keyring.verifier(),
+                self.hook.clone(),
+                self.disk.states.clone(),
+                self.disk.evidence.clone(),
+            )
+            .with_cadence(self.cadence),
+        );
         self.incarnation += 1;
     }
 }

@@ -60,6 +60,7 @@ use crate::keys::{CryptoKind, ForbiddenPrefixHook, Keyring};
 use crate::network::index;
 use crate::node::Node;
 use crate::SimError;
+use beaufort_core::cadence::Cadence;
 use beaufort_core::register::{KeyUpdate, WireBallot};
 use beaufort_core::replica::{PeerFault, Step};
 use beaufort_core::state::Ballot;
@@ -322,7 +323,7 @@ impl Replay {
         let keyring = Arc::new(Keyring::new(script.crypto, n, script.key_seed)?);
         let hook: Arc<dyn beaufort_core::hook::ValidationHook> = Arc::new(ForbiddenPrefixHook);
         let nodes = (0..n)
-            .map(|i| Node::new(index(i), keyring.clone(), hook.clone()))
+            .map(|i| Node::new(index(i), keyring.clone(), hook.clone(), Cadence::default()))
             .collect();
         Ok(Replay {
             n,

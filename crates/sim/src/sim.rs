@@ -134,12 +134,8 @@ impl Event {
                 fields.extend_from_slice(hash(Domain::Other, &[bytes]).as_bytes());
                 (0, fields)
             }
-            Event::Flush(m, incarnation) => (
+            Event::Wake(m, incarnation) => (
                 1,
-                [&m.to_le_bytes()[..], &incarnation.to_le_bytes()].concat(),
-            ),
-            Event::AntiEntropy(m, incarnation) => (
-                2,
                 [&m.to_le_bytes()[..], &incarnation.to_le_bytes()].concat(),
             ),
             Event::Reconnect(a, b) => (3, members(*a, *b)),
@@ -167,8 +163,8 @@ enum Event {
         epoch: u64,
         bytes: Vec<u8>,
     },
-    Flush(MemberIndex, u64),
-    AntiEntropy(MemberIndex, u64),
+    /// A member's replica is due a tick ([`Replica::next_tick`]), in the given incarnation.
+    Wake(MemberIndex, u64),
     Reconnect(MemberIndex, MemberIndex),
     Propose(usize),
     Fault(usize),
@@ -250,7 +246,7 @@ impl Simulation {
         let hook: Arc<dyn beaufort_core::hook::ValidationHook> = Arc::new(ForbiddenPrefixHook);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let nodes: Vec<Node> = (0..n)
-            .map(|i| Node::new(index(i), keyring.clone(), hook.clone()))
+            .map(|i| Node::new(index(i), keyring.clone(), hook.clone(), cfg.cadence))
             .collect();
         let adversaries: BTreeMap<MemberIndex, Adversary> = cfg
             .byzantine
@@ -291,7 +287,7 @@ impl Simulation {
                     replica.add_peer(b);
                 }
             }
-            sim.start_timers(a);
+            sim.schedule_wake(a);
         }
         for i in 0..sim.cfg.proposals.len() {
             let at = sim.cfg.proposals[i].0;
@@ -451,17 +447,16 @@ impl Simulation {
         }));
     }
 
-    fn start_timers(&mut self, member: MemberIndex) {
-        let incarnation = self.nodes[usize::from(member)].incarnation();
-        let flush = self.rng.gen_range(1..=self.cfg.timers.flush_every.max(1));
-        self.schedule(self.now + flush, Event::Flush(member, incarnation));
-        let ae = self.anti_entropy_interval();
-        self.schedule(self.now + ae, Event::AntiEntropy(member, incarnation));
-    }
-
-    fn anti_entropy_interval(&mut self) -> Micros {
-        let (lo, hi) = self.cfg.timers.anti_entropy_every;
-        self.rng.gen_range(lo.min(hi)..=hi.max(lo)).max(1)
+    /// Schedules the member's next tick when its replica asks for it (the replica's clock is
+    /// the simulated one in milliseconds).
+    fn schedule_wake(&mut self, member: MemberIndex) {
+        let node = &self.nodes[usize::from(member)];
+        let incarnation = node.incarnation();
+        let Some(replica) = node.replica() else {
+            return;
+        };
+        let at = replica.next_tick().saturating_mul(1000).max(self.now + 1);
+        self.schedule(at, Event::Wake(member, incarnation));
     }
 
     fn handle(&mut self, event: Event) {
@@ -472,43 +467,20 @@ impl Simulation {
                 epoch,
                 bytes,
             } => self.deliver(from, to, epoch, bytes),
-            Event::Flush(m, incarnation) => {
+            Event::Wake(m, incarnation) => {
                 if self.nodes[usize::from(m)].incarnation() != incarnation {
                     return;
                 }
                 if let Some(replica) = self.nodes[usize::from(m)].replica_mut() {
-                    let mut step = replica.tick(self.now / 1000);
-                    step.absorb(replica.flush());
+                    let step = replica.tick(self.now / 1000);
                     self.apply(m, step);
                 }
-                let next = self.now + self.cfg.timers.flush_every.max(1);
-                self.schedule(next, Event::Flush(m, incarnation));
-            }
-            Event::AntiEntropy(m, incarnation) => {
-                if self.nodes[usize::from(m)].incarnation() != incarnation {
-                    return;
-                }
-                self.anti_entropy_all(m);
-                let next = self.now + self.anti_entropy_interval();
-                self.schedule(next, Event::AntiEntropy(m, incarnation));
+                self.schedule_wake(m);
             }
             Event::Reconnect(a, b) => self.reconnect(a, b),
             Event::Propose(i) => self.propose(i),
             Event::Fault(i) => self.fault(i),
             Event::Tick => self.schedule(self.now + TICK, Event::Tick),
-        }
-    }
-
-    fn anti_entropy_all(&mut self, m: MemberIndex) {
-        let Some(replica) = self.nodes[usize::from(m)].replica_mut() else {
-            return;
-        };
-        let peers: Vec<MemberIndex> = replica.peers().collect();
-        for peer in peers {
-            if let Some(replica) = self.nodes[usize::from(m)].replica_mut() {
-                let step = replica.start_anti_entropy(peer);
-                self.apply(m, step);
-            }
         }
     }
 
@@ -579,14 +551,15 @@ impl Simulation {
         if let Some(recorder) = &mut self.recorder {
             recorder.push(ReplayStep::Restart(m));
         }
-        self.start_timers(m);
+        self.schedule_wake(m);
         let neighbours: Vec<MemberIndex> = self.overlay.neighbours(m).collect();
         for p in neighbours {
             self.link_up(m, p);
         }
     }
 
-    /// Both ends of a link learn about each other and start anti-entropy over it.
+    /// Both ends of a link learn about each other (each replica starts anti-entropy over it at
+    /// its next tick).
     fn link_up(&mut self, a: MemberIndex, b: MemberIndex) {
         if !self.nodes[usize::from(a)].is_up() || !self.nodes[usize::from(b)].is_up() {
             return;
@@ -594,8 +567,6 @@ impl Simulation {
         for (x, y) in [(a, b), (b, a)] {
             if let Some(replica) = self.nodes[usize::from(x)].replica_mut() {
                 replica.add_peer(y);
-                let step = replica.start_anti_entropy(y);
-                self.apply(x, step);
             }
         }
     }

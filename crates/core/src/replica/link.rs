@@ -2,7 +2,7 @@
 //! sent either way), and the delta that pushes it only what it may lack (docs/PROTOCOL.md §11.1).
 
 use crate::register::{KeyUpdate, Register, UpdateCertificate, WireBallot};
-use crate::relay::RelayPlan;
+use crate::relay::RelayTrees;
 use crate::state::{Ballot, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, RETAINED_ROUNDS};
 use crate::vote::VoteKind;
@@ -20,7 +20,7 @@ pub(super) struct Known {
     pub(super) seen: (usize, usize),
     pub(super) slots: SlotSet,
     pub(super) values: BTreeSet<ValueHash>,
-    /// Votes the relay plan held back from this peer since the last [`crate::replica::Replica::second_chance`].
+    /// Votes the relay trees held back from this peer since the last [`crate::replica::Replica::second_chance`].
     pub(super) held_recently: Vec<SentSlot>,
     /// Votes held back before that call; the next call makes them due.
     pub(super) held_earlier: Vec<SentSlot>,
@@ -171,7 +171,7 @@ pub(super) fn delta(
     known: &mut Known,
     peer: MemberIndex,
     quorum: usize,
-    relay: Option<&RelayPlan>,
+    relay: Option<&RelayTrees>,
     whole: bool,
 ) -> Option<KeyUpdate> {
     let state = &register.state;
@@ -220,7 +220,7 @@ pub(super) fn delta(
             if saturated.has_quorum(state, known, group, peer, quorum) {
                 return;
             }
-            if !due && relay.is_some_and(|plan| !plan.relays(member, peer)) {
+            if !due && relay.is_some_and(|trees| !trees.relays(member, peer)) {
                 known.held_recently.push(id);
                 return;
             }

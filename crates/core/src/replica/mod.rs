@@ -1,21 +1,23 @@
 //! A member's whole replica: all registers, the Merkle index, evidence, and the sync protocol with
 //! each neighbour. The node runtime and the simulator both drive this and nothing else.
 //!
-//! Inputs are method calls ([`Replica::propose`], [`Replica::receive`], [`Replica::tick`],
-//! [`Replica::flush`], [`Replica::start_anti_entropy`], peer up/down); each returns a [`Step`] of
-//! effects. The runtime may send [`Step::early`] at once, must make the keys in [`Step::persist`]
+//! Inputs are method calls ([`Replica::propose`], [`Replica::receive`], [`Replica::tick`], peer
+//! up/down, link readiness); each returns a [`Step`] of effects. The replica also decides *when*
+//! its periodic duties run ([`crate::cadence`]): the runtime only calls [`Replica::tick`] by
+//! [`Replica::next_tick`], so every runtime runs one schedule. The runtime may send [`Step::early`] at once, must make the keys in [`Step::persist`]
 //! durable *before* it sends [`Step::messages`] (then it calls [`Replica::mark_durable`]): that is
 //! what keeps a restarted member from voting twice in one view and round. `link` keeps what each
 //! neighbour holds and builds the deltas; `step` holds the effect types.
 
 use crate::auth::{SignatureCheck, Verifier, VoteSigner};
+use crate::cadence::{Cadence, Timers};
 use crate::hook::ValidationHook;
 use crate::merkle::{MerkleDiff, MerkleIndex};
 use crate::register::{
     AdvanceOutcome, Context, InvalidState, KeyUpdate, MergeOutcome, ProposalRejected, Proposed,
     Register, UpdateCertificate, WireBallot,
 };
-use crate::relay::RelayPlan;
+use crate::relay::{Advert, RelayTrees};
 use crate::stall::StallWatch;
 use crate::state::{Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Value, ValueHash, MAX_ROUND};
@@ -58,6 +60,10 @@ struct Peer {
     /// start at its connection); an anti-entropy exchange leaves alone the keys we changed since
     /// the previous one, which the eager push is still bringing it.
     roots: (u64, u64),
+    /// The first anti-entropy exchange with this peer, due at the next tick, has started.
+    greeted: bool,
+    /// The runtime said the link to this peer is busy: flushes keep its changes for later.
+    busy: bool,
 }
 
 /// What every register of a replica shares: who we are, how to check signatures, the
@@ -108,7 +114,11 @@ pub struct Replica {
     /// (anti-entropy), not on every vote.
     stale_leaves: BTreeSet<Key>,
     /// Which neighbours get which origins' votes at once; `None` floods them to all.
-    relay: Option<RelayPlan>,
+    relay: Option<RelayTrees>,
+    /// How often periodic duties run, and the relay trees' shape.
+    cadence: Cadence,
+    /// When each periodic duty is next due; started by the first tick.
+    timers: Option<Timers>,
     /// Counts local register changes: a logical clock for [`Replica::changed_at`].
     changes: u64,
     /// When (by `changes`) each recently changed key last changed; pruned to what some
@@ -150,9 +160,12 @@ impl Replica {
             dirty: BTreeSet::new(),
             stale_leaves: BTreeSet::new(),
             relay: None,
+            cadence: Cadence::default(),
+            timers: None,
             changes: 0,
             changed_at: BTreeMap::new(),
         }
+        .with_cadence(Cadence::default())
     }
 
     /// Rebuilds a replica after a restart from what it persisted. Neighbours are re-added by the
@@ -174,6 +187,25 @@ impl Replica {
             replica.excluded.insert(proof.member(), proof);
         }
         replica
+    }
+
+    /// The same replica on another schedule (and relay-tree shape). A runtime sets this once,
+    /// before the first tick; the default is what a deployed member runs.
+    pub fn with_cadence(mut self, cadence: Cadence) -> Replica {
+        self.cadence = cadence;
+        self.timers = None;
+        self.relay = (cadence.relay_parents > 0).then(|| {
+            let mut trees = RelayTrees::new(
+                self.me(),
+                self.env.verifier.members(),
+                cadence.relay_parents,
+            );
+            for &peer in self.peers.keys() {
+                trees.link_up(peer);
+            }
+            trees
+        });
+        self
     }
 
     /// This member's index.
@@ -230,24 +262,33 @@ impl Replica {
     pub fn add_peer(&mut self, peer: MemberIndex) {
         if peer != self.me() && usize::from(peer) < self.env.verifier.members() {
             let now = self.changes;
-            self.peers.entry(peer).or_insert_with(|| Peer {
-                roots: (now, now),
-                ..Peer::default()
-            });
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.peers.entry(peer) {
+                entry.insert(Peer {
+                    roots: (now, now),
+                    ..Peer::default()
+                });
+                if let Some(trees) = &mut self.relay {
+                    trees.link_up(peer);
+                }
+            }
         }
     }
 
-    /// Replaces the relay plan (built from the runtime's view of the overlay); `None` floods
-    /// every vote to every neighbour. Takes effect from the next flush.
-    pub fn set_relay_plan(&mut self, plan: Option<RelayPlan>) {
-        self.relay = plan;
+    /// The runtime's word on the link to `peer`: while it is not `ready` (its queue is full),
+    /// flushes keep the peer's changes, so what changes meanwhile leaves as one up-to-date delta
+    /// instead of stale deltas queued behind each other.
+    pub fn set_link_ready(&mut self, peer: MemberIndex, ready: bool) {
+        if let Some(peer) = self.peers.get_mut(&peer) {
+            peer.busy = !ready;
+        }
     }
 
-    /// Ends the grace period of votes the relay plan held back one to two calls ago: the next
+    /// Ends the grace period of votes the relay trees held back one to two calls ago: the next
     /// flush offers them to the neighbours that were not meant to get them from us, unless a
     /// neighbour has meanwhile shown it holds them or a quorum of their group. A runtime calls
     /// this every few link latencies; it repairs relay trees cut by a crash, a partition or a
-    /// withholding member. Without a plan nothing is ever held back and this does nothing.
+    /// withholding member. Without trees nothing is ever held back and this does nothing.
+    /// [`Replica::tick`] calls it every [`Cadence::second_chance_every`].
     pub fn second_chance(&mut self) {
         for peer in self.peers.values_mut() {
             let holding = std::mem::take(&mut peer.holding);
@@ -270,7 +311,11 @@ impl Replica {
 
     /// A neighbour disconnected (or was dropped for a fault).
     pub fn remove_peer(&mut self, peer: MemberIndex) {
-        self.peers.remove(&peer);
+        if self.peers.remove(&peer).is_some() {
+            if let Some(trees) = &mut self.relay {
+                trees.link_down(peer);
+            }
+        }
     }
 
     /// Proposes a value for a key (a write; [`Value::Tombstone`] deletes).
@@ -345,6 +390,11 @@ impl Replica {
                     }
                 }
             }
+            SyncMessage::Routes { hops, wants } => {
+                if let Some(trees) = &mut self.relay {
+                    trees.heard(from, Advert { hops, wants });
+                }
+            }
             SyncMessage::MerkleRoot { root } => {
                 // A new root opens a new session, abandoning any running one.
                 if let Some(peer) = self.peers.get_mut(&from) {
@@ -393,11 +443,15 @@ impl Replica {
     }
 
     /// Tells the replica the time (milliseconds on any monotone clock; a smaller value than
-    /// before is ignored) and takes the steps that were waiting for it: a member leaves a split
-    /// round only after [`crate::register::patience`]. The runtime calls this every few
-    /// milliseconds; a replica that is never ticked never leaves a split round.
+    /// before is ignored) and runs what is due by then: registers waiting out a split round's
+    /// [`crate::register::patience`], the re-wiring decision, and the periodic duties of the
+    /// [`Cadence`]: the eager push to ready links, the relay trees' second chance, and
+    /// anti-entropy with every neighbour (with a new neighbour at once). The runtime calls this
+    /// at [`Replica::next_tick`] (or more often); a replica never ticked never leaves a split
+    /// round and never pushes anything on its own.
     pub fn tick(&mut self, now: u64) -> Step {
         self.env.now = self.env.now.max(now);
+        let now = self.env.now;
         let mut step = Step::default();
         let registers = &self.registers;
         self.waiting.retain(|key| registers.contains_key(key));
@@ -406,22 +460,63 @@ impl Replica {
             self.advance_key(&key, &mut step);
         }
         let oldest = self.proposed_at.values().min().copied();
-        step.rewire = self.stall.should_rewire(self.env.now, oldest);
+        step.rewire = self.stall.should_rewire(now, oldest);
+        let salt = u64::from(self.me());
+        let cadence = self.cadence;
+        let due = self
+            .timers
+            .get_or_insert_with(|| Timers::start(&cadence, now, salt))
+            .due(&cadence, now);
+        let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let new = self.peers.get_mut(&peer).is_some_and(|p| !p.greeted);
+            if new || due.anti_entropy {
+                step.absorb(self.start_anti_entropy(peer));
+            }
+        }
+        if due.second_chance {
+            self.second_chance();
+        }
+        if due.flush {
+            step.absorb(self.flush_ready());
+        }
         self.order(step)
     }
 
-    /// Sends each neighbour what changed since the last flush (the eager push, batched). The
-    /// runtime calls this every few milliseconds.
-    pub fn flush(&mut self) -> Step {
-        self.flush_where(|_| true)
+    /// When (by the runtime's clock) the next tick has something to do: the earliest periodic
+    /// duty, or at once before the first tick.
+    pub fn next_tick(&self) -> u64 {
+        self.timers.as_ref().map_or(self.env.now, Timers::next)
     }
 
-    /// [`Replica::flush`], but only to the neighbours whose link is `ready`; the others keep
-    /// their changes for a later flush. A runtime holds back a busy link this way so that what
-    /// changes meanwhile leaves as one up-to-date delta, leaving out what the neighbour sent us
-    /// in the meantime, instead of queueing stale deltas behind each other.
-    pub fn flush_where(&mut self, ready: impl Fn(MemberIndex) -> bool) -> Step {
+    /// Sends each neighbour what changed since the last flush (the eager push, batched), busy
+    /// links included. [`Replica::tick`] does this on its schedule for the ready links; a test
+    /// or a scripted replay calls it to push at a moment of its choosing.
+    pub fn flush(&mut self) -> Step {
+        let step = self.flush_to(|_| true);
+        self.order(step)
+    }
+
+    /// The eager push to the links the runtime has not called busy.
+    fn flush_ready(&mut self) -> Step {
+        let busy: BTreeSet<MemberIndex> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.busy)
+            .map(|(&id, _)| id)
+            .collect();
+        self.flush_to(|peer| !busy.contains(&peer))
+    }
+
+    /// The eager push to the neighbours that are `ready`; the others keep their changes for a
+    /// later flush. Owed relay-tree adverts go to every neighbour.
+    fn flush_to(&mut self, ready: impl Fn(MemberIndex) -> bool) -> Step {
         let mut step = Step::default();
+        if let Some(trees) = &mut self.relay {
+            for (peer, advert) in trees.take_owed() {
+                step.messages.push((peer, routes(advert)));
+            }
+        }
         let dirty = std::mem::take(&mut self.dirty);
         let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
         let quorum = self.env.verifier.quorum();
@@ -467,14 +562,16 @@ impl Replica {
             }
             self.peers.insert(peer_id, peer);
         }
-        self.order(step)
+        step
     }
 
-    /// Opens a Merkle anti-entropy exchange with a neighbour (the runtime does this periodically
-    /// and after reconnects).
+    /// Opens a Merkle anti-entropy exchange with a neighbour. [`Replica::tick`] does this on its
+    /// schedule and with each new neighbour; a test or a scripted replay calls it at a moment of
+    /// its choosing.
     pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
         let mut step = Step::default();
         if let Some(state) = self.peers.get_mut(&peer) {
+            state.greeted = true;
             let recent = std::mem::take(&mut state.parked.0);
             let stuck: Vec<Key> = std::mem::replace(&mut state.parked.1, recent)
                 .into_iter()
@@ -494,6 +591,10 @@ impl Replica {
             // with each exchange, so a member that missed one stops counting the equivocator.
             for proofs in self.evidence_batches() {
                 step.messages.push((peer, SyncMessage::Evidence { proofs }));
+            }
+            // So is the relay-tree advert: a lost one costs at most one exchange period.
+            if let Some(advert) = self.relay.as_mut().and_then(|t| t.advert_for(peer)) {
+                step.messages.push((peer, routes(advert)));
             }
         }
         self.order(step)
@@ -906,5 +1007,13 @@ impl Replica {
         all.chunks(MAX_PROOFS_PER_MESSAGE)
             .map(|c| c.to_vec())
             .collect()
+    }
+}
+
+/// A relay-tree advert as a message.
+fn routes(advert: Advert) -> SyncMessage {
+    SyncMessage::Routes {
+        hops: advert.hops,
+        wants: advert.wants,
     }
 }

@@ -1,28 +1,28 @@
-//! The real Beaufort core as a simulated member: a [`Replica`] driven through the engine, with
-//! flush and anti-entropy timers, evidence forwarding, re-wiring when its own proposal makes no
-//! progress, and (for the Byzantine scenario) an [`Adversary`] rewriting its outgoing messages.
+//! The real Beaufort core as a simulated member: a [`Replica`] driven through the engine exactly
+//! as the node drives it. The replica's own schedule ([`Replica::next_tick`]) is the only timer;
+//! what to push, when to run anti-entropy, the relay trees and the re-wiring decision are the
+//! core's. For the Byzantine scenario an [`Adversary`] rewrites the member's outgoing messages.
 
 use super::cost::{CostMode, CountingSigner, CountingVerifier, CryptoCounter, OpCounts};
 use super::engine::{Ctx, Member, Tx, TxId};
 use super::PerfConfig;
 use crate::byzantine::{Adversary, Strategy};
-use crate::config::{Micros, SECOND};
+use crate::config::Micros;
 use crate::keys::{CryptoKind, ForbiddenPrefixHook, Keyring};
 use crate::network::index;
 use crate::SimError;
 use beaufort_core::auth::{Verifier, VoteSigner};
-use beaufort_core::relay::{HopDistances, RelayPlan};
+use beaufort_core::cadence::Cadence;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::types::{Key, MemberIndex, Value};
 use beaufort_core::wire::{decode, encode, SyncMessage};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-const FLUSH: u64 = 0;
-const ANTI_ENTROPY: u64 = 1;
-const SECOND_CHANCE: u64 = 2;
+/// The engine timer that wakes the replica for its next tick.
+const WAKE: u64 = 0;
 
 /// Which transaction a decided (key, value) is.
 type TxIndex = BTreeMap<(Vec<u8>, Vec<u8>), TxId>;
@@ -58,8 +58,16 @@ pub fn members(
             let adversary = byzantine
                 .contains(&m)
                 .then(|| Adversary::new(m, Strategy::InvalidSignatures, &keyring));
+            let cadence = Cadence {
+                flush_every: cfg.flush_every.div_ceil(1000).max(1),
+                second_chance_every: cfg.relay_retry.div_ceil(1000).max(1),
+                relay_parents: cfg.relay_parents,
+                seed: cfg.seed,
+                ..Cadence::default()
+            };
             Box::new(BeaufortMember {
-                replica: Replica::new(signer, verifier, Arc::new(ForbiddenPrefixHook)),
+                replica: Replica::new(signer, verifier, Arc::new(ForbiddenPrefixHook))
+                    .with_cadence(cadence),
                 members: cfg.members,
                 counter,
                 adversary,
@@ -68,8 +76,6 @@ pub fn members(
                 seen: BTreeSet::new(),
                 pending: BTreeMap::new(),
                 flush_every: cfg.flush_every,
-                relay_parents: cfg.relay_parents,
-                relay_retry: cfg.relay_retry,
             }) as Box<dyn Member>
         })
         .collect())
@@ -85,11 +91,8 @@ struct BeaufortMember {
     txs: Arc<TxIndex>,
     seen: BTreeSet<Key>,
     pending: BTreeMap<TxId, Micros>,
+    /// The push period: an upload link with more than this much queued counts as busy.
     flush_every: Micros,
-    /// Parents per relay tree (0: flood).
-    relay_parents: usize,
-    /// How often held-back votes get their second chance.
-    relay_retry: Micros,
 }
 
 impl BeaufortMember {
@@ -120,6 +123,12 @@ impl BeaufortMember {
         for (to, message) in step.into_outgoing() {
             self.send(ctx, to, message);
         }
+    }
+
+    /// Sets the engine timer for the replica's next tick.
+    fn wake(&self, ctx: &mut Ctx) {
+        let at = self.replica.next_tick().saturating_mul(1000);
+        ctx.timers.push((at.saturating_sub(ctx.now).max(1), WAKE));
     }
 
     fn send(&mut self, ctx: &mut Ctx, to: MemberIndex, message: SyncMessage) {
@@ -167,59 +176,26 @@ impl Member for BeaufortMember {
         }
     }
 
-    fn timer(&mut self, ctx: &mut Ctx, id: u64) {
-        match id {
-            FLUSH => {
-                // The simulated access link is shared by all neighbours, so a busy link holds
-                // back the whole push (the node asks per neighbour: its links are separate).
-                let mut step = self.replica.tick(ctx.now / 1000);
-                if ctx.upload_backlog <= self.flush_every {
-                    step.absorb(self.replica.flush());
-                }
-                self.apply(ctx, step);
-                ctx.timers.push((self.flush_every, FLUSH));
-            }
-            SECOND_CHANCE => {
-                self.replica.second_chance();
-                ctx.timers.push((self.relay_retry, SECOND_CHANCE));
-            }
-            _ => {
-                let peers: Vec<MemberIndex> = self.replica.peers().collect();
-                for peer in peers {
-                    let step = self.replica.start_anti_entropy(peer);
-                    self.apply(ctx, step);
-                }
-                let next = self.rng.gen_range(SECOND / 2..=SECOND);
-                ctx.timers.push((next, ANTI_ENTROPY));
-            }
+    fn timer(&mut self, ctx: &mut Ctx, _: u64) {
+        // The simulated access link is shared by all neighbours, so a busy link holds back the
+        // whole push (the node asks per neighbour: its links are separate).
+        let ready = ctx.upload_backlog <= self.flush_every;
+        let peers: Vec<MemberIndex> = self.replica.peers().collect();
+        for peer in peers {
+            self.replica.set_link_ready(peer, ready);
         }
+        let step = self.replica.tick(ctx.now / 1000);
+        self.apply(ctx, step);
+        self.wake(ctx);
     }
 
     fn start(&mut self, ctx: &mut Ctx) {
-        let phase = self.rng.gen_range(1..=self.flush_every.max(1));
-        ctx.timers.push((phase, FLUSH));
-        let ae = self.rng.gen_range(SECOND / 2..=SECOND);
-        ctx.timers.push((ae, ANTI_ENTROPY));
-        if self.relay_parents > 0 {
-            let phase = self.rng.gen_range(1..=self.relay_retry.max(1));
-            ctx.timers.push((phase, SECOND_CHANCE));
-        }
+        self.wake(ctx);
     }
 
-    fn overlay_changed(&mut self, adjacency: &[Vec<MemberIndex>], distances: &HopDistances) {
-        if self.relay_parents > 0 {
-            let me = self.replica.me();
-            let plan = RelayPlan::build(me, adjacency, distances, self.relay_parents);
-            self.replica.set_relay_plan(Some(plan));
-        }
-    }
-
-    fn link_up(&mut self, ctx: &mut Ctx, peer: MemberIndex) {
+    fn link_up(&mut self, _: &mut Ctx, peer: MemberIndex) {
+        // The replica opens anti-entropy with the new neighbour at its next tick.
         self.replica.add_peer(peer);
-        if ctx.now > 0 {
-            let step = self.replica.start_anti_entropy(peer);
-            self.apply(ctx, step);
-        }
     }
 
     fn link_down(&mut self, peer: MemberIndex) {

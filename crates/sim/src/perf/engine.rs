@@ -22,7 +22,6 @@ use super::{PerfConfig, Scenario};
 use crate::byzantine::Strategy;
 use crate::config::Micros;
 use crate::network::{index, Overlay};
-use beaufort_core::relay::HopDistances;
 use beaufort_core::types::MemberIndex;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -152,12 +151,6 @@ pub trait Member {
     fn switch_strategy(&mut self, strategy: Strategy);
     /// Signature-scheme operations performed since the last call (modelled mode).
     fn drain_crypto(&mut self) -> OpCounts;
-    /// The overlay changed (start, crash, re-wiring, partition): `adjacency` lists every
-    /// member's reachable neighbours and `distances` the hop counts over it, computed once for
-    /// all members. Protocols that route over the overlay rebuild their routes here.
-    fn overlay_changed(&mut self, adjacency: &[Vec<MemberIndex>], distances: &HopDistances) {
-        let _ = (adjacency, distances);
-    }
 }
 
 /// Per-member traffic and CPU totals.
@@ -249,7 +242,6 @@ pub struct Engine<'a> {
     side: Vec<bool>,
     partitioned: bool,
     /// The overlay changed during this event; members get the new one before the next.
-    replan_pending: bool,
     /// Pairs whose link a member closed for misbehaviour (lower index first).
     banned: BTreeSet<(MemberIndex, MemberIndex)>,
     epochs: Vec<u64>,
@@ -308,7 +300,6 @@ impl<'a> Engine<'a> {
             overlay,
             side,
             partitioned: false,
-            replan_pending: false,
             banned: BTreeSet::new(),
             epochs: vec![0; n * n],
             busy_until: vec![0; n],
@@ -361,7 +352,6 @@ impl<'a> Engine<'a> {
             }
             self.finish(index(a), ctx, 0, Path::default());
         }
-        self.replan();
         for i in 0..self.txs.len() {
             let at = self.txs[i].at;
             self.schedule(at, Event::Submit(i));
@@ -397,9 +387,6 @@ impl<'a> Engine<'a> {
                 continue;
             }
             self.handle(next.at, next.event);
-            if self.replan_pending {
-                self.replan();
-            }
         }
         self.result.end = self.now;
         for m in 0..n {
@@ -416,33 +403,6 @@ impl<'a> Engine<'a> {
         }
         self.result.wall_seconds = started.elapsed().as_secs_f64();
         self.result
-    }
-
-    /// Hands every running member the overlay as it now is (links between running members that
-    /// can reach each other), once per event however many links that event changed.
-    fn replan(&mut self) {
-        self.replan_pending = false;
-        if self.topology != Topology::Overlay {
-            return;
-        }
-        let n = self.members.len();
-        let adjacency: Vec<Vec<MemberIndex>> = (0..n)
-            .map(|a| {
-                if !self.up[a] {
-                    return Vec::new();
-                }
-                self.overlay
-                    .neighbours(index(a))
-                    .filter(|&b| self.up[usize::from(b)] && self.reachable(index(a), b))
-                    .collect()
-            })
-            .collect();
-        let distances = HopDistances::new(&adjacency);
-        for (a, member) in self.members.iter_mut().enumerate() {
-            if self.up[a] {
-                member.overlay_changed(&adjacency, &distances);
-            }
-        }
     }
 
     fn all_committed(&self) -> bool {
@@ -706,7 +666,6 @@ impl<'a> Engine<'a> {
         if !std::mem::replace(&mut self.up[usize::from(m)], false) {
             return;
         }
-        self.replan_pending = true;
         let peers: Vec<MemberIndex> = self.overlay.neighbours(m).collect();
         for p in peers {
             self.link_down(m, p);
@@ -740,7 +699,6 @@ impl<'a> Engine<'a> {
                 self.link_up(a, b);
             }
         }
-        self.replan_pending = true;
     }
 
     /// `m` caught `peer` misbehaving: their link closes and never comes back, and `m` gets a
@@ -751,7 +709,6 @@ impl<'a> Engine<'a> {
         }
         if self.overlay.disconnect(m, peer) {
             self.link_down(m, peer);
-            self.replan_pending = true;
             self.rewire(m);
         }
     }
@@ -771,7 +728,6 @@ impl<'a> Engine<'a> {
             self.overlay.connect(m, c);
             self.break_link(m, c);
             self.link_up(m, c);
-            self.replan_pending = true;
         }
     }
 }
