@@ -1,15 +1,21 @@
 //! `beaufort demo`: N members in one process over real libp2p on loopback, with real redb stores
 //! in a temporary directory and each member's HTTP API and web app. It runs a workload (shops
 //! updating customers' balances, or lending tools under the eShare contract), prints commit
-//! latencies, and with `--serve` keeps the consortium up for people to use the web app.
+//! latencies, and with `--serve` keeps the consortium up for people to use the web app. With
+//! `--format json` it prints the fields `beaufort sim run --format json` prints for the same
+//! workload (latency percentiles at the submitter, bandwidth per member from the bytes its links
+//! carried), so the deployed program and the simulated one can be compared run for run.
 
+use crate::eval::Format;
 use crate::workload::{install_script, Workload, WorkloadKind};
 use anyhow::{bail, Context, Result};
 use beaufort_core::types::{Key, Value};
 use beaufort_node::config::{init_local, InitOptions};
 use beaufort_node::{api, NodeHandle, StartOptions};
+use beaufort_sim::perf::report::{MeanMax, Percentiles};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -40,6 +46,41 @@ pub struct DemoArgs {
     /// After the workload, keep serving the web app and API until Ctrl-C.
     #[arg(long)]
     serve: bool,
+    /// Output format: text for people, or one JSON object with the fields of
+    /// `beaufort sim run --format json`.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// What a demo run measured, named as `beaufort sim run --format json` names it.
+#[derive(Serialize)]
+struct DemoReport {
+    /// Always "beaufort-node": the deployed program, over real libp2p and redb.
+    protocol: &'static str,
+    nodes: usize,
+    /// Transactions per second submitted at each member.
+    rate: f64,
+    /// Link delay added to every message (ms).
+    latency_added_ms: f64,
+    /// The workload window (s): submissions and the bandwidth count.
+    duration_s: f64,
+    /// Wall time until the last write of the window had its answer (s).
+    wall_s: f64,
+    /// Writes submitted in the window.
+    submitted: u64,
+    /// Writes committed (certified at the submitter).
+    decided: u64,
+    /// Writes that failed (lost a race, or an error).
+    failed: u64,
+    /// Submission to commit at the submitting member.
+    latency_ms: Percentiles,
+    /// Sync bytes sent plus received per member over the window, as framed on the wire
+    /// (noise, yamux and TCP overhead not counted), in Mbit/s.
+    bandwidth_mbit_per_node: MeanMax,
+    /// Sync bytes sent per member over the window, in Mbit/s.
+    upload_mbit_per_node: MeanMax,
+    /// Redemptions of one voucher tried at two members at once that committed (must be 1).
+    voucher_redemptions_committed: usize,
 }
 
 /// Most writes one member may have waiting for their commit; beyond it the demo skips a tick
@@ -74,12 +115,20 @@ async fn run(args: DemoArgs) -> Result<()> {
             neighbours: beaufort_node::config::DEFAULT_NEIGHBOURS,
         },
     )?;
-    println!(
+    let text = args.format == Format::Text;
+    let say = |line: String| {
+        if text {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
         "demo: {} members over libp2p (TCP+noise+yamux) on loopback, stores in {}, link delay {:?}",
         args.nodes,
         dir.path().display(),
         args.latency
-    );
+    ));
     let mut nodes = Vec::new();
     let mut tokens = Vec::new();
     for path in &consortium.config_files {
@@ -95,20 +144,23 @@ async fn run(args: DemoArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
-        println!(
+        say(format!(
             "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare",
             nodes.len()
-        );
+        ));
         tokio::spawn(api::serve(node.clone(), listener));
         nodes.push(node);
     }
     wait_connected(&nodes).await?;
     if args.workload == WorkloadKind::EshareScript {
         install_script(&nodes).await?;
-        println!("installed the eShare script through endorsements at every member");
+        say("installed the eShare script through endorsements at every member".into());
     }
 
     let bar = ProgressBar::new(args.duration.as_secs().max(1));
+    if !text {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {msg}")
             .context("progress bar template")?
@@ -116,6 +168,8 @@ async fn run(args: DemoArgs) -> Result<()> {
     );
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let submitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bytes_before: Vec<(u64, u64)> = nodes.iter().map(NodeHandle::link_bytes).collect();
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut submitters = Vec::new();
@@ -123,6 +177,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         let node = node.clone();
         let latencies = latencies.clone();
         let failures = failures.clone();
+        let submitted = submitted.clone();
         let workload = Arc::new(std::sync::Mutex::new(Workload::new(
             args.workload,
             m,
@@ -158,6 +213,7 @@ async fn run(args: DemoArgs) -> Result<()> {
                         continue;
                     }
                 };
+                submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (node, latencies, failures, workload) = (
                     node.clone(),
                     latencies.clone(),
@@ -190,11 +246,24 @@ async fn run(args: DemoArgs) -> Result<()> {
         bar.set_position(started.elapsed().as_secs().min(args.duration.as_secs()));
         bar.set_message(format!("{done} commits"));
     }
+    // Bandwidth over the workload window, as the simulator counts it.
+    let window = started.elapsed().as_secs_f64();
+    let bytes_after: Vec<(u64, u64)> = nodes.iter().map(NodeHandle::link_bytes).collect();
     for submitter in submitters {
         let _ = submitter.await;
     }
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
+    let mbit = |bytes: u64| bytes as f64 * 8.0 / window / 1e6;
+    let (total, upload): (Vec<f64>, Vec<f64>) = bytes_after
+        .iter()
+        .zip(&bytes_before)
+        .map(|(&(sent, received), &(sent_before, received_before))| {
+            let sent = sent.saturating_sub(sent_before);
+            let received = received.saturating_sub(received_before);
+            (mbit(sent + received), mbit(sent))
+        })
+        .unzip();
 
     // A voucher redeemed concurrently at two members: exactly one redemption commits.
     let voucher = Key::new("voucher/demo-1").context("key")?;
@@ -208,30 +277,37 @@ async fn run(args: DemoArgs) -> Result<()> {
     );
     let redeemed = usize::from(a.is_ok()) + usize::from(b.is_ok());
 
-    let mut lat = latencies.lock().await.clone();
-    lat.sort_unstable();
+    let lat: Vec<f64> = latencies
+        .lock()
+        .await
+        .iter()
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
     if lat.is_empty() {
         bail!("no write committed");
     }
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
-    println!(
-        "commits: {} in {wall:.1} s = {:.0} commits/s ({} failed writes)",
-        lat.len(),
-        lat.len() as f64 / wall,
-        failures.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    println!(
-        "commit latency: p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
-        pct(1.0)
-    );
-    println!(
-        "voucher redeemed concurrently at members 0 and {last}: {redeemed} redemption(s) committed"
-    );
+    let report = DemoReport {
+        protocol: "beaufort-node",
+        nodes: nodes.len(),
+        rate: args.rate,
+        latency_added_ms: args.latency.as_secs_f64() * 1000.0,
+        duration_s: window,
+        wall_s: wall,
+        submitted: submitted.load(std::sync::atomic::Ordering::Relaxed),
+        decided: lat.len() as u64,
+        failed: failures.load(std::sync::atomic::Ordering::Relaxed),
+        latency_ms: Percentiles::of(&lat),
+        bandwidth_mbit_per_node: MeanMax::of(&total),
+        upload_mbit_per_node: MeanMax::of(&upload),
+        voucher_redemptions_committed: redeemed,
+    };
+    if text {
+        print_report(&report);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     let stats = nodes[0].store_stats()?;
-    if stats.keys > 0 {
+    if stats.keys > 0 && text {
         println!(
             "storage (member 0): {} keys, {} B encoded state per key, {} B file per key",
             stats.keys,
@@ -253,6 +329,31 @@ async fn run(args: DemoArgs) -> Result<()> {
             .context("waiting for Ctrl-C")?;
     }
     Ok(())
+}
+
+/// Prints a run's figures for people.
+fn print_report(report: &DemoReport) {
+    let l = &report.latency_ms;
+    println!(
+        "commits: {} of {} in {:.1} s = {:.0} commits/s ({} failed writes)",
+        report.decided,
+        report.submitted,
+        report.wall_s,
+        report.decided as f64 / report.wall_s,
+        report.failed
+    );
+    println!(
+        "commit latency: p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        l.p50, l.p90, l.p99, l.max
+    );
+    println!(
+        "bandwidth per member (sync bytes up + down): mean {:.3} Mbit/s  max {:.3} Mbit/s",
+        report.bandwidth_mbit_per_node.mean, report.bandwidth_mbit_per_node.max
+    );
+    println!(
+        "voucher redeemed concurrently at the first and the last member: {} redemption(s) committed",
+        report.voucher_redemptions_committed
+    );
 }
 
 /// Waits until every member sees all others (or its neighbour target), with a deadline.

@@ -421,6 +421,14 @@ impl NodeHandle {
         Ok(self.network.isolate(members).await?)
     }
 
+    /// Bytes of sync messages this member's links have sent and received since it started, as
+    /// framed on the wire (what `beaufort demo` reports as bandwidth, comparable with the
+    /// simulator's).
+    pub fn link_bytes(&self) -> (u64, u64) {
+        let stats = self.network.stats();
+        (stats.bytes_sent.get(), stats.bytes_received.get())
+    }
+
     /// Size figures of the node's store.
     pub fn store_stats(&self) -> Result<beaufort_store::StoreStats, NodeError> {
         Ok(self.store.stats()?)

@@ -49,7 +49,8 @@ pub struct MeanMax {
 }
 
 impl MeanMax {
-    fn of(values: &[f64]) -> MeanMax {
+    /// Mean and maximum of `values` (all zero when empty).
+    pub fn of(values: &[f64]) -> MeanMax {
         MeanMax {
             mean: values.iter().sum::<f64>() / values.len().max(1) as f64,
             max: values.iter().copied().fold(0.0, f64::max),
