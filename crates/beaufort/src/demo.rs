@@ -139,6 +139,7 @@ async fn run(args: DemoArgs) -> Result<()> {
             config,
             StartOptions {
                 latency: args.latency,
+                record: false,
             },
         )?;
         let listener = tokio::net::TcpListener::bind(bind)

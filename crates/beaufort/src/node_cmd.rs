@@ -102,6 +102,7 @@ pub fn node(args: NodeArgs) -> Result<()> {
             config,
             StartOptions {
                 latency: args.latency.unwrap_or_default(),
+                record: false,
             },
         )?;
         let listener = tokio::net::TcpListener::bind(bind)

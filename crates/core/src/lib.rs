@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cadence;
 pub mod changelog;
 pub mod hook;
+pub mod input;
 pub mod merkle;
 pub mod register;
 pub mod relay;

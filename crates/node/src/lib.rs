@@ -21,6 +21,7 @@ use config::{parse_addresses, read_p2p_key, Config};
 use futures::Stream;
 use metrics::Metrics;
 use runtime::{ListQuery, Request, Runtime};
+pub use runtime::{Recording, MAX_RECORDED};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,9 @@ pub struct RecentCommit {
 pub struct StartOptions {
     /// Test-only delay on every outgoing message.
     pub latency: Duration,
+    /// Log every replica input and every message sent, for [`NodeHandle::recording`] (the
+    /// conformance test replays them; bounded by [`MAX_RECORDED`]).
+    pub record: bool,
 }
 
 /// The application's handle on a running node. Cheap to clone; the node stops when every clone
@@ -156,6 +160,46 @@ impl Pending {
     pub async fn wait(self) -> Result<Certified, NodeError> {
         self.reply.await.map_err(|_| NodeError::Stopped)?
     }
+}
+
+/// The replica a member runs: its BLS vote signer, the membership's verifier and the
+/// applications' hook, restored from what its store held. The node and the conformance test
+/// both build it here, so a replay runs exactly the program the node ran.
+fn member_replica(
+    signer: Signer,
+    membership: Membership,
+    apps: Arc<AppHook>,
+    states: impl IntoIterator<Item = (Key, beaufort_core::state::RegisterState)>,
+    evidence: impl IntoIterator<Item = beaufort_core::vote::Equivocation>,
+) -> Replica {
+    Replica::restore(
+        Box::new(BlsSigner::new(signer)),
+        Arc::new(BlsVerifier::new(membership)),
+        apps,
+        states,
+        evidence,
+    )
+}
+
+/// A new member's replica for this configuration, with nothing restored: what a node started on
+/// an empty store runs. For replaying a [`Recording`] of such a node.
+pub fn fresh_replica(config: &Config) -> Result<Replica, NodeError> {
+    let membership = config.network.membership()?;
+    let me = config.node.index;
+    let secret = read_secret_key_file(&config.node.bls_key_file)
+        .map_err(|e| NodeError::KeyMismatch(format!("BLS key file: {e}")))?;
+    let apps = Arc::new(AppHook::new(
+        Arc::new(membership.clone()),
+        Arc::new(Registry::new()),
+        &config.network.write_once_prefixes,
+    ));
+    Ok(member_replica(
+        Signer::new(me, secret),
+        membership,
+        apps,
+        Vec::new(),
+        Vec::new(),
+    ))
 }
 
 impl NodeHandle {
@@ -207,9 +251,9 @@ impl NodeHandle {
                 }
             }
         }
-        let replica = Replica::restore(
-            Box::new(BlsSigner::new(Signer::new(me, secret))),
-            Arc::new(BlsVerifier::new(membership)),
+        let replica = member_replica(
+            Signer::new(me, secret),
+            membership,
             apps.clone(),
             loaded.states,
             loaded.evidence,
@@ -242,6 +286,7 @@ impl NodeHandle {
             changes.clone(),
             metrics.clone(),
             apps.clone(),
+            options.record,
         );
         // The runtime gets its own OS thread and single-threaded tokio runtime: its protocol steps
         // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
@@ -427,6 +472,12 @@ impl NodeHandle {
     pub fn link_bytes(&self) -> (u64, u64) {
         let stats = self.network.stats();
         (stats.bytes_sent.get(), stats.bytes_received.get())
+    }
+
+    /// What the node recorded since it started, if it was started with
+    /// [`StartOptions::record`].
+    pub async fn recording(&self) -> Result<Option<Recording>, NodeError> {
+        self.ask(Request::Recording).await
     }
 
     /// Size figures of the node's store.

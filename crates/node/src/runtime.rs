@@ -13,6 +13,7 @@
 use crate::metrics::Metrics;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
+use beaufort_core::input::Input;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Value, ValueHash};
@@ -32,6 +33,32 @@ const MAX_BATCH: usize = 256;
 /// Most keys a list request returns.
 pub const MAX_LIST: usize = 1000;
 
+/// Most inputs and sent messages a recording node logs; past it, recording stops (the log says
+/// so) rather than grow without bound.
+pub const MAX_RECORDED: usize = 1_000_000;
+
+/// Everything a recording node ([`crate::StartOptions::record`]) handed its replica, and every
+/// message it sent, in order: replayed into a fresh replica with the same key, the inputs must
+/// give the same messages byte for byte, which is what shows the runtime takes no decision of
+/// its own.
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    /// The replica's inputs; each batch the runtime committed ends with [`Input::Durable`].
+    pub inputs: Vec<Input>,
+    /// The encoded messages sent, with their recipients.
+    pub sent: Vec<(MemberIndex, Vec<u8>)>,
+    /// The log reached [`MAX_RECORDED`] and stopped.
+    pub truncated: bool,
+}
+
+impl Recording {
+    /// Whether there is room for one more entry (marks the log truncated when not).
+    fn room(&mut self) -> bool {
+        self.truncated |= self.inputs.len() + self.sent.len() >= MAX_RECORDED;
+        !self.truncated
+    }
+}
+
 /// What the outcome of a write is delivered through.
 pub(crate) type WriteReply = oneshot::Sender<Result<Certified, NodeError>>;
 
@@ -41,6 +68,7 @@ pub(crate) enum Request {
     List(ListQuery, oneshot::Sender<Vec<(Key, Certified)>>),
     Write(Key, Value, WriteReply),
     Status(oneshot::Sender<Status>),
+    Recording(oneshot::Sender<Option<Recording>>),
 }
 
 /// Which committed values a list request wants.
@@ -74,6 +102,7 @@ pub(crate) struct Runtime {
     waiters: HashMap<Key, Vec<Waiter>>,
     pending: usize,
     recent_commits: VecDeque<RecentCommit>,
+    recording: Option<Recording>,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -88,6 +117,7 @@ impl Runtime {
         changes: broadcast::Sender<Change>,
         metrics: Arc<Metrics>,
         apps: Arc<AppHook>,
+        record: bool,
     ) -> Runtime {
         Runtime {
             replica,
@@ -100,6 +130,7 @@ impl Runtime {
             waiters: HashMap::new(),
             pending: 0,
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
+            recording: record.then(Recording::default),
         }
     }
 
@@ -126,10 +157,11 @@ impl Runtime {
                 _ = tokio::time::sleep_until(next_tick) => {
                     let peers: Vec<MemberIndex> = self.replica.peers().collect();
                     for peer in peers {
-                        self.replica.set_link_ready(peer, self.network.link_ready(peer));
+                        let ready = self.network.link_ready(peer);
+                        step.absorb(self.input(Input::LinkReady { peer, ready }));
                     }
                     let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    step.absorb(self.replica.tick(now));
+                    step.absorb(self.input(Input::Tick { now }));
                 }
             }
             for _ in 0..MAX_BATCH {
@@ -173,8 +205,12 @@ impl Runtime {
                     return;
                 }
                 let hash = value.hash();
-                match self.replica.propose(key.clone(), value) {
-                    Ok((effects, _)) => {
+                let input = Input::Propose {
+                    key: key.clone(),
+                    value,
+                };
+                match self.try_input(input) {
+                    Ok(effects) => {
                         step.absorb(effects);
                         self.pending += 1;
                         self.waiters.entry(key).or_default().push(Waiter {
@@ -191,16 +227,19 @@ impl Runtime {
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Request::Recording(reply) => {
+                let _ = reply.send(self.recording.clone());
+            }
         }
     }
 
     fn on_event(&mut self, event: NetEvent, step: &mut Step) {
         match event {
             // The replica opens anti-entropy with a new neighbour at its next tick.
-            NetEvent::PeerUp(peer) => self.replica.add_peer(peer),
-            NetEvent::PeerDown(peer) => self.replica.remove_peer(peer),
+            NetEvent::PeerUp(peer) => step.absorb(self.input(Input::PeerUp(peer))),
+            NetEvent::PeerDown(peer) => step.absorb(self.input(Input::PeerDown(peer))),
             NetEvent::Message { from, bytes } => match decode(&bytes, self.members) {
-                Ok(message) => step.absorb(self.replica.receive(from, message)),
+                Ok(message) => step.absorb(self.input(Input::Receive { from, message })),
                 Err(error) => {
                     tracing::warn!(peer = from, %error, "undecodable message");
                     self.drop_peer(from);
@@ -209,17 +248,40 @@ impl Runtime {
         }
     }
 
-    fn send(&self, messages: Option<Vec<(MemberIndex, beaufort_core::wire::SyncMessage)>>) {
-        for (to, message) in messages.into_iter().flatten() {
+    /// Hands the replica one input (logging it when recording); a refused proposal is the
+    /// only error.
+    fn try_input(&mut self, input: Input) -> Result<Step, beaufort_core::replica::ProposeError> {
+        if let Some(recording) = &mut self.recording {
+            if recording.room() {
+                recording.inputs.push(input.clone());
+            }
+        }
+        self.replica.apply(input)
+    }
+
+    /// [`Runtime::try_input`] for the inputs that cannot fail.
+    fn input(&mut self, input: Input) -> Step {
+        self.try_input(input).unwrap_or_default()
+    }
+
+    fn send(&mut self, messages: Vec<(MemberIndex, beaufort_core::wire::SyncMessage)>) {
+        for (to, message) in messages {
             match encode(&message) {
-                Ok(bytes) => self.network.send(to, bytes),
+                Ok(bytes) => {
+                    if let Some(recording) = &mut self.recording {
+                        if recording.room() {
+                            recording.sent.push((to, bytes.clone()));
+                        }
+                    }
+                    self.network.send(to, bytes);
+                }
                 Err(error) => tracing::error!(%error, "could not encode an outgoing message"),
             }
         }
     }
 
     fn drop_peer(&mut self, peer: MemberIndex) {
-        self.replica.remove_peer(peer);
+        let _ = self.input(Input::PeerDown(peer));
         self.network.fault(peer);
     }
 
@@ -232,7 +294,7 @@ impl Runtime {
     async fn commit(&mut self, mut step: Step) -> Result<(), beaufort_store::StoreError> {
         // The core says which messages may leave before the write (Step::early) and which only
         // after it; the runtime only follows.
-        self.send(Some(std::mem::take(&mut step.early)));
+        self.send(std::mem::take(&mut step.early));
         let messages = std::mem::take(&mut step.messages);
         if !step.persist.is_empty() || !step.evidence.is_empty() {
             let states: Vec<_> = step
@@ -252,8 +314,8 @@ impl Runtime {
                 .persist_seconds
                 .observe(started.elapsed().as_secs_f64());
         }
-        self.replica.mark_durable();
-        self.send(Some(messages));
+        let _ = self.input(Input::Durable);
+        self.send(messages);
         for fault in step.faults {
             tracing::warn!(peer = fault.peer, reason = %fault.reason, "peer fault");
             self.drop_peer(fault.peer);

@@ -23,6 +23,7 @@
 
 pub mod byzantine;
 pub mod config;
+pub mod conformance;
 pub mod invariants;
 pub mod keys;
 pub mod network;
