@@ -108,6 +108,10 @@ pub struct PerfArgs {
     /// CPU cost mode.
     #[arg(long, value_enum, default_value = "modelled")]
     cost: CostArg,
+    /// Charge the costs of this table (written by `beaufort sim calibrate`) instead of
+    /// calibrating at start-up: the same table gives the same figures on any host.
+    #[arg(long, conflicts_with = "cost")]
+    cost_table: Option<PathBuf>,
     /// Measured mode: how much slower the simulated device is than this host.
     #[arg(long, default_value_t = 1.0)]
     device_factor: f64,
@@ -151,6 +155,48 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
     Ok((value * scale) as Micros)
 }
 
+/// Reads a cost table written by `beaufort sim calibrate`.
+pub fn load_cost_table(path: &std::path::Path) -> Result<CostTable> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the cost table {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a cost table", path.display()))
+}
+
+/// Arguments of `beaufort sim calibrate`.
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// Write the table here instead of printing it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the documented reference table (docs/EVALUATION.md §3–4) instead of timing this
+    /// host.
+    #[arg(long)]
+    reference: bool,
+}
+
+/// `beaufort sim calibrate`: times the signature operations on this host (the fastest of many
+/// timings, which a busy host disturbs least) and writes the table for `--cost-table`.
+pub fn calibrate(args: CalibrateArgs) -> Result<()> {
+    let table = if args.reference {
+        CostTable::reference()
+    } else {
+        CostTable::calibrate()
+    };
+    let json = serde_json::to_string_pretty(&table)? + "\n";
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "cost table {} written to {}",
+                table.fingerprint(),
+                path.display()
+            );
+        }
+        None => print!("{json}"),
+    }
+    Ok(())
+}
+
 /// Resolves the cost mode, calibrating on this host when asked.
 pub fn cost_mode(cost: CostArg, device_factor: f64) -> CostMode {
     match cost {
@@ -189,7 +235,10 @@ impl PerfArgs {
         cfg.flush_every = self.flush.max(1);
         cfg.relay_parents = self.relay_parents;
         cfg.relay_retry = self.relay_retry.max(MS);
-        cfg.cost = cost_mode(self.cost, self.device_factor);
+        cfg.cost = match &self.cost_table {
+            Some(path) => CostMode::Modelled(load_cost_table(path)?),
+            None => cost_mode(self.cost, self.device_factor),
+        };
         Ok(cfg)
     }
 }
@@ -242,6 +291,9 @@ pub struct PaperArgs {
     /// CPU cost mode (`measured` is refused: the matrix should be reproducible).
     #[arg(long, value_enum, default_value = "modelled")]
     cost: CostArg,
+    /// Charge the costs of this table (from `beaufort sim calibrate`) instead.
+    #[arg(long, conflicts_with = "cost")]
+    cost_table: Option<PathBuf>,
 }
 
 /// The runs of the matrix: every protocol in optimistic and crash25, BeauFort also Byzantine
@@ -323,7 +375,10 @@ pub fn paper(args: PaperArgs) -> Result<()> {
     if matches!(args.cost, CostArg::Measured) {
         bail!("--cost measured is not deterministic; use modelled or reference");
     }
-    let cost = cost_mode(args.cost, 1.0);
+    let cost = match &args.cost_table {
+        Some(path) => CostMode::Modelled(load_cost_table(path)?),
+        None => cost_mode(args.cost, 1.0),
+    };
     let beaufort_duration = args.beaufort_duration.unwrap_or(args.duration);
     let runs = matrix(
         &args.sizes,
@@ -378,6 +433,10 @@ fn print_text(r: &PerfReport) {
         "  {} messages, {} events, {:.1} s virtual, {:.1} s wall",
         r.messages, r.events, r.virtual_s, r.wall_s
     );
+    match &r.cost_table_fingerprint {
+        Some(fingerprint) => println!("  cost table {fingerprint}"),
+        None => println!("  costs timed on this host (measured)"),
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ enum SimCommand {
     Run(eval::PerfArgs),
     /// Runs the paper's matrix (protocols × sizes × scenarios) and writes CSV and SVG box plots.
     Paper(eval::PaperArgs),
+    /// Time this host's signature operations and write the cost table `sim run --cost-table`
+    /// and `sim paper --cost-table` charge, so figures do not depend on how busy the host was.
+    Calibrate(eval::CalibrateArgs),
     /// Runs a scripted schedule from a JSON replay file and checks the invariants.
     Replay {
         /// The replay file.
@@ -165,6 +168,9 @@ fn run() -> Result<ExitCode> {
         Command::Sim(SimCommand::Trace(args)) => run_one(args),
         Command::Sim(SimCommand::Run(args)) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sim(SimCommand::Paper(args)) => eval::paper(args).map(|()| ExitCode::SUCCESS),
+        Command::Sim(SimCommand::Calibrate(args)) => {
+            eval::calibrate(args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Sim(SimCommand::Replay { file }) => replay_file(file),
         Command::Sim(SimCommand::ModelCheck(args)) => model_check::model_check(args),
         Command::Keygen(args) => keygen::keygen(args).map(|()| ExitCode::SUCCESS),

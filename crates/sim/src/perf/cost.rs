@@ -82,9 +82,11 @@ impl CostTable {
         }
     }
 
-    /// Times the real operations on this host (a few repetitions each, keeping the median) and
-    /// fills the table with them; costs the curve does not decide (merge, codec, dispatch) keep
-    /// their reference values. Takes about a second.
+    /// Times the real operations on this host (the fastest of [`CALIBRATION_RUNS`] timings
+    /// each) and fills the table with them; costs the curve does not decide (merge, codec,
+    /// dispatch) keep their reference values. Takes a few seconds. `beaufort sim calibrate`
+    /// writes the result to a file that runs then take with `--cost-table`, so a figure does not
+    /// depend on how busy the host was when it started.
     pub fn calibrate() -> CostTable {
         let reference = CostTable::reference();
         let n = 100usize;
@@ -104,7 +106,7 @@ impl CostTable {
             .map(|(i, ikm)| Signer::new(member(i), SecretKey::generate(ikm)))
             .collect();
         let message = b"calibration vote";
-        let bls_sign = median_nanos(5, || {
+        let bls_sign = fastest_nanos(|| {
             std::hint::black_box(signers[0].sign(message));
         });
         let shares: Vec<(MemberIndex, Signature)> = signers
@@ -113,10 +115,10 @@ impl CostTable {
             .map(|s| (s.index(), s.sign(message)))
             .collect();
         let sigs: Vec<Signature> = shares.iter().map(|(_, s)| *s).collect();
-        let bls_parse = median_nanos(3, || {
+        let bls_parse = fastest_nanos(|| {
             std::hint::black_box(Membership::aggregate_signatures(&sigs).ok());
         }) / sigs.len() as u64;
-        let single = median_nanos(5, || {
+        let single = fastest_nanos(|| {
             std::hint::black_box(membership.verify_vote(shares[0].0, message, &shares[0].1));
         });
         let pairing_check = single.saturating_sub(bls_parse);
@@ -135,22 +137,22 @@ impl CostTable {
                 .collect()
         };
         let (one, four) = (batch(1), batch(4));
-        let t1 = median_nanos(3, || {
+        let t1 = fastest_nanos(|| {
             std::hint::black_box(verify_batch_report(&membership, &one, [7; 32]));
         });
-        let t4 = median_nanos(3, || {
+        let t4 = fastest_nanos(|| {
             std::hint::black_box(verify_batch_report(&membership, &four, [7; 32]));
         });
         let pairing_group = t4.saturating_sub(t1) / 3;
         let certificate_verify = match QuorumCertificate::aggregate(n, &shares) {
-            Ok(qc) => median_nanos(5, || {
+            Ok(qc) => fastest_nanos(|| {
                 std::hint::black_box(membership.verify_qc(&qc, message).is_ok());
             }),
             Err(_) => reference.certificate_verify,
         };
         let p256_verify = match UserKeyPair::generate() {
             Ok(user) => match user.sign(message) {
-                Ok(sig) => median_nanos(9, || {
+                Ok(sig) => fastest_nanos(|| {
                     std::hint::black_box(
                         verify_user_signature(&user.public_key(), message, &sig).is_ok(),
                     );
@@ -159,7 +161,7 @@ impl CostTable {
             },
             Err(_) => reference.p256_verify,
         };
-        let mac = median_nanos(9, || {
+        let mac = fastest_nanos(|| {
             std::hint::black_box(hash(Domain::Other, &[message, &[0u8; 200]]));
         });
         let (ed25519_sign, ed25519_verify) =
@@ -176,6 +178,27 @@ impl CostTable {
             ed25519_verify,
             ..reference
         }
+    }
+
+    /// A short fingerprint of the table (hex), printed with every run's figures so two runs can
+    /// be told to have used the same costs.
+    pub fn fingerprint(&self) -> String {
+        let fields = [
+            self.bls_sign,
+            self.bls_parse,
+            self.pairing_check,
+            self.pairing_group,
+            self.certificate_verify,
+            self.p256_verify,
+            self.mac,
+            self.ed25519_sign,
+            self.ed25519_verify,
+            self.codec_per_byte,
+            self.merge_per_vote,
+            self.per_event,
+        ];
+        let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
+        hash(Domain::Other, &[b"beaufort cost table", &bytes]).to_hex()[..16].to_owned()
     }
 
     /// The time the operations in `ops` take, in nanoseconds.
@@ -210,28 +233,32 @@ fn calibrate_ed25519() -> Option<(Nanos, Nanos)> {
     use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
     let pair = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).ok()?;
     let message = [0u8; 120];
-    let sign = median_nanos(9, || {
+    let sign = fastest_nanos(|| {
         std::hint::black_box(pair.sign(&message));
     });
     let signature = pair.sign(&message);
     let public = UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec());
-    let verify = median_nanos(9, || {
+    let verify = fastest_nanos(|| {
         std::hint::black_box(public.verify(&message, signature.as_ref()).is_ok());
     });
     Some((sign, verify))
 }
 
 /// The median of `runs` timings of `f`, in nanoseconds.
-fn median_nanos(runs: usize, mut f: impl FnMut()) -> Nanos {
-    let mut times: Vec<u64> = (0..runs.max(1))
+/// Timings per operation when calibrating.
+const CALIBRATION_RUNS: usize = 21;
+
+/// The fastest of [`CALIBRATION_RUNS`] timings of `f`. Other work on the host only ever adds
+/// time, so the minimum is the estimate a busy host disturbs least.
+fn fastest_nanos(mut f: impl FnMut()) -> Nanos {
+    (0..CALIBRATION_RUNS)
         .map(|_| {
             let start = Instant::now();
             f();
             u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
         })
-        .collect();
-    times.sort_unstable();
-    times[times.len() / 2]
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 fn member(i: usize) -> MemberIndex {

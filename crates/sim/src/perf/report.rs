@@ -97,6 +97,11 @@ pub struct PerfReport {
     pub virtual_s: f64,
     /// Wall-clock seconds the simulation took.
     pub wall_s: f64,
+    /// The cost table the run charged (absent when handlers were timed for real), so a figure
+    /// can be reproduced with `--cost-table`.
+    pub cost_table: Option<super::cost::CostTable>,
+    /// [`super::cost::CostTable::fingerprint`] of that table.
+    pub cost_table_fingerprint: Option<String>,
     /// The latencies at the submitter (ms), for box plots.
     #[serde(skip)]
     pub samples: Vec<f64>,
@@ -160,6 +165,14 @@ impl PerfReport {
             events: r.events,
             virtual_s: r.end as f64 / 1e6,
             wall_s: r.wall_seconds,
+            cost_table: match cfg.cost {
+                super::cost::CostMode::Modelled(table) => Some(table),
+                super::cost::CostMode::Measured { .. } => None,
+            },
+            cost_table_fingerprint: match cfg.cost {
+                super::cost::CostMode::Modelled(table) => Some(table.fingerprint()),
+                super::cost::CostMode::Measured { .. } => None,
+            },
             samples,
             bandwidth_samples: total,
         }
