@@ -286,8 +286,8 @@ impl NodeHandle {
             changes.clone(),
             metrics.clone(),
             apps.clone(),
-            options.record,
-        );
+        )
+        .recording(options.record);
         // The runtime gets its own OS thread and single-threaded tokio runtime: its protocol steps
         // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
         // a burst of votes) and would otherwise hold a worker of the caller's runtime, where the

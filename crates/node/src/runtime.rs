@@ -117,7 +117,6 @@ impl Runtime {
         changes: broadcast::Sender<Change>,
         metrics: Arc<Metrics>,
         apps: Arc<AppHook>,
-        record: bool,
     ) -> Runtime {
         Runtime {
             replica,
@@ -130,8 +129,14 @@ impl Runtime {
             waiters: HashMap::new(),
             pending: 0,
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
-            recording: record.then(Recording::default),
+            recording: None,
         }
+    }
+
+    /// The same runtime, logging a [`Recording`] when `on`.
+    pub fn recording(mut self, on: bool) -> Runtime {
+        self.recording = on.then(Recording::default);
+        self
     }
 
     /// Runs until every handle is gone or the store fails (after which sending would break the
