@@ -4,10 +4,12 @@
 //! Inputs are method calls ([`Replica::propose`], [`Replica::receive`], [`Replica::tick`], peer
 //! up/down, link readiness); each returns a [`Step`] of effects. The replica also decides *when*
 //! its periodic duties run ([`crate::cadence`]): the runtime only calls [`Replica::tick`] by
-//! [`Replica::next_tick`], so every runtime runs one schedule. The runtime may send [`Step::early`] at once, must make the keys in [`Step::persist`]
-//! durable *before* it sends [`Step::messages`] (then it calls [`Replica::mark_durable`]): that is
-//! what keeps a restarted member from voting twice in one view and round. `link` keeps what each
-//! neighbour holds and builds the deltas; `step` holds the effect types.
+//! [`Replica::next_tick`], so every runtime runs one schedule. The runtime may send
+//! [`Step::early`] at once, must make the keys in [`Step::persist`] durable *before* it sends
+//! [`Step::messages`] (then it calls [`Replica::mark_durable`]): that is what keeps a restarted
+//! member from voting twice in one view and round. `link` keeps what each neighbour holds and
+//! builds the deltas; `schedule` runs the periodic duties (push, second chance, anti-entropy);
+//! `step` holds the effect types.
 
 use crate::auth::{SignatureCheck, Verifier, VoteSigner};
 use crate::cadence::{Cadence, Timers};
@@ -22,14 +24,15 @@ use crate::stall::StallWatch;
 use crate::state::{Ballot, Certified, RegisterState};
 use crate::types::{Key, MemberIndex, Value, ValueHash, MAX_ROUND};
 use crate::vote::{vote_message, Equivocation};
-use crate::wire::{SyncMessage, MAX_KEYS_PER_MESSAGE, MAX_PROOFS_PER_MESSAGE};
+use crate::wire::{SyncMessage, MAX_PROOFS_PER_MESSAGE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 mod link;
+mod schedule;
 mod step;
 
-use link::{delta, sent_slot, Known};
+use link::{sent_slot, Known};
 pub use step::{Decision, FaultReason, PeerFault, Step, StepStats};
 
 /// Most keys whose per-peer delta bookkeeping we keep; beyond it the bookkeeping is reset, which
@@ -274,41 +277,6 @@ impl Replica {
         }
     }
 
-    /// The runtime's word on the link to `peer`: while it is not `ready` (its queue is full),
-    /// flushes keep the peer's changes, so what changes meanwhile leaves as one up-to-date delta
-    /// instead of stale deltas queued behind each other.
-    pub fn set_link_ready(&mut self, peer: MemberIndex, ready: bool) {
-        if let Some(peer) = self.peers.get_mut(&peer) {
-            peer.busy = !ready;
-        }
-    }
-
-    /// Ends the grace period of votes the relay trees held back one to two calls ago: the next
-    /// flush offers them to the neighbours that were not meant to get them from us, unless a
-    /// neighbour has meanwhile shown it holds them or a quorum of their group. A runtime calls
-    /// this every few link latencies; it repairs relay trees cut by a crash, a partition or a
-    /// withholding member. Without trees nothing is ever held back and this does nothing.
-    /// [`Replica::tick`] calls it every [`Cadence::second_chance_every`].
-    pub fn second_chance(&mut self) {
-        for peer in self.peers.values_mut() {
-            let holding = std::mem::take(&mut peer.holding);
-            for key in holding {
-                let Some(known) = peer.known.get_mut(&key) else {
-                    continue;
-                };
-                let due = std::mem::take(&mut known.held_earlier);
-                known.held_earlier = std::mem::take(&mut known.held_recently);
-                if !due.is_empty() {
-                    known.retry.extend(due);
-                    peer.owed.insert(key.clone());
-                }
-                if !known.held_earlier.is_empty() {
-                    peer.holding.insert(key);
-                }
-            }
-        }
-    }
-
     /// A neighbour disconnected (or was dropped for a fault).
     pub fn remove_peer(&mut self, peer: MemberIndex) {
         if self.peers.remove(&peer).is_some() {
@@ -440,229 +408,6 @@ impl Replica {
             }
         }
         self.order(step)
-    }
-
-    /// Tells the replica the time (milliseconds on any monotone clock; a smaller value than
-    /// before is ignored) and runs what is due by then: registers waiting out a split round's
-    /// [`crate::register::patience`], the re-wiring decision, and the periodic duties of the
-    /// [`Cadence`]: the eager push to ready links, the relay trees' second chance, and
-    /// anti-entropy with every neighbour (with a new neighbour at once). The runtime calls this
-    /// at [`Replica::next_tick`] (or more often); a replica never ticked never leaves a split
-    /// round and never pushes anything on its own.
-    pub fn tick(&mut self, now: u64) -> Step {
-        self.env.now = self.env.now.max(now);
-        let now = self.env.now;
-        let mut step = Step::default();
-        let registers = &self.registers;
-        self.waiting.retain(|key| registers.contains_key(key));
-        let waiting: Vec<Key> = self.waiting.iter().cloned().collect();
-        for key in waiting {
-            self.advance_key(&key, &mut step);
-        }
-        let oldest = self.proposed_at.values().min().copied();
-        step.rewire = self.stall.should_rewire(now, oldest);
-        let salt = u64::from(self.me());
-        let cadence = self.cadence;
-        let due = self
-            .timers
-            .get_or_insert_with(|| Timers::start(&cadence, now, salt))
-            .due(&cadence, now);
-        let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
-        for peer in peers {
-            let new = self.peers.get_mut(&peer).is_some_and(|p| !p.greeted);
-            if new || due.anti_entropy {
-                step.absorb(self.start_anti_entropy(peer));
-            }
-        }
-        if due.second_chance {
-            self.second_chance();
-        }
-        if due.flush {
-            step.absorb(self.flush_ready());
-        }
-        self.order(step)
-    }
-
-    /// When (by the runtime's clock) the next tick has something to do: the earliest periodic
-    /// duty, or at once before the first tick.
-    pub fn next_tick(&self) -> u64 {
-        self.timers.as_ref().map_or(self.env.now, Timers::next)
-    }
-
-    /// Sends each neighbour what changed since the last flush (the eager push, batched), busy
-    /// links included. [`Replica::tick`] does this on its schedule for the ready links; a test
-    /// or a scripted replay calls it to push at a moment of its choosing.
-    pub fn flush(&mut self) -> Step {
-        let step = self.flush_to(|_| true);
-        self.order(step)
-    }
-
-    /// The eager push to the links the runtime has not called busy.
-    fn flush_ready(&mut self) -> Step {
-        let busy: BTreeSet<MemberIndex> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.busy)
-            .map(|(&id, _)| id)
-            .collect();
-        self.flush_to(|peer| !busy.contains(&peer))
-    }
-
-    /// The eager push to the neighbours that are `ready`; the others keep their changes for a
-    /// later flush. Owed relay-tree adverts go to every neighbour.
-    fn flush_to(&mut self, ready: impl Fn(MemberIndex) -> bool) -> Step {
-        let mut step = Step::default();
-        if let Some(trees) = &mut self.relay {
-            for (peer, advert) in trees.take_owed() {
-                step.messages.push((peer, routes(advert)));
-            }
-        }
-        let dirty = std::mem::take(&mut self.dirty);
-        let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
-        let quorum = self.env.verifier.quorum();
-        for peer_id in peers {
-            let Some(mut peer) = self.peers.remove(&peer_id) else {
-                continue;
-            };
-            if !ready(peer_id) {
-                peer.owed.extend(dirty.iter().cloned());
-                self.peers.insert(peer_id, peer);
-                continue;
-            }
-            let owed = std::mem::take(&mut peer.owed);
-            let mut updates = Vec::new();
-            let mut verified = true;
-            for key in dirty.union(&owed) {
-                let Some(register) = self.registers.get(key) else {
-                    continue;
-                };
-                if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER && !peer.known.contains_key(key) {
-                    peer.known.clear();
-                }
-                let known = peer.known.entry(key.clone()).or_default();
-                let whole = peer.asked.remove(key);
-                let relay = self.relay.as_ref();
-                let update = delta(key, register, known, peer_id, quorum, relay, whole);
-                if !known.held_recently.is_empty() {
-                    peer.holding.insert(key.clone());
-                }
-                if let Some(update) = update {
-                    verified &= register.is_strict();
-                    updates.push(update);
-                }
-            }
-            for chunk in updates.chunks(MAX_KEYS_PER_MESSAGE) {
-                step.messages.push((
-                    peer_id,
-                    SyncMessage::Updates {
-                        verified,
-                        updates: chunk.to_vec(),
-                    },
-                ));
-            }
-            self.peers.insert(peer_id, peer);
-        }
-        step
-    }
-
-    /// Opens a Merkle anti-entropy exchange with a neighbour. [`Replica::tick`] does this on its
-    /// schedule and with each new neighbour; a test or a scripted replay calls it at a moment of
-    /// its choosing.
-    pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
-        let mut step = Step::default();
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.greeted = true;
-            let recent = std::mem::take(&mut state.parked.0);
-            let stuck: Vec<Key> = std::mem::replace(&mut state.parked.1, recent)
-                .into_iter()
-                .filter(|key| self.registers.get(key).is_some_and(Register::has_parked))
-                .collect();
-            for chunk in stuck.chunks(MAX_KEYS_PER_MESSAGE) {
-                step.messages.push((
-                    peer,
-                    SyncMessage::NeedState {
-                        keys: chunk.to_vec(),
-                    },
-                ));
-            }
-            let root = self.merkle_root();
-            step.messages.push((peer, SyncMessage::MerkleRoot { root }));
-            // Evidence is not part of the Merkle-repaired state: every proof we hold goes again
-            // with each exchange, so a member that missed one stops counting the equivocator.
-            for proofs in self.evidence_batches() {
-                step.messages.push((peer, SyncMessage::Evidence { proofs }));
-            }
-            // So is the relay-tree advert: a lost one costs at most one exchange period.
-            if let Some(advert) = self.relay.as_mut().and_then(|t| t.advert_for(peer)) {
-                step.messages.push((peer, routes(advert)));
-            }
-        }
-        self.order(step)
-    }
-
-    fn continue_diff(
-        &mut self,
-        from: MemberIndex,
-        diff: MerkleDiff,
-        ask: Vec<crate::merkle::NodePath>,
-        step: &mut Step,
-    ) {
-        if !ask.is_empty() {
-            if let Some(peer) = self.peers.get_mut(&from) {
-                let session = match &peer.diff {
-                    Some((current, _)) => *current,
-                    None => {
-                        peer.sessions = peer.sessions.wrapping_add(1);
-                        peer.sessions
-                    }
-                };
-                peer.diff = Some((session, diff));
-                step.messages.push((
-                    from,
-                    SyncMessage::MerkleQuery {
-                        session,
-                        paths: ask,
-                    },
-                ));
-            }
-            return;
-        }
-        let outcome = diff.finish();
-        let differing: BTreeSet<&Vec<u8>> = outcome.differing.iter().collect();
-        let mut wanted = Vec::new();
-        let busy_since = self.peers.get(&from).map(|peer| peer.roots.0);
-        for raw in outcome.differing.iter().chain(outcome.local_only.iter()) {
-            let Ok(key) = Key::new(raw.clone()) else {
-                continue;
-            };
-            // A key we changed since this peer's previous root is still being synced by the
-            // eager push (its votes are in flight both ways, so the digests differ for now):
-            // trading whole states for it would only repeat those votes. If it stays different
-            // once it has gone quiet, the next exchange repairs it.
-            let busy = busy_since
-                .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since));
-            if busy {
-                continue;
-            }
-            if let Some(peer) = self.peers.get_mut(&from) {
-                if self.registers.contains_key(&key) {
-                    peer.known.remove(&key);
-                    peer.asked.insert(key.clone());
-                    peer.owed.insert(key.clone());
-                }
-            }
-            if differing.contains(raw) {
-                wanted.push(key);
-            }
-        }
-        for chunk in wanted.chunks(MAX_KEYS_PER_MESSAGE) {
-            step.messages.push((
-                from,
-                SyncMessage::NeedState {
-                    keys: chunk.to_vec(),
-                },
-            ));
-        }
     }
 
     fn accept_evidence(&mut self, proof: Equivocation, step: &mut Step) -> Result<(), FaultReason> {
@@ -1007,13 +752,5 @@ impl Replica {
         all.chunks(MAX_PROOFS_PER_MESSAGE)
             .map(|c| c.to_vec())
             .collect()
-    }
-}
-
-/// A relay-tree advert as a message.
-fn routes(advert: Advert) -> SyncMessage {
-    SyncMessage::Routes {
-        hops: advert.hops,
-        wants: advert.wants,
     }
 }
