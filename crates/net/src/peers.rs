@@ -6,7 +6,7 @@
 //! waste dial attempts but never impersonate anyone. Lists are bounded per member and overall, and
 //! a malformed list marks its sender faulty.
 
-use crate::{read_body, read_len, write_frame};
+use crate::codec::{read_body, read_len, write_frame};
 use async_trait::async_trait;
 use beaufort_core::types::MemberIndex;
 use libp2p::{request_response, Multiaddr, StreamProtocol};
