@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use beaufort_core::types::{Key, Value};
 use beaufort_node::config::{init_local, InitOptions};
 use beaufort_node::{api, NodeHandle, StartOptions};
-use beaufort_sim::perf::report::{MeanMax, Percentiles};
+use beaufort_perf::report::{MeanMax, Percentiles};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;

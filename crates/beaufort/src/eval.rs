@@ -3,10 +3,10 @@
 //! paper's matrix (protocols × sizes × scenarios) as CSV and SVG box plots.
 
 use anyhow::{bail, Context, Result};
+use beaufort_perf::cost::{CostMode, CostTable};
+use beaufort_perf::report::PerfReport;
+use beaufort_perf::{self as perf, paper, PerfConfig, Protocol, Scenario};
 use beaufort_sim::config::{Micros, MS};
-use beaufort_sim::perf::cost::{CostMode, CostTable};
-use beaufort_sim::perf::report::PerfReport;
-use beaufort_sim::perf::{self, paper, PerfConfig, Protocol, Scenario};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};

@@ -20,6 +20,10 @@
 //! * [`sim`]: the event loop.
 //! * [`scenario`]: seeded adversarial scenarios, as `beaufort sim check` runs them.
 //! * [`replay`]: scripted schedules in JSON (see `docs/REPLAY.md`), run step by step.
+//! * [`conformance`]: replays a runtime's recorded inputs, to check it decided nothing itself.
+//!
+//! The performance engine and the PBFT and Tendermint baselines live in `beaufort-perf`, which
+//! uses this crate's keys, adversaries and network graph.
 
 pub mod byzantine;
 pub mod config;
@@ -28,7 +32,6 @@ pub mod invariants;
 pub mod keys;
 pub mod network;
 pub mod node;
-pub mod perf;
 pub mod replay;
 pub mod scenario;
 pub mod sim;

@@ -138,7 +138,7 @@ impl Partition {
 }
 
 /// Converts a member position to its index (members are fewer than 2^16 by construction).
-pub(crate) fn index(i: usize) -> MemberIndex {
+pub fn index(i: usize) -> MemberIndex {
     MemberIndex::try_from(i).unwrap_or(MemberIndex::MAX)
 }
 

@@ -20,10 +20,10 @@
 use super::baseline::{decode, digest, encode, faults, quorum, Request};
 use super::cost::OpCounts;
 use super::engine::{Ctx, Member, Tx, TxId};
-use crate::byzantine::Strategy;
-use crate::config::{Micros, MS, SECOND};
-use crate::network::index;
 use beaufort_core::types::MemberIndex;
+use beaufort_sim::byzantine::Strategy;
+use beaufort_sim::config::{Micros, MS, SECOND};
+use beaufort_sim::network::index;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 

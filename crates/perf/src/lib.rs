@@ -1,7 +1,7 @@
 //! Performance evaluation: latency and bandwidth of BeauFort and of PBFT and Tendermint-style
 //! baselines under one network and CPU cost model (`beaufort sim run`, `beaufort sim paper`).
 //!
-//! Unlike [`crate::sim`], which hunts for safety bugs under adversarial schedules, this engine
+//! Unlike `beaufort_sim::sim`, which hunts for safety bugs under adversarial schedules, this engine
 //! measures: each member has its own CPU clock charged by [`cost`], its own upload and download
 //! capacity, 60 ms links with jitter, and submits transactions at a set rate. Everything except
 //! measured-cost mode is deterministic for a seed.
@@ -21,10 +21,10 @@ pub mod pbft;
 pub mod report;
 pub mod tendermint;
 
-use crate::config::{Micros, MS, SECOND};
-use crate::network::index;
-use crate::SimError;
 use beaufort_core::types::MemberIndex;
+use beaufort_sim::config::{Micros, MS, SECOND};
+use beaufort_sim::network::index;
+use beaufort_sim::SimError;
 use cost::{CostMode, CostTable};
 use engine::{Engine, Member, Topology, Tx};
 use serde::Serialize;

@@ -2,7 +2,7 @@
 
 use super::engine::{attribute, mean_path, EngineResult, Path, Tx};
 use super::{PerfConfig, Protocol, Scenario};
-use crate::config::Micros;
+use beaufort_sim::config::Micros;
 use serde::Serialize;
 
 /// Percentiles of a latency distribution, in milliseconds.
@@ -134,7 +134,7 @@ impl PerfReport {
         }
         let window = cfg.duration as f64 / 1e6;
         let honest: Vec<usize> = (0..cfg.members)
-            .filter(|&m| !cfg.byzantine().contains(&crate::network::index(m)))
+            .filter(|&m| !cfg.byzantine().contains(&beaufort_sim::network::index(m)))
             .collect();
         let mbit = |bytes: u64| bytes as f64 * 8.0 / 1e6 / window;
         let total: Vec<f64> = honest

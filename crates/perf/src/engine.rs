@@ -19,10 +19,10 @@
 
 use super::cost::{CostMode, OpCounts};
 use super::{PerfConfig, Scenario};
-use crate::byzantine::Strategy;
-use crate::config::Micros;
-use crate::network::{index, Overlay};
 use beaufort_core::types::MemberIndex;
+use beaufort_sim::byzantine::Strategy;
+use beaufort_sim::config::Micros;
+use beaufort_sim::network::{index, Overlay};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -257,9 +257,9 @@ pub struct Engine<'a> {
 }
 
 /// Extra virtual time after the workload ends for late transactions to commit.
-const DRAIN: Micros = 30 * crate::config::SECOND;
+const DRAIN: Micros = 30 * beaufort_sim::config::SECOND;
 /// How often the engine checks whether everything has committed (after the workload).
-const CHECK_EVERY: Micros = 100 * crate::config::MS;
+const CHECK_EVERY: Micros = 100 * beaufort_sim::config::MS;
 
 impl<'a> Engine<'a> {
     /// An engine over `members` (one per simulated member) and the workload `txs`.
@@ -366,7 +366,7 @@ impl<'a> Engine<'a> {
         }
         self.schedule(self.cfg.duration, Event::Check);
         let deadline = self.cfg.duration + DRAIN;
-        let mut next_progress = crate::config::SECOND;
+        let mut next_progress = beaufort_sim::config::SECOND;
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > deadline {
                 break;
@@ -376,7 +376,7 @@ impl<'a> Engine<'a> {
                 if let Some(progress) = self.progress {
                     progress(self.now);
                 }
-                next_progress = self.now + crate::config::SECOND;
+                next_progress = self.now + beaufort_sim::config::SECOND;
             }
             self.result.events += 1;
             if matches!(next.event, Event::Check) {
@@ -811,7 +811,7 @@ pub fn attribute(path: &Path, latency: Micros) -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perf::{PerfConfig, Protocol};
+    use crate::{PerfConfig, Protocol};
 
     /// Sends one fixed-size message to every neighbour at start and records what arrives.
     struct Echo {
@@ -878,7 +878,7 @@ mod tests {
     #[test]
     fn a_banned_neighbour_is_never_heard_from_again() {
         let mut cfg = PerfConfig::new(Protocol::Beaufort, 4, 1);
-        cfg.duration = crate::config::SECOND;
+        cfg.duration = beaufort_sim::config::SECOND;
         cfg.cost = CostMode::Measured { device_factor: 0.0 };
         let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let members: Vec<Box<dyn Member>> = (0..4)
@@ -919,7 +919,7 @@ mod tests {
         cfg.jitter = 0;
         cfg.upload_mbit = 1.0;
         cfg.download_mbit = 100.0;
-        cfg.duration = crate::config::SECOND;
+        cfg.duration = beaufort_sim::config::SECOND;
         cfg.cost = CostMode::Measured { device_factor: 0.0 };
         let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let members: Vec<Box<dyn Member>> = (0..4)
