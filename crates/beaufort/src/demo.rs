@@ -194,8 +194,13 @@ async fn run(args: DemoArgs) -> Result<()> {
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
             let mut writes = tokio::task::JoinSet::new();
             let mut i = 0usize;
-            while Instant::now() < deadline {
+            loop {
                 ticker.tick().await;
+                // A tick at or after the deadline is outside the window: submitting there would
+                // count one write per member more than the simulator's workload has.
+                if Instant::now() >= deadline {
+                    break;
+                }
                 while writes.try_join_next().is_some() {}
                 if writes.len() >= MAX_IN_FLIGHT_PER_MEMBER {
                     continue;

@@ -105,6 +105,10 @@ pub struct PerfArgs {
     /// neighbours (repairs trees cut by crashes); the wait is one to two periods.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     relay_retry: Micros,
+    /// Model every member on one shared host with this many cores, as `beaufort demo` runs
+    /// them (by default each member has its own CPU, as in a deployment).
+    #[arg(long)]
+    host_cores: Option<usize>,
     /// CPU cost mode.
     #[arg(long, value_enum, default_value = "modelled")]
     cost: CostArg,
@@ -235,6 +239,7 @@ impl PerfArgs {
         cfg.flush_every = self.flush.max(1);
         cfg.relay_parents = self.relay_parents;
         cfg.relay_retry = self.relay_retry.max(MS);
+        cfg.host_cores = self.host_cores.filter(|&cores| cores > 0);
         cfg.cost = match &self.cost_table {
             Some(path) => CostMode::Modelled(load_cost_table(path)?),
             None => cost_mode(self.cost, self.device_factor),

@@ -241,11 +241,13 @@ pub struct Engine<'a> {
     overlay: Overlay,
     side: Vec<bool>,
     partitioned: bool,
-    /// The overlay changed during this event; members get the new one before the next.
     /// Pairs whose link a member closed for misbehaviour (lower index first).
     banned: BTreeSet<(MemberIndex, MemberIndex)>,
     epochs: Vec<u64>,
     busy_until: Vec<Micros>,
+    /// When each of the host's cores is free, if the members share a host
+    /// ([`crate::PerfConfig::host_cores`]); empty when each member has its own CPU.
+    cores: Vec<Micros>,
     last_path: Vec<(Micros, Path)>,
     up_free: Vec<Micros>,
     down_free: Vec<Micros>,
@@ -303,6 +305,7 @@ impl<'a> Engine<'a> {
             banned: BTreeSet::new(),
             epochs: vec![0; n * n],
             busy_until: vec![0; n],
+            cores: vec![0; cfg.host_cores.unwrap_or(0)],
             last_path: vec![(0, Path::default()); n],
             up_free: vec![0; n],
             down_free: vec![0; n],
@@ -429,8 +432,11 @@ impl<'a> Engine<'a> {
             if !self.up[m] {
                 return;
             }
-            if self.busy_until[m] > at {
-                let free = self.busy_until[m];
+            // A member handles one input at a time, and on a shared host only once a core is
+            // free too.
+            let core_free = self.cores.iter().copied().min().unwrap_or(0);
+            let free = self.busy_until[m].max(core_free);
+            if free > at {
                 let event = match event {
                     Event::Arrive {
                         from,
@@ -537,6 +543,11 @@ impl<'a> Engine<'a> {
         let i = usize::from(m);
         let done = self.now + cost;
         self.busy_until[i] = done;
+        if let Some(core) = self.cores.iter_mut().min() {
+            // Handlers that run outside the queue (a link coming up) may find every core busy:
+            // their work then queues behind it.
+            *core = (*core).max(self.now) + cost;
+        }
         self.result.members[i].cpu += cost;
         path.cpu += cost as f64;
         self.last_path[i] = (done, path);

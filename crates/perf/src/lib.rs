@@ -136,6 +136,9 @@ pub struct PerfConfig {
     pub relay_parents: usize,
     /// BeauFort's grace period before held-back votes are offered to the other neighbours.
     pub relay_retry: Micros,
+    /// All members share one host with this many cores (as `beaufort demo` runs them in one
+    /// process); `None` gives every member its own CPU, as a deployment does.
+    pub host_cores: Option<usize>,
 }
 
 impl PerfConfig {
@@ -159,6 +162,7 @@ impl PerfConfig {
             flush_every: 5 * MS,
             relay_parents: 1,
             relay_retry: 300 * MS,
+            host_cores: None,
         }
     }
 
@@ -266,6 +270,19 @@ mod tests {
         assert_eq!(a.bandwidth_mbit_per_node, b.bandwidth_mbit_per_node);
         assert_eq!(a.decided, a.submitted);
         assert!(a.submitted > 0);
+    }
+
+    /// Members sharing one core wait for each other's work: the same run decides the same
+    /// transactions, later, with more of the critical path spent waiting for the CPU.
+    #[test]
+    fn members_on_one_shared_core_wait_for_each_other() {
+        let own = run(&small(5), None).expect("run");
+        let mut cfg = small(5);
+        cfg.host_cores = Some(1);
+        let shared = run(&cfg, None).expect("run");
+        assert_eq!(shared.decided, own.decided);
+        assert!(shared.breakdown_ms.cpu_wait > own.breakdown_ms.cpu_wait);
+        assert!(shared.latency_ms.p50 > own.latency_ms.p50);
     }
 
     #[test]
