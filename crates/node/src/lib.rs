@@ -80,7 +80,7 @@ pub struct Change {
 }
 
 /// Consensus progress of one key with own writes pending.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyProgress {
     /// The key.
     pub key: String,
@@ -93,7 +93,7 @@ pub struct KeyProgress {
 }
 
 /// What `GET /v1/status` shows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// This member's index.
     pub member: MemberIndex,
@@ -114,7 +114,7 @@ pub struct Status {
 }
 
 /// One of this member's recent commits, for the dashboard.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RecentCommit {
     /// The key written.
     pub key: String,
@@ -308,10 +308,23 @@ impl NodeHandle {
         prefix: String,
         limit: usize,
     ) -> Result<Vec<(Key, Certified)>, NodeError> {
+        self.list_after(prefix, None, limit).await
+    }
+
+    /// Like [`NodeHandle::list`], but only keys after `after`: a listing larger than one answer
+    /// (at most 1,000 keys) is read page by page, each page starting after the last key of the
+    /// one before.
+    pub async fn list_after(
+        &self,
+        prefix: String,
+        after: Option<Key>,
+        limit: usize,
+    ) -> Result<Vec<(Key, Certified)>, NodeError> {
         self.ask(|tx| {
             Request::List(
                 ListQuery {
                     prefix,
+                    after,
                     limit,
                     containing: None,
                 },
@@ -333,6 +346,7 @@ impl NodeHandle {
             Request::List(
                 ListQuery {
                     prefix,
+                    after: None,
                     limit,
                     containing: Some(needle),
                 },

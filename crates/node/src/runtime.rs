@@ -48,6 +48,8 @@ pub(crate) enum Request {
 pub(crate) struct ListQuery {
     /// Keys starting with this.
     pub prefix: String,
+    /// Only keys after this one (the cursor of a paged listing).
+    pub after: Option<Key>,
     /// At most this many.
     pub limit: usize,
     /// Only values whose bytes contain this (a cheap pre-filter; callers re-check parsed).
@@ -165,6 +167,7 @@ impl Runtime {
                     .replica
                     .states()
                     .filter(|(k, _)| k.as_bytes().starts_with(query.prefix.as_bytes()))
+                    .filter(|(k, _)| query.after.as_ref().is_none_or(|after| *k > after))
                     .filter_map(|(k, s)| s.accepted.as_ref().map(|c| (k, c)))
                     .filter(|(_, c)| {
                         c.value

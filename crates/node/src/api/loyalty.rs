@@ -3,7 +3,8 @@
 //! signature, 409 for a ticket already spent or changed, 404 for an unknown ticket); the same
 //! rules run again in every member's validation hook before anyone votes.
 
-use super::{wait_for, ApiError, Outcome};
+use super::kv::{wait_for, Outcome, PendingBody};
+use super::{ApiError, ApiJson, ErrorBody};
 use crate::{NodeError, NodeHandle};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -18,9 +19,10 @@ use beaufort_core::types::{Key, MemberIndex, Value, View};
 use beaufort_crypto::user::UserPublicKey;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// A ticket as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TicketView {
     /// Its id.
     pub id: String,
@@ -33,8 +35,10 @@ pub struct TicketView {
     /// Points at issue.
     pub issued_points: u64,
     /// Current owner.
+    #[schema(schema_with = super::schema::user_key)]
     pub owner: UserPublicKey,
     /// `live` while points are left, else `redeemed`.
+    #[schema(pattern = "^(live|redeemed)$")]
     pub status: String,
     /// View of the current value (what the next signature must name).
     pub view: View,
@@ -42,6 +46,7 @@ pub struct TicketView {
     /// COMMIT quorum in two rounds of its view, so members may differ here for the same ticket.
     pub round: u32,
     /// The step that produced the current value.
+    #[schema(schema_with = super::schema::ticket_action)]
     pub last: TicketAction,
 }
 
@@ -135,14 +140,35 @@ async fn commit(node: NodeHandle, key: Key, record: &TicketRecord) -> Response {
 }
 
 /// Body of an issue.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct IssueBody {
+    /// The customer's key.
+    #[schema(schema_with = super::schema::user_key)]
     owner: UserPublicKey,
+    /// Points on the ticket.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     points: u64,
 }
 
-pub(super) async fn issue(State(node): State<NodeHandle>, Json(body): Json<IssueBody>) -> Response {
+/// Issue a ticket of points to a customer (operator).
+#[utoipa::path(post, path = "/v1/loyalty/tickets", operation_id = "issueTicket", tag = "loyalty",
+    security(("bearer" = [])),
+    request_body = IssueBody,
+    responses(
+        (status = 200, description = "The ticket as committed", body = TicketView),
+        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
+        (status = 400, description = "The body is not the documented JSON (e.g. 0 points)", body = ErrorBody),
+        (status = 401, description = "No or a wrong operator token", body = ErrorBody),
+        (status = 409, description = "Another value was committed instead", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
+        (status = 429, description = "Too many writes are waiting", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
+pub(super) async fn issue(
+    State(node): State<NodeHandle>,
+    ApiJson(body): ApiJson<IssueBody>,
+) -> Response {
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
     let id = hex::encode(id);
@@ -164,19 +190,33 @@ pub(super) async fn issue(State(node): State<NodeHandle>, Json(body): Json<Issue
 }
 
 /// Query of the owner listing.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct OwnerQuery {
+    /// The customer's key.
+    #[param(schema_with = super::schema::user_key)]
     owner: UserPublicKey,
 }
 
 /// An owner's tickets and balance.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct Wallet {
+    /// The customer's key.
+    #[schema(schema_with = super::schema::user_key)]
     owner: UserPublicKey,
+    /// Points left on the live tickets.
     balance: u64,
+    /// The tickets the key owns, live and redeemed.
     tickets: Vec<TicketView>,
 }
 
+/// A customer's tickets and balance (the sum of the live tickets' points).
+#[utoipa::path(get, path = "/v1/loyalty/tickets", operation_id = "listTickets", tag = "loyalty",
+    params(OwnerQuery),
+    responses(
+        (status = 200, description = "The wallet", body = Wallet),
+        (status = 400, description = "owner is missing or not a P-256 key", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn list(
     State(node): State<NodeHandle>,
     Query(q): Query<OwnerQuery>,
@@ -204,6 +244,14 @@ pub(super) async fn list(
     }))
 }
 
+/// One ticket.
+#[utoipa::path(get, path = "/v1/loyalty/tickets/{id}", operation_id = "getTicket", tag = "loyalty",
+    params(("id" = String, Path, description = "The ticket id: 32 lowercase hex digits", pattern = "^[0-9a-f]{32}$")),
+    responses(
+        (status = 200, description = "The ticket as committed", body = TicketView),
+        (status = 400, description = "The id is not 32 lowercase hex digits", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn get(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
@@ -213,24 +261,38 @@ pub(super) async fn get(
 }
 
 /// Query of a challenge.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ChallengeQuery {
+    /// `redeem` (at this member) or `transfer`.
+    #[param(pattern = "^(redeem|transfer)$")]
     action: String,
+    /// redeem: points (default all).
+    #[param(minimum = 1)]
     amount: Option<u64>,
+    /// transfer: the new owner.
+    #[param(schema_with = super::schema::user_key)]
     to: Option<UserPublicKey>,
 }
 
 /// The exact bytes to sign, with what they commit to.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct Challenge {
+    /// The ticket id.
     ticket: String,
+    /// `redeem` or `transfer`.
     action: String,
+    /// The ticket's current view (the signature is good for this view only).
     view: View,
+    /// redeem: the member the points are redeemed at.
     #[serde(skip_serializing_if = "Option::is_none")]
     merchant: Option<MemberIndex>,
+    /// redeem: the points.
     #[serde(skip_serializing_if = "Option::is_none")]
     amount: Option<u64>,
+    /// transfer: the new owner.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::user_key)]
     to: Option<UserPublicKey>,
     /// The bytes, hex (they are also readable text).
     challenge_hex: String,
@@ -238,6 +300,17 @@ pub(super) struct Challenge {
     challenge_text: String,
 }
 
+/// The exact bytes the owner signs to redeem (at this member) or transfer the ticket at its
+/// current view.
+#[utoipa::path(get, path = "/v1/loyalty/tickets/{id}/challenge", operation_id = "ticketChallenge", tag = "loyalty",
+    params(("id" = String, Path, description = "The ticket id: 32 lowercase hex digits", pattern = "^[0-9a-f]{32}$"), ChallengeQuery),
+    responses(
+        (status = 200, description = "The bytes to sign", body = Challenge),
+        (status = 400, description = "A malformed id or query (an unknown action, amount 0, a transfer without to)", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 409, description = "The ticket is already fully redeemed", body = ErrorBody),
+        (status = 422, description = "More points asked for than the ticket holds", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn challenge(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
@@ -253,7 +326,13 @@ pub(super) async fn challenge(
     let (bytes, merchant, amount, to) = match q.action.as_str() {
         "redeem" => {
             let amount = q.amount.unwrap_or(record.points);
-            if amount == 0 || amount > record.points {
+            if amount == 0 {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "amount must be at least 1".into(),
+                ));
+            }
+            if amount > record.points {
                 return Err(ticket_error(TicketError::NotEnoughPoints {
                     have: record.points,
                     asked: amount,
@@ -300,11 +379,16 @@ pub(super) async fn challenge(
 }
 
 /// Body of a redemption.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RedeemBody {
+    /// The view the challenge named.
     view: View,
+    /// The points the challenge named.
+    #[schema(minimum = 1)]
     amount: u64,
+    /// The owner's signature of the challenge.
+    #[schema(schema_with = super::schema::user_signature)]
     signature: String,
 }
 
@@ -331,11 +415,31 @@ async fn spendable(
     Ok((key, certified.view, record))
 }
 
+/// Redeem points of the ticket at this member, signed by its owner.
+#[utoipa::path(post, path = "/v1/loyalty/tickets/{id}/redeem", operation_id = "redeemTicket", tag = "loyalty",
+    params(("id" = String, Path, description = "The ticket id: 32 lowercase hex digits", pattern = "^[0-9a-f]{32}$")),
+    request_body = RedeemBody,
+    responses(
+        (status = 200, description = "The ticket as committed", body = TicketView),
+        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
+        (status = 400, description = "A malformed id or body (e.g. amount 0)", body = ErrorBody),
+        (status = 403, description = "The signature is not the owner's over this step", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 409, description = "The ticket changed since the challenge or another change won", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
+        (status = 422, description = "More points than the ticket holds", body = ErrorBody),
+        (status = 429, description = "Too many writes are waiting", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn redeem(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
-    Json(body): Json<RedeemBody>,
+    ApiJson(body): ApiJson<RedeemBody>,
 ) -> Response {
+    if body.amount == 0 {
+        return ApiError(StatusCode::BAD_REQUEST, "amount must be at least 1".into())
+            .into_response();
+    }
     let (key, view, record) = match spendable(&node, &id, body.view).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -349,18 +453,39 @@ pub(super) async fn redeem(
 }
 
 /// Body of a transfer.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TransferBody {
+    /// The view the challenge named.
     view: View,
+    /// The new owner.
+    #[schema(schema_with = super::schema::user_key)]
     to: UserPublicKey,
+    /// The owner's signature of the challenge.
+    #[schema(schema_with = super::schema::user_signature)]
     signature: String,
 }
 
+/// Give the ticket to another key, signed by its owner.
+#[utoipa::path(post, path = "/v1/loyalty/tickets/{id}/transfer", operation_id = "transferTicket", tag = "loyalty",
+    params(("id" = String, Path, description = "The ticket id: 32 lowercase hex digits", pattern = "^[0-9a-f]{32}$")),
+    request_body = TransferBody,
+    responses(
+        (status = 200, description = "The ticket as committed", body = TicketView),
+        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
+        (status = 400, description = "A malformed id or body (e.g. amount 0)", body = ErrorBody),
+        (status = 403, description = "The signature is not the owner's over this step", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 409, description = "The ticket changed since the challenge or another change won", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
+        (status = 422, description = "The ticket already belongs to that key", body = ErrorBody),
+        (status = 429, description = "Too many writes are waiting", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn transfer(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
-    Json(body): Json<TransferBody>,
+    ApiJson(body): ApiJson<TransferBody>,
 ) -> Response {
     let (key, view, record) = match spendable(&node, &id, body.view).await {
         Ok(c) => c,
@@ -371,51 +496,4 @@ pub(super) async fn transfer(
         Ok(next) => commit(node, key, &next).await,
         Err(e) => ticket_error(e).into_response(),
     }
-}
-
-/// The OpenAPI paths of the loyalty routes.
-pub(super) fn openapi_paths(error: &serde_json::Value) -> serde_json::Value {
-    let id = serde_json::json!({ "name": "id", "in": "path", "required": true,
-        "schema": { "type": "string", "pattern": "^[0-9a-f]{32}$" } });
-    let ticket = serde_json::json!({ "description": "The ticket as committed",
-        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ticket" } } } });
-    let pk = serde_json::json!({ "type": "string", "pattern": "^04[0-9a-f]{128}$",
-        "description": "P-256 public key, uncompressed SEC1 point in hex (WebCrypto exportKey raw)" });
-    let signature = serde_json::json!({ "type": "string", "pattern": "^[0-9a-f]{128}$",
-        "description": "ECDSA P-256 SHA-256 signature r||s in hex (WebCrypto sign) of challenge_hex's bytes" });
-    let spend = |summary: &str, body: serde_json::Value| {
-        serde_json::json!({ "post": { "summary": summary, "parameters": [id.clone()],
-            "requestBody": { "required": true, "content": { "application/json": { "schema": body } } },
-            "responses": { "200": ticket, "202": { "description": "Not committed within 30 s" },
-                "400": error, "403": error, "404": error, "409": error, "422": error } } })
-    };
-    serde_json::json!({
-        "/v1/loyalty/tickets": {
-            "post": { "summary": "Issue a ticket of points to a customer (operator)",
-                "security": [{ "bearer": [] }],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object", "required": ["owner", "points"],
-                    "properties": { "owner": pk, "points": { "type": "integer", "minimum": 1, "maximum": loyalty::MAX_POINTS } } } } } },
-                "responses": { "200": ticket, "400": error, "401": error, "422": error } },
-            "get": { "summary": "A customer's tickets and balance (sum of live tickets)",
-                "parameters": [{ "name": "owner", "in": "query", "required": true, "schema": pk }],
-                "responses": { "200": { "description": "{owner, balance, tickets: [Ticket]}" }, "400": error } }
-        },
-        "/v1/loyalty/tickets/{id}": { "get": { "summary": "One ticket", "parameters": [id],
-            "responses": { "200": ticket, "400": error, "404": error } } },
-        "/v1/loyalty/tickets/{id}/challenge": { "get": {
-            "summary": "The exact bytes the owner signs to redeem (at this member) or transfer the ticket at its current view",
-            "parameters": [id,
-                { "name": "action", "in": "query", "required": true, "schema": { "enum": ["redeem", "transfer"] } },
-                { "name": "amount", "in": "query", "schema": { "type": "integer", "minimum": 1 }, "description": "redeem: points (default all)" },
-                { "name": "to", "in": "query", "schema": pk, "description": "transfer: the new owner" }],
-            "responses": { "200": { "description": "{ticket, action, view, merchant?, amount?, to?, challenge_hex, challenge_text}" },
-                "400": error, "404": error, "409": error, "422": error } } },
-        "/v1/loyalty/tickets/{id}/redeem": spend("Redeem points of the ticket at this member, signed by its owner",
-            serde_json::json!({ "type": "object", "required": ["view", "amount", "signature"],
-                "properties": { "view": { "type": "integer" }, "amount": { "type": "integer" }, "signature": signature } })),
-        "/v1/loyalty/tickets/{id}/transfer": spend("Give the ticket to another key, signed by its owner",
-            serde_json::json!({ "type": "object", "required": ["view", "to", "signature"],
-                "properties": { "view": { "type": "integer" }, "to": pk, "signature": signature } }))
-    })
 }
