@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use beaufort_apps::loyalty::{
-    self, check_ticket_id, redeem_challenge, transfer_challenge, TicketAction, TicketError,
-    TicketRecord, TICKET_PREFIX,
+    self, check_request_id, check_ticket_id, redeem_challenge, transfer_challenge, Redemption,
+    TicketAction, TicketError, TicketRecord, TICKET_PREFIX,
 };
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Value, View};
@@ -273,6 +273,10 @@ pub(super) struct ChallengeQuery {
     /// transfer: the new owner.
     #[param(schema_with = super::schema::user_key)]
     to: Option<UserPublicKey>,
+    /// redeem: the client's request id (1 to 64 of A-Z a-z 0-9 _ -), signed with the rest, so
+    /// a retry of the redemption is answered with its first outcome and never charged twice.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    request_id: Option<String>,
 }
 
 /// The exact bytes to sign, with what they commit to.
@@ -294,6 +298,9 @@ pub(super) struct Challenge {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = super::schema::user_key)]
     to: Option<UserPublicKey>,
+    /// redeem: the request id, when the query named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
     /// The bytes, hex (they are also readable text).
     challenge_hex: String,
     /// The same bytes as text, for people to read before they sign.
@@ -308,7 +315,7 @@ pub(super) struct Challenge {
         (status = 200, description = "The bytes to sign", body = Challenge),
         (status = 400, description = "A malformed id or query (an unknown action, amount 0, a transfer without to)", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
-        (status = 409, description = "The ticket is already fully redeemed", body = ErrorBody),
+        (status = 409, description = "The ticket is already fully redeemed, or the request id was already redeemed (retry the signed redemption for its outcome)", body = ErrorBody),
         (status = 422, description = "More points asked for than the ticket holds", body = ErrorBody),
         (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn challenge(
@@ -338,8 +345,17 @@ pub(super) async fn challenge(
                     asked: amount,
                 }));
             }
+            if let Some(request_id) = &q.request_id {
+                check_request_id(request_id).map_err(ticket_error)?;
+                if record.request(request_id).is_some() {
+                    return Err(ApiError(
+                        StatusCode::CONFLICT,
+                        format!("request {request_id} was already redeemed; retry the signed redemption to get its outcome"),
+                    ));
+                }
+            }
             (
-                redeem_challenge(&network, &id, view, me, amount),
+                redeem_challenge(&network, &id, view, me, amount, q.request_id.as_deref()),
                 Some(me),
                 Some(amount),
                 None,
@@ -373,6 +389,7 @@ pub(super) async fn challenge(
         merchant,
         amount,
         to,
+        request_id: q.request_id.filter(|_| merchant.is_some()),
         challenge_hex: hex::encode(&bytes),
         challenge_text: String::from_utf8_lossy(&bytes).into_owned(),
     }))
@@ -390,6 +407,44 @@ pub(super) struct RedeemBody {
     /// The owner's signature of the challenge.
     #[schema(schema_with = super::schema::user_signature)]
     signature: String,
+    /// The member the challenge named (default: this one). A retry of a redemption at another
+    /// member names the member of the first attempt, so it is the same request.
+    #[serde(default)]
+    merchant: Option<MemberIndex>,
+    /// The request id the challenge named, if any.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    request_id: Option<String>,
+}
+
+/// Header set on the answer to a redemption retried with a request id that was already
+/// redeemed: the answer is the ticket after that redemption, which is not charged again.
+const REPLAYED: &str = "beaufort-replayed";
+
+/// The outcome of a redemption whose request id the ticket remembers: the ticket as it is (the
+/// redemption was charged once), or 409 if the id was used for a different redemption.
+fn replayed(
+    request: &Redemption,
+    record: &TicketRecord,
+    certified: &Certified,
+) -> Result<Option<Response>, ApiError> {
+    let Some(request_id) = &request.request_id else {
+        return Ok(None);
+    };
+    let Some(done) = record.request(request_id) else {
+        return Ok(None);
+    };
+    if (done.view, done.merchant, done.amount) != (request.view, request.merchant, request.amount) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("request {request_id} was already used for a different redemption"),
+        ));
+    }
+    let mut answer = Json(TicketView::new(record.clone(), certified)).into_response();
+    answer
+        .headers_mut()
+        .insert(REPLAYED, axum::http::HeaderValue::from_static("true"));
+    Ok(Some(answer))
 }
 
 /// The ticket about to be spent, if the signed view is its current one: a signature over an older
@@ -400,6 +455,16 @@ async fn spendable(
     signed: View,
 ) -> Result<(Key, View, TicketRecord), ApiError> {
     let (key, certified, record) = current(node, id).await?;
+    check_spendable(&record, &certified, signed)?;
+    Ok((key, certified.view, record))
+}
+
+/// Whether the ticket can be spent by a step signed for view `signed`.
+fn check_spendable(
+    record: &TicketRecord,
+    certified: &Certified,
+    signed: View,
+) -> Result<(), ApiError> {
     if !record.is_live() {
         return Err(ticket_error(TicketError::AlreadyRedeemed));
     }
@@ -412,7 +477,7 @@ async fn spendable(
             ),
         ));
     }
-    Ok((key, certified.view, record))
+    Ok(())
 }
 
 /// Redeem points of the ticket at this member, signed by its owner.
@@ -420,12 +485,13 @@ async fn spendable(
     params(("id" = String, Path, description = "The ticket id: 32 lowercase hex digits", pattern = "^[0-9a-f]{32}$")),
     request_body = RedeemBody,
     responses(
-        (status = 200, description = "The ticket as committed", body = TicketView),
-        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
-        (status = 400, description = "A malformed id or body (e.g. amount 0)", body = ErrorBody),
+        (status = 200, description = "The ticket as committed. A retry of a redemption whose request id was already redeemed (here or at another member) answers the ticket as it is now, charged once, with the header beaufort-replayed: true", body = TicketView,
+            headers(("beaufort-replayed" = String, description = "true on the answer to a retry"))),
+        (status = 202, description = "Not committed within 30 s; it may still commit (retry with the same body: it is never charged twice when it names a request id)", body = PendingBody),
+        (status = 400, description = "A malformed id or body (e.g. amount 0, a bad request id, no such merchant)", body = ErrorBody),
         (status = 403, description = "The signature is not the owner's over this step", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
-        (status = 409, description = "The ticket changed since the challenge or another change won", body = ErrorBody),
+        (status = 409, description = "The ticket changed since the challenge or another change won, or the request id was used for a different redemption", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
         (status = 422, description = "More points than the ticket holds", body = ErrorBody),
@@ -436,20 +502,54 @@ pub(super) async fn redeem(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RedeemBody>,
 ) -> Response {
+    match redeem_once(node, id, body).await {
+        Ok(answer) => answer,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A redemption, or the outcome of the first attempt of one retried with its request id.
+async fn redeem_once(node: NodeHandle, id: String, body: RedeemBody) -> Result<Response, ApiError> {
     if body.amount == 0 {
-        return ApiError(StatusCode::BAD_REQUEST, "amount must be at least 1".into())
-            .into_response();
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "amount must be at least 1".into(),
+        ));
     }
-    let (key, view, record) = match spendable(&node, &id, body.view).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+    if let Some(request_id) = &body.request_id {
+        check_request_id(request_id).map_err(ticket_error)?;
+    }
+    let merchant = body.merchant.unwrap_or(node.config().node.index);
+    if usize::from(merchant) >= node.membership().n() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("no merchant {merchant}"),
+        ));
+    }
+    let request = Redemption {
+        view: body.view,
+        merchant,
+        amount: body.amount,
+        signature: body.signature,
+        request_id: body.request_id,
     };
-    let network = node.membership().network_id();
-    let me = node.config().node.index;
-    match loyalty::redeem(&network, &record, view, me, body.amount, body.signature) {
-        Ok(next) => commit(node, key, &next).await,
-        Err(e) => ticket_error(e).into_response(),
+    let (key, certified, record) = current(&node, &id).await?;
+    if let Some(answer) = replayed(&request, &record, &certified)? {
+        return Ok(answer);
     }
+    check_spendable(&record, &certified, request.view)?;
+    let network = node.membership().network_id();
+    let next = loyalty::redeem(&network, &record, request.clone()).map_err(ticket_error)?;
+    let answer = commit(node.clone(), key, &next).await;
+    if answer.status() == StatusCode::CONFLICT && request.request_id.is_some() {
+        // The same request may have been committed through another member meanwhile (a retry
+        // that raced its first attempt): then its outcome is the answer.
+        let (_, certified, record) = current(&node, &id).await?;
+        if let Some(replay) = replayed(&request, &record, &certified)? {
+            return Ok(replay);
+        }
+    }
+    Ok(answer)
 }
 
 /// Body of a transfer.
