@@ -3,9 +3,12 @@
 //! Prometheus metrics and the configuration format ([`config`]).
 
 pub mod api;
+mod changes;
 pub mod config;
 pub mod metrics;
 mod runtime;
+
+pub use changes::Watched;
 
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;
@@ -17,6 +20,7 @@ use beaufort_crypto::keyfile::read_secret_key_file;
 use beaufort_crypto::membership::{Membership, Signer};
 use beaufort_net::{MemberPeer, NetConfig, Network};
 use beaufort_store::Store;
+use changes::ChangeLog;
 use config::{parse_addresses, read_p2p_key, Config};
 use futures::Stream;
 use metrics::Metrics;
@@ -24,11 +28,12 @@ use runtime::{ListQuery, Request, Runtime};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Capacity of the request channel into the runtime.
 const REQUEST_CAPACITY: usize = 1024;
-/// Capacity of the committed-change broadcast; a listener that falls further behind skips.
+/// Committed changes kept for listeners that resume, and how far a listener may fall behind
+/// before it is told it missed some.
 const CHANGE_CAPACITY: usize = 4096;
 
 /// Why a node could not start or a request failed.
@@ -134,7 +139,7 @@ pub struct StartOptions {
 #[derive(Clone)]
 pub struct NodeHandle {
     requests: mpsc::Sender<Request>,
-    changes: broadcast::Sender<Change>,
+    changes: Arc<ChangeLog<Change>>,
     metrics: Arc<Metrics>,
     membership: Arc<Membership>,
     config: Arc<Config>,
@@ -232,7 +237,7 @@ impl NodeHandle {
             network.stats(),
             &shared_membership.network_id().to_hex(),
         ));
-        let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
+        let changes = Arc::new(ChangeLog::new(CHANGE_CAPACITY));
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
         let runtime = Runtime::new(
             replica,
@@ -376,20 +381,18 @@ impl NodeHandle {
         self.set(key, Value::Tombstone).await
     }
 
-    /// A stream of committed changes to keys starting with `prefix`. A listener that falls more
-    /// than a few thousand changes behind skips the ones it missed.
-    pub fn listen(&self, prefix: String) -> impl Stream<Item = Change> + Send + 'static {
-        let rx = self.changes.subscribe();
-        futures::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(change) if change.key.as_bytes().starts_with(prefix.as_bytes()) => {
-                        return Some((change, (rx, prefix)))
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+    /// A stream of committed changes to keys starting with `prefix`, each with an id. Given
+    /// the id of the last change a listener saw (`resume`), it first replays the changes after
+    /// it that this member still keeps (the last 4,096). A listener that falls further behind,
+    /// or resumes from an id no longer kept or from before a restart, gets a
+    /// [`Watched::Lagged`] where changes are missing, never a silent gap.
+    pub fn listen(
+        &self,
+        prefix: String,
+        resume: Option<&str>,
+    ) -> impl Stream<Item = Watched<Change>> + Send + 'static {
+        self.changes.listen(resume, move |change: &Change| {
+            change.key.as_bytes().starts_with(prefix.as_bytes())
         })
     }
 

@@ -7,6 +7,7 @@
 //! messages handed to the network. Inputs that are already queued are batched into one step, so
 //! one disk commit covers a burst of incoming votes.
 
+use crate::changes::ChangeLog;
 use crate::metrics::Metrics;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
@@ -19,7 +20,7 @@ use beaufort_store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// How often the eager push runs.
@@ -71,7 +72,7 @@ pub(crate) struct Runtime {
     pub store: Arc<Store>,
     pub network: Network,
     pub members: usize,
-    pub changes: broadcast::Sender<Change>,
+    pub changes: Arc<ChangeLog<Change>>,
     pub metrics: Arc<Metrics>,
     pub apps: Arc<AppHook>,
     waiters: HashMap<Key, Vec<Waiter>>,
@@ -88,7 +89,7 @@ impl Runtime {
         store: Arc<Store>,
         network: Network,
         members: usize,
-        changes: broadcast::Sender<Change>,
+        changes: Arc<ChangeLog<Change>>,
         metrics: Arc<Metrics>,
         apps: Arc<AppHook>,
     ) -> Runtime {
@@ -313,7 +314,7 @@ impl Runtime {
                     tracing::error!(key = %decision.key, %error, "could not install a contract");
                 }
             }
-            let _ = self.changes.send(Change {
+            self.changes.publish(Change {
                 key: decision.key,
                 certified: decision.certified,
             });

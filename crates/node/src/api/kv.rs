@@ -2,7 +2,7 @@
 //! committed changes as server-sent events, and receipts to verify offline.
 
 use super::{ApiError, ErrorBody, Stopping, DEFAULT_WAIT, MAX_WAIT};
-use crate::{Change, NodeError, NodeHandle};
+use crate::{Change, NodeError, NodeHandle, Watched};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -289,25 +289,51 @@ pub(super) struct WatchQuery {
     prefix: String,
 }
 
-/// Committed changes as server-sent events (`event: change`, data: a value as `getValue` shows it).
+/// What a `lagged` event carries.
+#[derive(Serialize)]
+struct Lagged {
+    /// How many changes (of any key) were missed, when known; null when unknown.
+    missed: Option<u64>,
+}
+
+/// Committed changes as server-sent events. Each `change` event carries an `id:` and, as data,
+/// the value as `getValue` shows it; a client that reconnects with `Last-Event-ID` (browsers'
+/// EventSource do so by themselves) first gets the changes it missed. Where changes cannot be
+/// replayed (the listener fell behind, or the id is no longer kept or from before a restart) a
+/// `lagged` event says so: re-read what you follow.
 #[utoipa::path(get, path = "/v1/watch", operation_id = "watchChanges", tag = "kv",
-    params(WatchQuery),
+    params(WatchQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last change seen, to resume after it")),
     responses(
-        (status = 200, description = "A stream of `change` events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A stream of `change` events (with an id; data: a ValueView) and `lagged` events (data: {\"missed\": number or null})",
+            content_type = "text/event-stream", body = String),
         (status = 400, description = "The query does not parse", body = ErrorBody)))]
 pub(super) async fn watch(
     State(node): State<NodeHandle>,
     axum::Extension(stopping): axum::Extension<Stopping>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<WatchQuery>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let stream = node
-        .listen(q.prefix)
-        .map(|Change { key, certified }| {
-            let view = ValueView::new(&key, &certified);
-            Ok(Event::default()
-                .event("change")
-                .json_data(&view)
-                .unwrap_or_else(|_| Event::default().event("error")))
+        .listen(q.prefix, resume.as_deref())
+        .map(|watched| {
+            Ok(match watched {
+                Watched::Item {
+                    id,
+                    item: Change { key, certified },
+                } => Event::default()
+                    .id(id)
+                    .event("change")
+                    .json_data(ValueView::new(&key, &certified)),
+                Watched::Lagged { missed } => Event::default()
+                    .event("lagged")
+                    .json_data(Lagged { missed }),
+            }
+            .unwrap_or_else(|_| Event::default().event("error")))
         })
         // A watch never ends by itself, so a drain would otherwise wait on it until its limit.
         .take_until(stopping.wait());
