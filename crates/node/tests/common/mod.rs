@@ -254,3 +254,84 @@ fn validate_in(
     }
     Ok(())
 }
+
+/// One server-sent event.
+#[derive(Debug)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Json,
+}
+
+/// The events of an open `text/event-stream` answer, read as they come.
+pub struct EventStream {
+    body: axum::body::BodyDataStream,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event (keep-alive comments skipped); panics after [`DEADLINE`].
+    pub async fn next(&mut self) -> SseEvent {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: Json::Null,
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => event.id = Some(value.to_owned()),
+                        "event" => event.event = value.to_owned(),
+                        "data" => event.data = serde_json::from_str(value).expect("JSON data"),
+                        _ => continue,
+                    }
+                    any = true;
+                }
+                if any {
+                    return event;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(DEADLINE, self.body.next())
+                .await
+                .expect("an event before the deadline")
+                .expect("the stream goes on")
+                .expect("a chunk");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
+
+impl Cluster {
+    /// Opens `/v1/watch?prefix=…` at `member`, resuming after `last_event_id` if given.
+    pub async fn watch(
+        &self,
+        member: usize,
+        prefix: &str,
+        last_event_id: Option<&str>,
+    ) -> EventStream {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(format!("/v1/watch?prefix={prefix}"));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = self.routers[member]
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("the router never fails");
+        assert_eq!(response.status(), StatusCode::OK);
+        EventStream {
+            body: response.into_body().into_data_stream(),
+            buffer: String::new(),
+        }
+    }
+}
