@@ -5,6 +5,8 @@
 //! - `asset/<id>`: [`AssetRecord`]s governed by a contract ([`check_record`]); a contract this
 //!   member has not installed yet makes the hook answer [`HookError::Unavailable`];
 //! - `contract/<name>`: [`ContractPackage`]s, growing only by endorsements;
+//! - a key under the prefix of a rule an application registered ([`AppHook::with_rule`]): that
+//!   rule decides;
 //! - any other key: plain data, except that keys under a write-once prefix of the network's
 //!   configuration may be written only while they have no value.
 //!
@@ -25,11 +27,44 @@ use std::sync::Arc;
 /// Keys reserved for applications: plain writes there are refused.
 pub const LOYALTY_PREFIX: &str = "loyalty/";
 
+/// Key prefixes the built-in applications own; no registered rule may overlap them.
+pub const RESERVED_PREFIXES: [&str; 3] = [LOYALTY_PREFIX, ASSET_PREFIX, CONTRACT_PREFIX];
+
+/// Why an application's rule cannot be registered.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// The prefix is empty: a rule for every key would override the built-in applications.
+    #[error("a rule needs a non-empty key prefix")]
+    EmptyPrefix,
+    /// The prefix overlaps one of the built-in applications' prefixes.
+    #[error("the prefix {prefix:?} overlaps the reserved prefix {reserved:?}")]
+    Reserved {
+        /// The prefix asked for.
+        prefix: String,
+        /// The reserved prefix it overlaps.
+        reserved: &'static str,
+    },
+    /// The prefix overlaps the prefix of a rule registered before.
+    #[error("the prefix {prefix:?} overlaps the prefix {other:?} of another rule")]
+    Overlap {
+        /// The prefix asked for.
+        prefix: String,
+        /// The other rule's prefix.
+        other: String,
+    },
+}
+
+/// Whether one of two prefixes starts with the other (some key would fall under both).
+fn overlap(a: &str, b: &str) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
 /// The hook of a Beaufort network's applications.
 pub struct AppHook {
     membership: Arc<Membership>,
     registry: Arc<Registry>,
     write_once: Vec<Vec<u8>>,
+    rules: Vec<(String, Arc<dyn ValidationHook>)>,
 }
 
 impl AppHook {
@@ -47,7 +82,61 @@ impl AppHook {
                 .iter()
                 .map(|p| p.as_bytes().to_vec())
                 .collect(),
+            rules: Vec::new(),
         }
+    }
+
+    /// Adds an application's own rule: every write of a key starting with `prefix` must pass
+    /// `rule` (which sees the value certified before, with its view, and the proposed one),
+    /// instead of being plain data. Every member of the network must register the same rules,
+    /// or members disagree on what is valid and writes under the prefix stall.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use beaufort_apps::AppHook;
+    /// # use beaufort_contracts::Registry;
+    /// # use beaufort_core::hook::HookError;
+    /// # use beaufort_core::state::Certified;
+    /// # use beaufort_core::types::{Key, Value};
+    /// # use beaufort_crypto::{bls::SecretKey, hash::{hash, Domain}, membership::{MemberKey, Membership}};
+    /// # let key = MemberKey::from_secret(&SecretKey::generate(&[7; 32]));
+    /// # let membership = Arc::new(Membership::new(hash(Domain::NetworkId, &[b"doc"]), vec![key]).unwrap());
+    /// use beaufort_core::hook::ValidationHook;
+    ///
+    /// // Room bookings: a value names who booked, and a booked slot is never re-booked.
+    /// let bookings = |_: &Key, old: Option<&Certified>, new: &Value| match (old, new.as_data()) {
+    ///     (Some(_), _) => Err(HookError::Rejected("the slot is booked".into())),
+    ///     (None, Some(who)) if !who.is_empty() => Ok(()),
+    ///     (None, _) => Err(HookError::Rejected("say who books".into())),
+    /// };
+    /// let hook = AppHook::new(membership, Arc::new(Registry::new()), &[])
+    ///     .with_rule("room/", Arc::new(bookings))?;
+    /// let slot = Key::new(b"room/blue/09:00".to_vec())?;
+    /// assert!(hook.validate(&slot, None, &Value::data(b"ada".to_vec())?).is_ok());
+    /// assert!(hook.validate(&slot, None, &Value::data(Vec::new())?).is_err());
+    /// // The built-in applications' prefixes stay theirs.
+    /// # let hook = AppHook::new(hook.membership().clone().into(), Arc::new(Registry::new()), &[]);
+    /// assert!(hook.with_rule("loyalty/x/", Arc::new(bookings)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_rule(
+        mut self,
+        prefix: impl Into<String>,
+        rule: Arc<dyn ValidationHook>,
+    ) -> Result<AppHook, RuleError> {
+        let prefix = prefix.into();
+        if prefix.is_empty() {
+            return Err(RuleError::EmptyPrefix);
+        }
+        if let Some(reserved) = RESERVED_PREFIXES.iter().find(|r| overlap(&prefix, r)) {
+            return Err(RuleError::Reserved { prefix, reserved });
+        }
+        if let Some((other, _)) = self.rules.iter().find(|(p, _)| overlap(&prefix, p)) {
+            let other = other.clone();
+            return Err(RuleError::Overlap { prefix, other });
+        }
+        self.rules.push((prefix, rule));
+        Ok(self)
     }
 }
 
@@ -155,6 +244,13 @@ impl ValidationHook for AppHook {
             return new
                 .check_write(&self.membership, name, old.as_ref().map(|(p, _)| p))
                 .map_err(rejected);
+        }
+        if let Some((_, rule)) = self
+            .rules
+            .iter()
+            .find(|(prefix, _)| key.as_bytes().starts_with(prefix.as_bytes()))
+        {
+            return rule.validate(key, old, new);
         }
         let write_once = self
             .write_once
