@@ -13,6 +13,7 @@ pub use changes::Watched;
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;
 use beaufort_core::auth::{BlsSigner, BlsVerifier};
+use beaufort_core::hook::ValidationHook;
 use beaufort_core::replica::Replica;
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
@@ -57,6 +58,9 @@ pub enum NodeError {
     /// The runtime's thread could not be started.
     #[error("starting the runtime thread: {0}")]
     Thread(std::io::Error),
+    /// An application's rules or contracts cannot be registered.
+    #[error("applications: {0}")]
+    Apps(String),
     /// Too many writes are waiting for their commit.
     #[error("too many pending writes")]
     Busy,
@@ -134,6 +138,81 @@ pub struct StartOptions {
     pub latency: Duration,
 }
 
+/// An application's own rules and compiled-in contracts, added to the built-in ones (loyalty,
+/// eShare, eLoan) when a node starts ([`NodeHandle::start_with`]). Every member of a network
+/// must start with the same ones.
+///
+/// ```
+/// use beaufort_contracts::native::NativeContract;
+/// use beaufort_core::hook::HookError;
+/// use beaufort_core::state::Certified;
+/// use beaufort_core::types::{Key, Value};
+/// use beaufort_node::Apps;
+/// use std::sync::Arc;
+///
+/// let apps = Apps::new()
+///     // Notes under note/ are text, at most 280 bytes.
+///     .rule("note/", |_: &Key, _: Option<&Certified>, new: &Value| match new.as_data() {
+///         Some(text) if text.len() <= 280 && std::str::from_utf8(text).is_ok() => Ok(()),
+///         _ => Err(HookError::Rejected("a note is text of at most 280 bytes".into())),
+///     })
+///     .contract(Arc::new(
+///         NativeContract::new("ticket")
+///             .transition("open", &["Start"], "open", |_, _, _| Ok(()), |_, _, _| Ok(serde_json::json!({})))
+///             .build()?,
+///     ));
+/// # let _ = apps;
+/// # Ok::<(), beaufort_contracts::ContractError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Apps {
+    rules: Vec<(String, Arc<dyn ValidationHook>)>,
+    contracts: Vec<Arc<dyn beaufort_contracts::Contract>>,
+}
+
+impl Apps {
+    /// No application of its own: the built-in ones only.
+    pub fn new() -> Apps {
+        Apps::default()
+    }
+
+    /// Every write of a key starting with `prefix` must pass `rule` (see
+    /// [`AppHook::with_rule`]); refused at start if the prefix overlaps a built-in application's
+    /// or another rule's.
+    pub fn rule(mut self, prefix: impl Into<String>, rule: impl ValidationHook + 'static) -> Apps {
+        self.rules.push((prefix.into(), Arc::new(rule)));
+        self
+    }
+
+    /// A compiled-in contract assets can be governed by, like eShare; refused at start if its
+    /// name is taken.
+    pub fn contract(mut self, contract: Arc<dyn beaufort_contracts::Contract>) -> Apps {
+        self.contracts.push(contract);
+        self
+    }
+
+    /// The hook running the built-in applications and these.
+    fn hook(
+        &self,
+        membership: Arc<Membership>,
+        write_once_prefixes: &[String],
+    ) -> Result<AppHook, NodeError> {
+        let mut registry = Registry::new();
+        for contract in &self.contracts {
+            registry = registry
+                .with_contract(contract.clone())
+                .map_err(|e| NodeError::Apps(e.to_string()))?;
+        }
+        let mut hook = AppHook::new(membership, Arc::new(registry), write_once_prefixes);
+        for (prefix, rule) in &self.rules {
+            hook = hook
+                .with_rule(prefix.clone(), rule.clone())
+                .map_err(|e| NodeError::Apps(e.to_string()))?;
+        }
+        Ok(hook)
+    }
+}
+
 /// The application's handle on a running node. Cheap to clone; the node stops when every clone
 /// is dropped.
 #[derive(Clone)]
@@ -164,10 +243,21 @@ impl Pending {
 }
 
 impl NodeHandle {
-    /// Starts a node from its configuration: loads the keys, opens and restores the store,
-    /// starts the network (a task on the caller's tokio runtime) and the runtime (its own
-    /// thread). Must run inside a tokio runtime.
+    /// Starts a node from its configuration with the built-in applications only (see
+    /// [`NodeHandle::start_with`]).
     pub fn start(config: Config, options: StartOptions) -> Result<NodeHandle, NodeError> {
+        NodeHandle::start_with(config, options, Apps::new())
+    }
+
+    /// Starts a node from its configuration, running the built-in applications and `apps`:
+    /// loads the keys, opens and restores the store, starts the network (a task on the
+    /// caller's tokio runtime) and the runtime (its own thread). Must run inside a tokio
+    /// runtime.
+    pub fn start_with(
+        config: Config,
+        options: StartOptions,
+        apps: Apps,
+    ) -> Result<NodeHandle, NodeError> {
         let membership = config.network.membership()?;
         let me = config.node.index;
         let read_secret = || {
@@ -198,11 +288,10 @@ impl NodeHandle {
             "restored state from the store"
         );
         let shared_membership = Arc::new(membership.clone());
-        let apps = Arc::new(AppHook::new(
+        let apps = Arc::new(apps.hook(
             shared_membership.clone(),
-            Arc::new(Registry::new()),
             &config.network.write_once_prefixes,
-        ));
+        )?);
         for (key, state) in &loaded.states {
             if let Some(certified) = &state.accepted {
                 match apps.learn(key, certified) {
