@@ -99,7 +99,7 @@ pub fn run(command: ClientCommand) -> Result<()> {
         match command {
             ClientCommand::Get { target, key } => match target.client()?.get(&key).await? {
                 Some(value) => print_json(&value),
-                None => bail!("{key} has no value"),
+                None => bail!("HTTP 404: {key} has no value"),
             },
             ClientCommand::Put { target, key, value } => {
                 let written = target.client()?.put(&key, value.as_bytes()).await?;
