@@ -94,8 +94,10 @@ pub struct KeyProgress {
     /// The key.
     pub key: String,
     /// Its current view.
+    #[schema(value_type = u64)]
     pub view: View,
     /// The highest round with votes.
+    #[schema(value_type = Option<u32>)]
     pub top_round: Option<Round>,
     /// Votes held in the view.
     pub votes: usize,
@@ -105,12 +107,15 @@ pub struct KeyProgress {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// This member's index.
+    #[schema(value_type = u16)]
     pub member: MemberIndex,
     /// Number of members.
     pub members: usize,
     /// Connected neighbours.
+    #[schema(value_type = Vec<u16>)]
     pub neighbours: Vec<MemberIndex>,
     /// Members proven to have equivocated.
+    #[schema(value_type = Vec<u16>)]
     pub excluded: Vec<MemberIndex>,
     /// Keys held.
     pub keys: usize,

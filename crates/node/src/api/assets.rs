@@ -37,6 +37,7 @@ pub(super) struct ContractView {
     #[schema(schema_with = super::schema::transitions)]
     transitions: Vec<TransitionSpec>,
     /// Members that endorsed it (none for a builtin).
+    #[schema(value_type = Vec<u16>)]
     endorsements: Vec<MemberIndex>,
     /// Endorsements needed to install it (0 for a builtin).
     needed: usize,
@@ -50,6 +51,7 @@ pub(super) struct ContractSummary {
     /// `installed` once a quorum endorsed it, else `pending`.
     status: &'static str,
     /// Members that endorsed it.
+    #[schema(value_type = Vec<u16>)]
     endorsements: Vec<MemberIndex>,
     /// Endorsements needed to install it.
     needed: usize,
@@ -307,6 +309,7 @@ pub(super) struct AssetView {
     #[schema(schema_with = super::schema::machine_state)]
     state: MachineState,
     /// View of the current value (what the next signature must name).
+    #[schema(value_type = u64)]
     view: View,
     /// Round of the certificate this member holds.
     round: u32,
@@ -441,6 +444,7 @@ pub(super) struct TransitionBody {
     actor: UserPublicKey,
     /// The view the challenge named (absent to create the asset).
     #[serde(default)]
+    #[schema(value_type = Option<u64>)]
     view: Option<View>,
     /// The actor's signature of the challenge (transitions only).
     #[serde(default)]
@@ -455,6 +459,7 @@ pub(super) struct AssetChallenge {
     /// The same bytes as text, for people to read before they sign.
     challenge_text: String,
     /// The asset's current view (absent before it exists).
+    #[schema(value_type = Option<u64>)]
     view: Option<View>,
     /// The contract that governs the transition.
     contract: String,

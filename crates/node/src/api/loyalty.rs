@@ -29,6 +29,7 @@ pub struct TicketView {
     /// Its register's key.
     pub key: String,
     /// The issuing merchant.
+    #[schema(value_type = u16)]
     pub issuer: MemberIndex,
     /// Points left.
     pub points: u64,
@@ -41,6 +42,7 @@ pub struct TicketView {
     #[schema(pattern = "^(live|redeemed)$")]
     pub status: String,
     /// View of the current value (what the next signature must name).
+    #[schema(value_type = u64)]
     pub view: View,
     /// Round of the certificate this member holds. Under contention one value can gather a
     /// COMMIT quorum in two rounds of its view, so members may differ here for the same ticket.
@@ -287,9 +289,11 @@ pub(super) struct Challenge {
     /// `redeem` or `transfer`.
     action: String,
     /// The ticket's current view (the signature is good for this view only).
+    #[schema(value_type = u64)]
     view: View,
     /// redeem: the member the points are redeemed at.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u16>)]
     merchant: Option<MemberIndex>,
     /// redeem: the points.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,6 +404,7 @@ pub(super) async fn challenge(
 #[serde(deny_unknown_fields)]
 pub(super) struct RedeemBody {
     /// The view the challenge named.
+    #[schema(value_type = u64)]
     view: View,
     /// The points the challenge named.
     #[schema(minimum = 1)]
@@ -410,6 +415,7 @@ pub(super) struct RedeemBody {
     /// The member the challenge named (default: this one). A retry of a redemption at another
     /// member names the member of the first attempt, so it is the same request.
     #[serde(default)]
+    #[schema(value_type = Option<u16>)]
     merchant: Option<MemberIndex>,
     /// The request id the challenge named, if any.
     #[serde(default)]
@@ -557,6 +563,7 @@ async fn redeem_once(node: NodeHandle, id: String, body: RedeemBody) -> Result<R
 #[serde(deny_unknown_fields)]
 pub(super) struct TransferBody {
     /// The view the challenge named.
+    #[schema(value_type = u64)]
     view: View,
     /// The new owner.
     #[schema(schema_with = super::schema::user_key)]

@@ -20,6 +20,7 @@ pub(super) struct Info {
     /// The node's version.
     version: &'static str,
     /// This member's index (from 0).
+    #[schema(value_type = u16)]
     member: MemberIndex,
     /// Number of members.
     members: usize,
@@ -82,6 +83,7 @@ pub(super) async fn status(
 #[serde(deny_unknown_fields)]
 pub(super) struct IsolateBody {
     /// Members whose traffic is dropped (empty heals).
+    #[schema(value_type = Vec<u16>)]
     members: BTreeSet<MemberIndex>,
 }
 
@@ -89,6 +91,7 @@ pub(super) struct IsolateBody {
 #[derive(Serialize, ToSchema)]
 pub(super) struct Isolated {
     /// Members whose traffic is dropped.
+    #[schema(value_type = Vec<u16>)]
     isolated: BTreeSet<MemberIndex>,
 }
 
