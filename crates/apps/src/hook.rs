@@ -21,8 +21,10 @@ use beaufort_core::hook::{HookError, ValidationHook};
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, Value};
 use beaufort_crypto::membership::Membership;
+use beaufort_crypto::user::UserPublicKey;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Keys reserved for applications: plain writes there are refused.
 pub const LOYALTY_PREFIX: &str = "loyalty/";
@@ -65,6 +67,39 @@ pub struct AppHook {
     registry: Arc<Registry>,
     write_once: Vec<Vec<u8>>,
     rules: Vec<(String, Arc<dyn ValidationHook>)>,
+    owners: RwLock<OwnerIndex>,
+}
+
+/// Which tickets each customer key owns, kept from the committed values this member learns, so
+/// a wallet's listing reads its tickets instead of scanning every ticket.
+#[derive(Default)]
+struct OwnerIndex {
+    /// Ticket id → the view of the value indexed and its owner.
+    owner_of: HashMap<String, (u64, UserPublicKey)>,
+    /// Owner → its ticket ids.
+    tickets: HashMap<UserPublicKey, BTreeSet<String>>,
+}
+
+impl OwnerIndex {
+    fn learn(&mut self, view: u64, record: &TicketRecord) {
+        if let Some((seen, old)) = self.owner_of.get(&record.id) {
+            if *seen > view {
+                return;
+            }
+            if let Some(ids) = self.tickets.get_mut(old) {
+                ids.remove(&record.id);
+                if ids.is_empty() {
+                    self.tickets.remove(old);
+                }
+            }
+        }
+        self.owner_of
+            .insert(record.id.clone(), (view, record.owner));
+        self.tickets
+            .entry(record.owner)
+            .or_default()
+            .insert(record.id.clone());
+    }
 }
 
 impl AppHook {
@@ -83,7 +118,19 @@ impl AppHook {
                 .map(|p| p.as_bytes().to_vec())
                 .collect(),
             rules: Vec::new(),
+            owners: RwLock::new(OwnerIndex::default()),
         }
+    }
+
+    /// The ids of the tickets `owner` holds, in id order, as far as the committed values this
+    /// member has learnt ([`AppHook::learn`]) tell.
+    pub fn tickets_of(&self, owner: &UserPublicKey) -> Vec<String> {
+        let index = self.owners.read().unwrap_or_else(PoisonError::into_inner);
+        index
+            .tickets
+            .get(owner)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Adds an application's own rule: every write of a key starting with `prefix` must pass
@@ -141,15 +188,26 @@ impl AppHook {
 }
 
 impl AppHook {
-    /// Takes note of a committed value: a contract package that reached a quorum of endorsements
-    /// is compiled and installed, so assets under it can be validated. Called by the node for
-    /// every decision and for every value restored from disk at start; returns the name of a
-    /// contract it newly installed.
+    /// Takes note of a committed value: a ticket's owner is indexed ([`AppHook::tickets_of`]);
+    /// a contract package that reached a quorum of endorsements is compiled and installed, so
+    /// assets under it can be validated. Called by the node for every decision and for every
+    /// value restored from disk at start; returns the name of a contract it newly installed.
     pub fn learn(&self, key: &Key, certified: &Certified) -> Result<Option<String>, ContractError> {
-        let Some(name) = std::str::from_utf8(key.as_bytes())
-            .ok()
-            .and_then(|k| k.strip_prefix(CONTRACT_PREFIX))
-        else {
+        let text = std::str::from_utf8(key.as_bytes()).ok();
+        if text.is_some_and(|k| k.starts_with(TICKET_PREFIX)) {
+            if let Some(Ok(record)) = certified
+                .value
+                .as_data()
+                .map(serde_json::from_slice::<TicketRecord>)
+            {
+                self.owners
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .learn(certified.view, &record);
+            }
+            return Ok(None);
+        }
+        let Some(name) = text.and_then(|k| k.strip_prefix(CONTRACT_PREFIX)) else {
             return Ok(None);
         };
         let Some(Ok(package)) = certified

@@ -339,3 +339,27 @@ fn a_request_id_is_signed_remembered_and_never_charged_twice() {
     assert_eq!(record.requests.len(), REMEMBERED_REQUESTS);
     assert!(record.request("r-1").is_none() && record.request("n-3").is_some());
 }
+
+#[test]
+fn the_owner_index_follows_issues_and_transfers_and_never_goes_back() {
+    let w = world();
+    let (alice, bob) = (
+        UserKeyPair::generate().expect("key"),
+        UserKeyPair::generate().expect("key"),
+    );
+    let ticket = issue(&w.network(), &w.signers[0], ID, alice.public_key(), 10).expect("issue");
+    w.hook.learn(&key(), &certified(&ticket, 1)).expect("learn");
+    assert_eq!(w.hook.tickets_of(&alice.public_key()), vec![ID.to_owned()]);
+    let sig = sign(
+        &alice,
+        &transfer_challenge(&w.network(), ID, 1, &bob.public_key()),
+    );
+    let given = transfer(&w.network(), &ticket, 1, bob.public_key(), sig).expect("transfer");
+    w.hook.learn(&key(), &certified(&given, 2)).expect("learn");
+    assert!(w.hook.tickets_of(&alice.public_key()).is_empty());
+    assert_eq!(w.hook.tickets_of(&bob.public_key()), vec![ID.to_owned()]);
+    // A value older than the one indexed (learnt late, e.g. restored) changes nothing.
+    w.hook.learn(&key(), &certified(&ticket, 1)).expect("learn");
+    assert!(w.hook.tickets_of(&alice.public_key()).is_empty());
+    assert_eq!(w.hook.tickets_of(&bob.public_key()), vec![ID.to_owned()]);
+}
