@@ -425,29 +425,6 @@ impl NodeHandle {
                     prefix,
                     after,
                     limit,
-                    containing: None,
-                },
-                tx,
-            )
-        })
-        .await
-    }
-
-    /// Like [`NodeHandle::list`], but only values whose bytes contain `needle` (an index-free
-    /// search, e.g. the tickets naming an owner's key; callers re-check the parsed value).
-    pub async fn list_containing(
-        &self,
-        prefix: String,
-        needle: Vec<u8>,
-        limit: usize,
-    ) -> Result<Vec<(Key, Certified)>, NodeError> {
-        self.ask(|tx| {
-            Request::List(
-                ListQuery {
-                    prefix,
-                    after: None,
-                    limit,
-                    containing: Some(needle),
                 },
                 tx,
             )

@@ -53,12 +53,6 @@ pub(crate) struct ListQuery {
     pub after: Option<Key>,
     /// At most this many.
     pub limit: usize,
-    /// Only values whose bytes contain this (a cheap pre-filter; callers re-check parsed).
-    pub containing: Option<Vec<u8>>,
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 struct Waiter {
@@ -163,18 +157,13 @@ impl Runtime {
                 let _ = reply.send(self.replica.get(&key).cloned());
             }
             Request::List(query, reply) => {
-                let needle = query.containing.as_deref().unwrap_or_default();
                 let items = self
                     .replica
                     .states()
                     .filter(|(k, _)| k.as_bytes().starts_with(query.prefix.as_bytes()))
                     .filter(|(k, _)| query.after.as_ref().is_none_or(|after| *k > after))
                     .filter_map(|(k, s)| s.accepted.as_ref().map(|c| (k, c)))
-                    .filter(|(_, c)| {
-                        c.value
-                            .as_data()
-                            .is_some_and(|bytes| contains(bytes, needle))
-                    })
+                    .filter(|(_, c)| c.value.as_data().is_some())
                     .map(|(k, c)| (k.clone(), c.clone()))
                     .take(query.limit.min(MAX_LIST))
                     .collect();

@@ -160,6 +160,22 @@ async fn a_retried_redemption_at_any_member_returns_the_first_outcome_and_charge
     assert_eq!(late.status, StatusCode::OK, "{:?}", late.json());
     assert!(replayed(&late));
     assert_eq!(late.json()["points"], 50);
+    // The wallet's listing (through each member's owner index) shows the ticket once, charged
+    // once for each request.
+    for at in [0, 1] {
+        let wallet = cluster
+            .call(
+                at,
+                Method::GET,
+                &format!("/v1/loyalty/tickets?owner={owner}"),
+                None,
+                false,
+            )
+            .await
+            .json();
+        assert_eq!(wallet["balance"], 50, "member {at}: {wallet}");
+        assert_eq!(wallet["tickets"].as_array().map(Vec::len), Some(1));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

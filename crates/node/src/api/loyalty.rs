@@ -223,17 +223,20 @@ pub(super) async fn list(
     State(node): State<NodeHandle>,
     Query(q): Query<OwnerQuery>,
 ) -> Result<Json<Wallet>, ApiError> {
-    let needle = hex::encode(q.owner.as_bytes()).into_bytes();
-    let found = node
-        .list_containing(TICKET_PREFIX.to_owned(), needle, crate::runtime::MAX_LIST)
-        .await?;
-    let tickets: Vec<TicketView> = found
-        .iter()
-        .filter_map(|(_, c)| {
-            let record: TicketRecord = serde_json::from_slice(c.value.as_data()?).ok()?;
-            (record.owner == q.owner).then(|| TicketView::new(record, c))
-        })
-        .collect();
+    // The owner index names the candidates; each is read and checked, so a ticket that moved
+    // on since it was indexed is never shown under its former owner.
+    let mut tickets = Vec::new();
+    for id in node.apps().tickets_of(&q.owner) {
+        let Ok(key) = ticket_key(&id) else { continue };
+        let Some(certified) = node.get(key).await? else {
+            continue;
+        };
+        if let Ok(record) = parse_record(&certified) {
+            if record.owner == q.owner {
+                tickets.push(TicketView::new(record, &certified));
+            }
+        }
+    }
     let balance = tickets
         .iter()
         .filter(|t| t.status == "live")
