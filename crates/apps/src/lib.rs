@@ -2,9 +2,11 @@
 //!
 //! [`loyalty`] keeps loyalty points as signed tickets; assets governed by contracts and contract
 //! installs come from `beaufort-contracts`; [`hook::AppHook`] routes every key to the rules of its
-//! application, and is what each member's replica runs before it votes.
+//! application, and is what each member's replica runs before it votes. An application of its
+//! own adds its rules with [`AppHook::with_rule`] and its compiled-in contracts with
+//! `Registry::with_contract`.
 
 pub mod hook;
 pub mod loyalty;
 
-pub use hook::AppHook;
+pub use hook::{AppHook, RuleError};

@@ -26,6 +26,13 @@ pub const MAX_POINTS: u64 = 1_000_000_000;
 /// Length of a ticket id in hex digits (128 random bits).
 pub const TICKET_ID_LEN: usize = 32;
 
+/// Longest client-chosen request id of a redemption.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// How many of its most recent redemptions' request ids a ticket remembers: a retry of one of
+/// them is answered with its outcome, and the id cannot be charged again.
+pub const REMEMBERED_REQUESTS: usize = 16;
+
 /// The value of `loyalty/ticket/<id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +53,24 @@ pub struct TicketRecord {
     pub points: u64,
     /// The step that produced this value.
     pub last: TicketAction,
+    /// The most recent redemptions that named a request id, oldest first (at most
+    /// [`REMEMBERED_REQUESTS`]): what makes a retried redemption idempotent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RedeemedRequest>,
+}
+
+/// A redemption a ticket remembers by its request id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemedRequest {
+    /// The client's request id.
+    pub request_id: String,
+    /// The view the owner signed (the ticket's view before the redemption).
+    pub view: View,
+    /// Where the points were redeemed.
+    pub merchant: MemberIndex,
+    /// Points redeemed.
+    pub amount: u64,
 }
 
 /// A step in a ticket's life.
@@ -62,6 +87,9 @@ pub enum TicketAction {
         amount: u64,
         /// The owner's signature over [`redeem_challenge`], hex.
         signature: String,
+        /// The client's request id, signed with the rest, if the redemption named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     /// Given by `from` to the new owner, signed by `from`.
     Transfer {
@@ -76,6 +104,11 @@ impl TicketRecord {
     /// Whether points are left.
     pub fn is_live(&self) -> bool {
         self.points > 0
+    }
+
+    /// The remembered redemption with this request id, if any.
+    pub fn request(&self, request_id: &str) -> Option<&RedeemedRequest> {
+        self.requests.iter().find(|r| r.request_id == request_id)
     }
 }
 
@@ -115,19 +148,41 @@ pub fn issue_statement(network: &Digest, id: &str, owner: &UserPublicKey, points
 }
 
 /// What the owner signs to redeem `amount` points of the ticket at `merchant`, given the view of
-/// the ticket's current value.
+/// the ticket's current value, and the client's request id if it names one (then a retry of the
+/// same request is answered with its first outcome, never charged twice).
 pub fn redeem_challenge(
     network: &Digest,
     id: &str,
     view: View,
     merchant: MemberIndex,
     amount: u64,
+    request_id: Option<&str>,
 ) -> Vec<u8> {
-    format!(
+    let mut text = format!(
         "beaufort loyalty v1\nnetwork {}\nticket {id}\nview {view}\nredeem {amount} points at merchant {merchant}\n",
         network.to_hex()
-    )
-    .into_bytes()
+    );
+    if let Some(request_id) = request_id {
+        text.push_str(&format!("request {request_id}\n"));
+    }
+    text.into_bytes()
+}
+
+/// Checks a request id: 1 to [`MAX_REQUEST_ID_LEN`] characters of `A-Z a-z 0-9 _ -` (a UUID
+/// fits), so it reads unambiguously inside the signed text.
+pub fn check_request_id(request_id: &str) -> Result<(), TicketError> {
+    let fits = !request_id.is_empty()
+        && request_id.len() <= MAX_REQUEST_ID_LEN
+        && request_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if fits {
+        Ok(())
+    } else {
+        Err(TicketError::Malformed(format!(
+            "a request id is 1 to {MAX_REQUEST_ID_LEN} of A-Z, a-z, 0-9, _ and -"
+        )))
+    }
 }
 
 /// What the owner signs to give the ticket to `to`, given the view of its current value.
@@ -178,6 +233,7 @@ pub fn issue(
         owner,
         points,
         last: TicketAction::Issue,
+        requests: Vec::new(),
     })
 }
 
@@ -191,22 +247,57 @@ fn check_owner_signature(
         .map_err(|_| TicketError::BadSignature("not the owner's signature of this step"))
 }
 
-/// The ticket after redeeming `amount` points at `merchant`, if the owner's `signature` over
-/// [`redeem_challenge`] is valid for the current value `old` (certified in `view`).
+/// A redemption as the owner signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redemption {
+    /// The ticket's view the owner signed.
+    pub view: View,
+    /// Where the points are redeemed.
+    pub merchant: MemberIndex,
+    /// Points to redeem.
+    pub amount: u64,
+    /// The owner's signature over [`redeem_challenge`], hex.
+    pub signature: String,
+    /// The client's request id, if the redemption names one.
+    pub request_id: Option<String>,
+}
+
+/// The ticket after redeeming `request.amount` points at `request.merchant`, if the owner's
+/// signature over [`redeem_challenge`] is valid for the current value `old` (certified in
+/// `request.view`) and the request id, if any, was not charged already.
 pub fn redeem(
     network: &Digest,
     old: &TicketRecord,
-    view: View,
-    merchant: MemberIndex,
-    amount: u64,
-    signature: String,
+    request: Redemption,
 ) -> Result<TicketRecord, TicketError> {
+    let Redemption {
+        view,
+        merchant,
+        amount,
+        signature,
+        request_id,
+    } = request;
+    if let Some(request_id) = &request_id {
+        check_request_id(request_id)?;
+        if old.request(request_id).is_some() {
+            return Err(TicketError::Invalid(format!(
+                "request {request_id} was already redeemed"
+            )));
+        }
+    }
     if !old.is_live() {
         return Err(TicketError::AlreadyRedeemed);
     }
     check_owner_signature(
         &old.owner,
-        &redeem_challenge(network, &old.id, view, merchant, amount),
+        &redeem_challenge(
+            network,
+            &old.id,
+            view,
+            merchant,
+            amount,
+            request_id.as_deref(),
+        ),
         &signature,
     )?;
     if amount == 0 || amount > old.points {
@@ -215,13 +306,26 @@ pub fn redeem(
             asked: amount,
         });
     }
+    let mut requests = old.requests.clone();
+    if let Some(request_id) = &request_id {
+        requests.push(RedeemedRequest {
+            request_id: request_id.clone(),
+            view,
+            merchant,
+            amount,
+        });
+        let excess = requests.len().saturating_sub(REMEMBERED_REQUESTS);
+        requests.drain(..excess);
+    }
     Ok(TicketRecord {
         points: old.points - amount,
         last: TicketAction::Redeem {
             merchant,
             amount,
             signature,
+            request_id,
         },
+        requests,
         ..old.clone()
     })
 }
@@ -288,6 +392,7 @@ pub fn check_ticket(
             TicketRecord {
                 owner: new.issued_to,
                 points: new.issued_points,
+                requests: Vec::new(),
                 ..new.clone()
             }
         }
@@ -305,12 +410,23 @@ pub fn check_ticket(
                 merchant,
                 amount,
                 signature,
+                request_id,
             },
         ) => {
             if usize::from(*merchant) >= membership.n() {
                 return Err(TicketError::Invalid(format!("no merchant {merchant}")));
             }
-            redeem(&network, old, view, *merchant, *amount, signature.clone())?
+            redeem(
+                &network,
+                old,
+                Redemption {
+                    view,
+                    merchant: *merchant,
+                    amount: *amount,
+                    signature: signature.clone(),
+                    request_id: request_id.clone(),
+                },
+            )?
         }
         (Some((old, view)), TicketAction::Transfer { from, signature }) => {
             if *from != old.owner {

@@ -1,8 +1,8 @@
 //! Loyalty tickets through the hook every member runs.
 
 use beaufort_apps::loyalty::{
-    issue, redeem, redeem_challenge, transfer, transfer_challenge, TicketAction, TicketError,
-    TicketRecord,
+    issue, redeem, redeem_challenge, transfer, transfer_challenge, Redemption, TicketAction,
+    TicketError, TicketRecord, REMEMBERED_REQUESTS,
 };
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;
@@ -17,6 +17,17 @@ use beaufort_crypto::user::UserKeyPair;
 use std::sync::Arc;
 
 const ID: &str = "00112233445566778899aabbccddeeff";
+
+/// A redemption without a request id.
+fn redemption(view: u64, merchant: u16, amount: u64, signature: String) -> Redemption {
+    Redemption {
+        view,
+        merchant,
+        amount,
+        signature,
+        request_id: None,
+    }
+}
 
 struct World {
     membership: Arc<Membership>,
@@ -100,8 +111,8 @@ fn a_ticket_is_issued_redeemed_in_parts_and_transferred_by_its_owner_only() {
     w.check(None, &ticket).expect("issued by merchant 0");
 
     // Alice redeems 30 at merchant 2 (ticket certified in view 1).
-    let sig = sign(&alice, &redeem_challenge(&w.network(), ID, 1, 2, 30));
-    let part = redeem(&w.network(), &ticket, 1, 2, 30, sig).expect("redeem");
+    let sig = sign(&alice, &redeem_challenge(&w.network(), ID, 1, 2, 30, None));
+    let part = redeem(&w.network(), &ticket, redemption(1, 2, 30, sig)).expect("redeem");
     assert_eq!(part.points, 70);
     w.check(Some((&ticket, 1)), &part)
         .expect("valid partial redemption");
@@ -113,21 +124,21 @@ fn a_ticket_is_issued_redeemed_in_parts_and_transferred_by_its_owner_only() {
     );
     let given = transfer(&w.network(), &part, 2, bob.public_key(), sig).expect("transfer");
     w.check(Some((&part, 2)), &given).expect("valid transfer");
-    let sig = sign(&bob, &redeem_challenge(&w.network(), ID, 3, 1, 70));
-    let spent = redeem(&w.network(), &given, 3, 1, 70, sig).expect("redeem rest");
+    let sig = sign(&bob, &redeem_challenge(&w.network(), ID, 3, 1, 70, None));
+    let spent = redeem(&w.network(), &given, redemption(3, 1, 70, sig)).expect("redeem rest");
     w.check(Some((&given, 3)), &spent).expect("valid");
     assert!(!spent.is_live());
 
     // Nothing more can happen to a spent ticket.
-    let sig = sign(&bob, &redeem_challenge(&w.network(), ID, 4, 1, 1));
+    let sig = sign(&bob, &redeem_challenge(&w.network(), ID, 4, 1, 1, None));
     assert_eq!(
-        redeem(&w.network(), &spent, 4, 1, 1, sig),
+        redeem(&w.network(), &spent, redemption(4, 1, 1, sig)),
         Err(TicketError::AlreadyRedeemed)
     );
     // Alice can no longer spend what she gave away.
-    let sig = sign(&alice, &redeem_challenge(&w.network(), ID, 3, 1, 70));
+    let sig = sign(&alice, &redeem_challenge(&w.network(), ID, 3, 1, 70, None));
     assert!(matches!(
-        redeem(&w.network(), &given, 3, 1, 70, sig),
+        redeem(&w.network(), &given, redemption(3, 1, 70, sig)),
         Err(TicketError::BadSignature(_))
     ));
 }
@@ -140,19 +151,23 @@ fn of_two_redemptions_signed_for_one_view_only_the_first_committed_can_follow() 
     let at_1 = redeem(
         &w.network(),
         &ticket,
-        1,
-        1,
-        50,
-        sign(&alice, &redeem_challenge(&w.network(), ID, 1, 1, 50)),
+        redemption(
+            1,
+            1,
+            50,
+            sign(&alice, &redeem_challenge(&w.network(), ID, 1, 1, 50, None)),
+        ),
     )
     .expect("at 1");
     let at_2 = redeem(
         &w.network(),
         &ticket,
-        1,
-        2,
-        50,
-        sign(&alice, &redeem_challenge(&w.network(), ID, 1, 2, 50)),
+        redemption(
+            1,
+            2,
+            50,
+            sign(&alice, &redeem_challenge(&w.network(), ID, 1, 2, 50, None)),
+        ),
     )
     .expect("at 2");
     // Both are valid successors of view 1, so both may be proposed concurrently...
@@ -168,19 +183,23 @@ fn of_two_redemptions_signed_for_one_view_only_the_first_committed_can_follow() 
     let a = redeem(
         &w.network(),
         &ticket,
-        1,
-        1,
-        10,
-        sign(&alice, &redeem_challenge(&w.network(), ID, 1, 1, 10)),
+        redemption(
+            1,
+            1,
+            10,
+            sign(&alice, &redeem_challenge(&w.network(), ID, 1, 1, 10, None)),
+        ),
     )
     .expect("a");
     let b = redeem(
         &w.network(),
         &ticket,
-        1,
-        2,
-        10,
-        sign(&alice, &redeem_challenge(&w.network(), ID, 1, 2, 10)),
+        redemption(
+            1,
+            2,
+            10,
+            sign(&alice, &redeem_challenge(&w.network(), ID, 1, 2, 10, None)),
+        ),
     )
     .expect("b");
     let mut b_after_a = b.clone();
@@ -220,7 +239,11 @@ fn merchants_cannot_forge_reissue_or_redeem_for_a_customer() {
         last: TicketAction::Redeem {
             merchant: 3,
             amount: 100,
-            signature: sign(&mallory, &redeem_challenge(&w.network(), ID, 1, 3, 100)),
+            signature: sign(
+                &mallory,
+                &redeem_challenge(&w.network(), ID, 1, 3, 100, None),
+            ),
+            request_id: None,
         },
         ..ticket.clone()
     };
@@ -229,10 +252,12 @@ fn merchants_cannot_forge_reissue_or_redeem_for_a_customer() {
     let honest = redeem(
         &w.network(),
         &ticket,
-        1,
-        3,
-        10,
-        sign(&alice, &redeem_challenge(&w.network(), ID, 1, 3, 10)),
+        redemption(
+            1,
+            3,
+            10,
+            sign(&alice, &redeem_challenge(&w.network(), ID, 1, 3, 10, None)),
+        ),
     )
     .expect("redeem");
     let greedy = TicketRecord {
@@ -255,4 +280,86 @@ fn merchants_cannot_forge_reissue_or_redeem_for_a_customer() {
     let mut cert = certified(&ticket, 1);
     cert.value = plain.clone();
     assert!(w.hook.validate(&voucher, Some(&cert), &plain).is_err());
+}
+
+#[test]
+fn a_request_id_is_signed_remembered_and_never_charged_twice() {
+    let w = world();
+    let alice = UserKeyPair::generate().expect("key");
+    let ticket = issue(&w.network(), &w.signers[0], ID, alice.public_key(), 100).expect("issue");
+    let signed = |view: u64, amount: u64, request_id: &str| Redemption {
+        view,
+        merchant: 1,
+        amount,
+        signature: sign(
+            &alice,
+            &redeem_challenge(&w.network(), ID, view, 1, amount, Some(request_id)),
+        ),
+        request_id: Some(request_id.to_owned()),
+    };
+    let first = redeem(&w.network(), &ticket, signed(1, 10, "r-1")).expect("redeem");
+    w.check(Some((&ticket, 1)), &first).expect("valid");
+    let remembered = first.request("r-1").expect("remembered");
+    assert_eq!(
+        (remembered.view, remembered.merchant, remembered.amount),
+        (1, 1, 10)
+    );
+    // The owner signing the same request id again for the new view is refused everywhere.
+    let again = signed(2, 10, "r-1");
+    assert!(matches!(
+        redeem(&w.network(), &first, again),
+        Err(TicketError::Invalid(_))
+    ));
+    // The id is part of what was signed: another id under the same signature fails.
+    let mut swapped = signed(2, 10, "r-2");
+    swapped.request_id = Some("r-3".into());
+    assert!(matches!(
+        redeem(&w.network(), &first, swapped),
+        Err(TicketError::BadSignature(_))
+    ));
+    // A record that drops the remembered ids is not what the step produces.
+    let second = redeem(&w.network(), &first, signed(2, 10, "r-2")).expect("second");
+    let forgetful = TicketRecord {
+        requests: Vec::new(),
+        ..second.clone()
+    };
+    assert!(w.check(Some((&first, 2)), &forgetful).is_err());
+    w.check(Some((&first, 2)), &second).expect("valid");
+    // Malformed ids are refused before anything is checked.
+    assert!(matches!(
+        redeem(&w.network(), &second, signed(3, 1, "has space")),
+        Err(TicketError::Malformed(_))
+    ));
+    // Only the most recent ids are kept, so a record stays small.
+    let mut record = second;
+    for view in 3..(3 + REMEMBERED_REQUESTS as u64) {
+        record =
+            redeem(&w.network(), &record, signed(view, 1, &format!("n-{view}"))).expect("redeem");
+    }
+    assert_eq!(record.requests.len(), REMEMBERED_REQUESTS);
+    assert!(record.request("r-1").is_none() && record.request("n-3").is_some());
+}
+
+#[test]
+fn the_owner_index_follows_issues_and_transfers_and_never_goes_back() {
+    let w = world();
+    let (alice, bob) = (
+        UserKeyPair::generate().expect("key"),
+        UserKeyPair::generate().expect("key"),
+    );
+    let ticket = issue(&w.network(), &w.signers[0], ID, alice.public_key(), 10).expect("issue");
+    w.hook.learn(&key(), &certified(&ticket, 1)).expect("learn");
+    assert_eq!(w.hook.tickets_of(&alice.public_key()), vec![ID.to_owned()]);
+    let sig = sign(
+        &alice,
+        &transfer_challenge(&w.network(), ID, 1, &bob.public_key()),
+    );
+    let given = transfer(&w.network(), &ticket, 1, bob.public_key(), sig).expect("transfer");
+    w.hook.learn(&key(), &certified(&given, 2)).expect("learn");
+    assert!(w.hook.tickets_of(&alice.public_key()).is_empty());
+    assert_eq!(w.hook.tickets_of(&bob.public_key()), vec![ID.to_owned()]);
+    // A value older than the one indexed (learnt late, e.g. restored) changes nothing.
+    w.hook.learn(&key(), &certified(&ticket, 1)).expect("learn");
+    assert!(w.hook.tickets_of(&alice.public_key()).is_empty());
+    assert_eq!(w.hook.tickets_of(&bob.public_key()), vec![ID.to_owned()]);
 }

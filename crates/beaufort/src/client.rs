@@ -1,19 +1,14 @@
 //! `beaufort get/put/delete/watch` against a node's HTTP API, and `beaufort verify` (a value's
 //! certificate checked offline against the network configuration).
 //!
-//! The client speaks plain HTTP/1.1 over a TCP stream: the API binds to localhost, and this keeps
-//! a second HTTP stack out of the binary.
+//! The requests go through `beaufort-client`, the typed client of the API.
 
 use anyhow::{anyhow, bail, Context, Result};
+use beaufort_client::{Client, WatchEvent, Write};
 use beaufort_node::api::ValueView;
 use beaufort_node::config::{read_bounded, verify_certified, Config, NetworkSection};
 use clap::Args;
 use std::path::PathBuf;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-/// Largest response body read.
-const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Which node to talk to.
 #[derive(Args)]
@@ -45,6 +40,16 @@ impl Target {
             }
             (None, None) => bail!("give --config FILE or --api HOST:PORT"),
         }
+    }
+
+    /// The client of the target's API, with its token when there is one.
+    fn client(&self) -> Result<Client> {
+        let (api, token) = self.resolve()?;
+        let client = Client::new(api);
+        Ok(match token {
+            Some(token) => client.with_token(token),
+            None => client,
+        })
     }
 }
 
@@ -92,166 +97,45 @@ pub fn run(command: ClientCommand) -> Result<()> {
         .context("starting tokio")?;
     runtime.block_on(async move {
         match command {
-            ClientCommand::Get { target, key } => {
-                let (api, _) = target.resolve()?;
-                print_answer(request(&api, "GET", &kv_path(&key), None, b"").await?)
-            }
+            ClientCommand::Get { target, key } => match target.client()?.get(&key).await? {
+                Some(value) => print_json(&value),
+                None => bail!("HTTP 404: {key} has no value"),
+            },
             ClientCommand::Put { target, key, value } => {
-                let (api, token) = target.resolve()?;
-                let answer = request(
-                    &api,
-                    "PUT",
-                    &kv_path(&key),
-                    token.as_deref(),
-                    value.as_bytes(),
-                )
-                .await?;
-                print_answer(answer)
+                let written = target.client()?.put(&key, value.as_bytes()).await?;
+                print_write(&key, written)
             }
             ClientCommand::Delete { target, key } => {
-                let (api, token) = target.resolve()?;
-                print_answer(request(&api, "DELETE", &kv_path(&key), token.as_deref(), b"").await?)
+                let written = target.client()?.delete(&key).await?;
+                print_write(&key, written)
             }
             ClientCommand::Watch { target, prefix } => {
-                let (api, _) = target.resolve()?;
-                watch(&api, &prefix).await
+                let mut watch = target.client()?.watch(&prefix, None).await?;
+                while let Some(event) = watch.next().await? {
+                    match event {
+                        WatchEvent::Change { value, .. } => print_json(&value)?,
+                        WatchEvent::Lagged { missed } => eprintln!(
+                            "missed {} changes: re-read what you follow",
+                            missed.map_or_else(|| "some".to_owned(), |n| n.to_string())
+                        ),
+                    }
+                }
+                Ok(())
             }
         }
     })
 }
 
-fn kv_path(key: &str) -> String {
-    format!("/v1/kv/{}", encode_component(key, true))
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
 }
 
-/// Percent-encodes a path or query component (keeping `/` in paths).
-fn encode_component(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-fn print_answer((status, body): (u16, Vec<u8>)) -> Result<()> {
-    let text = String::from_utf8_lossy(&body);
-    if (200..300).contains(&status) {
-        println!("{text}");
-        Ok(())
-    } else {
-        bail!("HTTP {status}: {text}")
-    }
-}
-
-async fn send_head(
-    api: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> Result<BufReader<TcpStream>> {
-    let mut stream = TcpStream::connect(api)
-        .await
-        .with_context(|| format!("connecting to {api}"))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    Ok(BufReader::new(stream))
-}
-
-/// Reads the status line and headers; returns the status and whether the body is chunked.
-async fn read_head(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool)> {
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("bad HTTP status line {line:?}"))?;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).await? == 0 || line == "\r\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-    }
-    Ok((status, chunked))
-}
-
-/// One request; returns the status and the whole body.
-pub async fn request(
-    api: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>)> {
-    let mut reader = send_head(api, method, path, token, body).await?;
-    let (status, chunked) = read_head(&mut reader).await?;
-    let mut raw = Vec::new();
-    (&mut reader)
-        .take(MAX_RESPONSE_BYTES)
-        .read_to_end(&mut raw)
-        .await?;
-    let body = if chunked { dechunk(&raw)? } else { raw };
-    Ok((status, body))
-}
-
-/// Decodes a chunked body.
-fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| anyhow!("bad chunk"))?;
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end])?.trim(), 16)?;
-        raw = &raw[end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = raw.get(..size).ok_or_else(|| anyhow!("truncated chunk"))?;
-        out.extend_from_slice(chunk);
-        raw = raw
-            .get(size + 2..)
-            .ok_or_else(|| anyhow!("truncated chunk"))?;
-    }
-}
-
-/// Prints each server-sent `data:` line of the watch stream.
-async fn watch(api: &str, prefix: &str) -> Result<()> {
-    let path = format!("/v1/watch?prefix={}", encode_component(prefix, false));
-    let mut reader = send_head(api, "GET", &path, None, b"").await?;
-    let (status, _) = read_head(&mut reader).await?;
-    if status != 200 {
-        bail!("HTTP {status}");
-    }
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        if let Some(data) = line.trim_end().strip_prefix("data:") {
-            println!("{}", data.trim());
-        }
+/// Prints a committed value, or that the write is still pending (it may commit later).
+fn print_write(key: &str, written: Write) -> Result<()> {
+    match written {
+        Write::Committed(value) => print_json(&value),
+        Write::Pending => print_json(&serde_json::json!({ "status": "pending", "key": key })),
     }
 }
 

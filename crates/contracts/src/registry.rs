@@ -51,6 +51,19 @@ impl Registry {
         }
     }
 
+    /// Adds an application's own compiled-in contract (every member of the network must add the
+    /// same ones). A name already taken by another compiled-in contract is refused.
+    pub fn with_contract(mut self, contract: Arc<dyn Contract>) -> Result<Registry, ContractError> {
+        let name = contract.name().to_owned();
+        if self.builtin.contains_key(&name) {
+            return Err(ContractError::Invalid(format!(
+                "a compiled-in contract is already called {name}"
+            )));
+        }
+        self.builtin.insert(name, contract);
+        Ok(self)
+    }
+
     /// The contract called `name`, if this member can run it.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Contract>> {
         self.builtin.get(name).cloned().or_else(|| {

@@ -69,7 +69,7 @@ pub struct MemberEntry {
 }
 
 /// What every member agrees on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetworkSection {
     /// The consortium's name.
     pub name: String,
@@ -78,6 +78,7 @@ pub struct NetworkSection {
     #[serde(default)]
     pub write_once_prefixes: Vec<String>,
     /// The members, in index order.
+    #[schema(schema_with = crate::api::schema::network_members)]
     pub members: Vec<MemberEntry>,
 }
 

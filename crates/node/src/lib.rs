@@ -3,13 +3,17 @@
 //! Prometheus metrics and the configuration format ([`config`]).
 
 pub mod api;
+mod changes;
 pub mod config;
 pub mod metrics;
 mod runtime;
 
+pub use changes::Watched;
+
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;
 use beaufort_core::auth::{BlsSigner, BlsVerifier};
+use beaufort_core::hook::ValidationHook;
 use beaufort_core::replica::Replica;
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, View};
@@ -17,6 +21,7 @@ use beaufort_crypto::keyfile::read_secret_key_file;
 use beaufort_crypto::membership::{Membership, Signer};
 use beaufort_net::{MemberPeer, NetConfig, Network};
 use beaufort_store::Store;
+use changes::ChangeLog;
 use config::{parse_addresses, read_p2p_key, Config};
 use futures::Stream;
 use metrics::Metrics;
@@ -25,11 +30,12 @@ pub use runtime::{Recording, MAX_RECORDED};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Capacity of the request channel into the runtime.
 const REQUEST_CAPACITY: usize = 1024;
-/// Capacity of the committed-change broadcast; a listener that falls further behind skips.
+/// Committed changes kept for listeners that resume, and how far a listener may fall behind
+/// before it is told it missed some.
 const CHANGE_CAPACITY: usize = 4096;
 
 /// Why a node could not start or a request failed.
@@ -53,6 +59,9 @@ pub enum NodeError {
     /// The runtime's thread could not be started.
     #[error("starting the runtime thread: {0}")]
     Thread(std::io::Error),
+    /// An application's rules or contracts cannot be registered.
+    #[error("applications: {0}")]
+    Apps(String),
     /// Too many writes are waiting for their commit.
     #[error("too many pending writes")]
     Busy,
@@ -81,28 +90,33 @@ pub struct Change {
 }
 
 /// Consensus progress of one key with own writes pending.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyProgress {
     /// The key.
     pub key: String,
     /// Its current view.
+    #[schema(value_type = u64)]
     pub view: View,
     /// The highest round with votes.
+    #[schema(value_type = Option<u32>)]
     pub top_round: Option<Round>,
     /// Votes held in the view.
     pub votes: usize,
 }
 
 /// What `GET /v1/status` shows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// This member's index.
+    #[schema(value_type = u16)]
     pub member: MemberIndex,
     /// Number of members.
     pub members: usize,
     /// Connected neighbours.
+    #[schema(value_type = Vec<u16>)]
     pub neighbours: Vec<MemberIndex>,
     /// Members proven to have equivocated.
+    #[schema(value_type = Vec<u16>)]
     pub excluded: Vec<MemberIndex>,
     /// Keys held.
     pub keys: usize,
@@ -115,7 +129,7 @@ pub struct Status {
 }
 
 /// One of this member's recent commits, for the dashboard.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RecentCommit {
     /// The key written.
     pub key: String,
@@ -133,12 +147,87 @@ pub struct StartOptions {
     pub record: bool,
 }
 
+/// An application's own rules and compiled-in contracts, added to the built-in ones (loyalty,
+/// eShare, eLoan) when a node starts ([`NodeHandle::start_with`]). Every member of a network
+/// must start with the same ones.
+///
+/// ```
+/// use beaufort_contracts::native::NativeContract;
+/// use beaufort_core::hook::HookError;
+/// use beaufort_core::state::Certified;
+/// use beaufort_core::types::{Key, Value};
+/// use beaufort_node::Apps;
+/// use std::sync::Arc;
+///
+/// let apps = Apps::new()
+///     // Notes under note/ are text, at most 280 bytes.
+///     .rule("note/", |_: &Key, _: Option<&Certified>, new: &Value| match new.as_data() {
+///         Some(text) if text.len() <= 280 && std::str::from_utf8(text).is_ok() => Ok(()),
+///         _ => Err(HookError::Rejected("a note is text of at most 280 bytes".into())),
+///     })
+///     .contract(Arc::new(
+///         NativeContract::new("ticket")
+///             .transition("open", &["Start"], "open", |_, _, _| Ok(()), |_, _, _| Ok(serde_json::json!({})))
+///             .build()?,
+///     ));
+/// # let _ = apps;
+/// # Ok::<(), beaufort_contracts::ContractError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Apps {
+    rules: Vec<(String, Arc<dyn ValidationHook>)>,
+    contracts: Vec<Arc<dyn beaufort_contracts::Contract>>,
+}
+
+impl Apps {
+    /// No application of its own: the built-in ones only.
+    pub fn new() -> Apps {
+        Apps::default()
+    }
+
+    /// Every write of a key starting with `prefix` must pass `rule` (see
+    /// [`AppHook::with_rule`]); refused at start if the prefix overlaps a built-in application's
+    /// or another rule's.
+    pub fn rule(mut self, prefix: impl Into<String>, rule: impl ValidationHook + 'static) -> Apps {
+        self.rules.push((prefix.into(), Arc::new(rule)));
+        self
+    }
+
+    /// A compiled-in contract assets can be governed by, like eShare; refused at start if its
+    /// name is taken.
+    pub fn contract(mut self, contract: Arc<dyn beaufort_contracts::Contract>) -> Apps {
+        self.contracts.push(contract);
+        self
+    }
+
+    /// The hook running the built-in applications and these.
+    fn hook(
+        &self,
+        membership: Arc<Membership>,
+        write_once_prefixes: &[String],
+    ) -> Result<AppHook, NodeError> {
+        let mut registry = Registry::new();
+        for contract in &self.contracts {
+            registry = registry
+                .with_contract(contract.clone())
+                .map_err(|e| NodeError::Apps(e.to_string()))?;
+        }
+        let mut hook = AppHook::new(membership, Arc::new(registry), write_once_prefixes);
+        for (prefix, rule) in &self.rules {
+            hook = hook
+                .with_rule(prefix.clone(), rule.clone())
+                .map_err(|e| NodeError::Apps(e.to_string()))?;
+        }
+        Ok(hook)
+    }
+}
+
 /// The application's handle on a running node. Cheap to clone; the node stops when every clone
 /// is dropped.
 #[derive(Clone)]
 pub struct NodeHandle {
     requests: mpsc::Sender<Request>,
-    changes: broadcast::Sender<Change>,
+    changes: Arc<ChangeLog<Change>>,
     metrics: Arc<Metrics>,
     membership: Arc<Membership>,
     config: Arc<Config>,
@@ -203,10 +292,21 @@ pub fn fresh_replica(config: &Config) -> Result<Replica, NodeError> {
 }
 
 impl NodeHandle {
-    /// Starts a node from its configuration: loads the keys, opens and restores the store,
-    /// starts the network (a task on the caller's tokio runtime) and the runtime (its own
-    /// thread). Must run inside a tokio runtime.
+    /// Starts a node from its configuration with the built-in applications only (see
+    /// [`NodeHandle::start_with`]).
     pub fn start(config: Config, options: StartOptions) -> Result<NodeHandle, NodeError> {
+        NodeHandle::start_with(config, options, Apps::new())
+    }
+
+    /// Starts a node from its configuration, running the built-in applications and `apps`:
+    /// loads the keys, opens and restores the store, starts the network (a task on the
+    /// caller's tokio runtime) and the runtime (its own thread). Must run inside a tokio
+    /// runtime.
+    pub fn start_with(
+        config: Config,
+        options: StartOptions,
+        apps: Apps,
+    ) -> Result<NodeHandle, NodeError> {
         let membership = config.network.membership()?;
         let me = config.node.index;
         let read_secret = || {
@@ -237,11 +337,10 @@ impl NodeHandle {
             "restored state from the store"
         );
         let shared_membership = Arc::new(membership.clone());
-        let apps = Arc::new(AppHook::new(
+        let apps = Arc::new(apps.hook(
             shared_membership.clone(),
-            Arc::new(Registry::new()),
             &config.network.write_once_prefixes,
-        ));
+        )?);
         for (key, state) in &loaded.states {
             if let Some(certified) = &state.accepted {
                 match apps.learn(key, certified) {
@@ -276,7 +375,7 @@ impl NodeHandle {
             network.stats(),
             &shared_membership.network_id().to_hex(),
         ));
-        let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
+        let changes = Arc::new(ChangeLog::new(CHANGE_CAPACITY));
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
         let runtime = Runtime::new(
             replica,
@@ -353,33 +452,24 @@ impl NodeHandle {
         prefix: String,
         limit: usize,
     ) -> Result<Vec<(Key, Certified)>, NodeError> {
-        self.ask(|tx| {
-            Request::List(
-                ListQuery {
-                    prefix,
-                    limit,
-                    containing: None,
-                },
-                tx,
-            )
-        })
-        .await
+        self.list_after(prefix, None, limit).await
     }
 
-    /// Like [`NodeHandle::list`], but only values whose bytes contain `needle` (an index-free
-    /// search, e.g. the tickets naming an owner's key; callers re-check the parsed value).
-    pub async fn list_containing(
+    /// Like [`NodeHandle::list`], but only keys after `after`: a listing larger than one answer
+    /// (at most 1,000 keys) is read page by page, each page starting after the last key of the
+    /// one before.
+    pub async fn list_after(
         &self,
         prefix: String,
-        needle: Vec<u8>,
+        after: Option<Key>,
         limit: usize,
     ) -> Result<Vec<(Key, Certified)>, NodeError> {
         self.ask(|tx| {
             Request::List(
                 ListQuery {
                     prefix,
+                    after,
                     limit,
-                    containing: Some(needle),
                 },
                 tx,
             )
@@ -407,20 +497,18 @@ impl NodeHandle {
         self.set(key, Value::Tombstone).await
     }
 
-    /// A stream of committed changes to keys starting with `prefix`. A listener that falls more
-    /// than a few thousand changes behind skips the ones it missed.
-    pub fn listen(&self, prefix: String) -> impl Stream<Item = Change> + Send + 'static {
-        let rx = self.changes.subscribe();
-        futures::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(change) if change.key.as_bytes().starts_with(prefix.as_bytes()) => {
-                        return Some((change, (rx, prefix)))
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+    /// A stream of committed changes to keys starting with `prefix`, each with an id. Given
+    /// the id of the last change a listener saw (`resume`), it first replays the changes after
+    /// it that this member still keeps (the last 4,096). A listener that falls further behind,
+    /// or resumes from an id no longer kept or from before a restart, gets a
+    /// [`Watched::Lagged`] where changes are missing, never a silent gap.
+    pub fn listen(
+        &self,
+        prefix: String,
+        resume: Option<&str>,
+    ) -> impl Stream<Item = Watched<Change>> + Send + 'static {
+        self.changes.listen(resume, move |change: &Change| {
+            change.key.as_bytes().starts_with(prefix.as_bytes())
         })
     }
 

@@ -10,6 +10,7 @@
 //! messages handed to the network. Inputs that are already queued are batched into one step, so
 //! one disk commit covers a burst of incoming votes.
 
+use crate::changes::ChangeLog;
 use crate::metrics::Metrics;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
@@ -23,7 +24,7 @@ use beaufort_store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Most own writes waiting for their commit at once; more are refused as busy.
@@ -75,14 +76,10 @@ pub(crate) enum Request {
 pub(crate) struct ListQuery {
     /// Keys starting with this.
     pub prefix: String,
+    /// Only keys after this one (the cursor of a paged listing).
+    pub after: Option<Key>,
     /// At most this many.
     pub limit: usize,
-    /// Only values whose bytes contain this (a cheap pre-filter; callers re-check parsed).
-    pub containing: Option<Vec<u8>>,
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 struct Waiter {
@@ -96,7 +93,7 @@ pub(crate) struct Runtime {
     pub store: Arc<Store>,
     pub network: Network,
     pub members: usize,
-    pub changes: broadcast::Sender<Change>,
+    pub changes: Arc<ChangeLog<Change>>,
     pub metrics: Arc<Metrics>,
     pub apps: Arc<AppHook>,
     waiters: HashMap<Key, Vec<Waiter>>,
@@ -114,7 +111,7 @@ impl Runtime {
         store: Arc<Store>,
         network: Network,
         members: usize,
-        changes: broadcast::Sender<Change>,
+        changes: Arc<ChangeLog<Change>>,
         metrics: Arc<Metrics>,
         apps: Arc<AppHook>,
     ) -> Runtime {
@@ -188,17 +185,13 @@ impl Runtime {
                 let _ = reply.send(self.replica.get(&key).cloned());
             }
             Request::List(query, reply) => {
-                let needle = query.containing.as_deref().unwrap_or_default();
                 let items = self
                     .replica
                     .states()
                     .filter(|(k, _)| k.as_bytes().starts_with(query.prefix.as_bytes()))
+                    .filter(|(k, _)| query.after.as_ref().is_none_or(|after| *k > after))
                     .filter_map(|(k, s)| s.accepted.as_ref().map(|c| (k, c)))
-                    .filter(|(_, c)| {
-                        c.value
-                            .as_data()
-                            .is_some_and(|bytes| contains(bytes, needle))
-                    })
+                    .filter(|(_, c)| c.value.as_data().is_some())
                     .map(|(k, c)| (k.clone(), c.clone()))
                     .take(query.limit.min(MAX_LIST))
                     .collect();
@@ -366,7 +359,7 @@ impl Runtime {
                     tracing::error!(key = %decision.key, %error, "could not install a contract");
                 }
             }
-            let _ = self.changes.send(Change {
+            self.changes.publish(Change {
                 key: decision.key,
                 certified: decision.certified,
             });

@@ -357,6 +357,12 @@ export function watchChanges(prefix, onChange, { stateEl, errors, onOpen } = {})
       // state (the node subscribes before it answers, so nothing falls between the two).
       if (onOpen) onOpen();
     };
+    // Changes the node could not replay (this page fell behind, or reconnected with an id the
+    // node no longer keeps): reload the state rather than show a silent gap. (EventSource's own
+    // reconnects send Last-Event-ID, so the node replays what a short drop missed.)
+    source.addEventListener('lagged', () => {
+      if (onOpen) onOpen();
+    });
     source.addEventListener('change', (ev) => {
       let data;
       try {

@@ -268,10 +268,13 @@ const UNKNOWN_TICKET_PAUSE_MS = 1000;
 async function redeemOne(t, amount, merchant) {
   const base = merchantBase(merchant);
   const id = encodeURIComponent(t.id);
+  // Signed with the rest: a retry of this redemption is answered with its first outcome and
+  // never charged twice, whichever node it reaches.
+  const requestId = crypto.randomUUID();
   let ch;
   for (let attempt = 1; ; attempt++) {
     try {
-      ch = await api('GET', `${base}/v1/loyalty/tickets/${id}/challenge?action=redeem&amount=${amount}`);
+      ch = await api('GET', `${base}/v1/loyalty/tickets/${id}/challenge?action=redeem&amount=${amount}&request_id=${requestId}`);
       break;
     } catch (e) {
       // A ticket issued a moment ago elsewhere may not have reached that shop's node yet.
@@ -283,7 +286,8 @@ async function redeemOne(t, amount, merchant) {
   if (
     (ch.action && ch.action !== 'redeem') ||
     (ch.ticket !== undefined && ch.ticket !== t.id) ||
-    (ch.amount !== undefined && Number(ch.amount) !== amount)
+    (ch.amount !== undefined && Number(ch.amount) !== amount) ||
+    (ch.request_id !== undefined && ch.request_id !== requestId)
   ) {
     throw new Error('The node offered a challenge for a different operation; nothing was signed.');
   }
@@ -295,7 +299,17 @@ async function redeemOne(t, amount, merchant) {
     );
   }
   const signature = await signChallenge(keys, ch.challenge_hex);
-  const ticket = await api('POST', `${base}/v1/loyalty/tickets/${id}/redeem`, { body: { view: ch.view, amount, signature } });
+  const url = `${base}/v1/loyalty/tickets/${id}/redeem`;
+  const body = { view: ch.view, amount, signature, merchant: ch.merchant, request_id: requestId };
+  let ticket;
+  try {
+    ticket = await api('POST', url, { body });
+  } catch (e) {
+    // No answer at all (the connection dropped): the points may or may not have been taken.
+    // The same signed request is safe to send again; it is charged at most once.
+    if (e?.status !== 0) throw e;
+    ticket = await api('POST', url, { body });
+  }
   if (ticket && ticket.id === t.id) fresher.set(t.id, ticket);
   return { ticket, merchant: ch.merchant };
 }

@@ -1,7 +1,8 @@
 //! Contract routes: list contracts, propose and endorse a script contract (operator), read
 //! assets, get the bytes to sign for a transition and submit a signed transition.
 
-use super::{wait_for, ApiError, Outcome};
+use super::kv::{wait_for, Outcome, PendingBody};
+use super::{ApiError, ApiJson, ErrorBody};
 use crate::{NodeError, NodeHandle};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -20,18 +21,39 @@ use beaufort_crypto::user::{verify_user_signature, UserPublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json_;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
 /// How often an endorsement is retried when another member's endorsement wins the same view.
 const ENDORSE_ATTEMPTS: usize = 8;
 
 /// A contract as the API lists it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct ContractView {
+    /// Its name.
     name: String,
     /// `builtin`, `installed`, or `pending` (proposed, waiting for endorsements).
     status: String,
+    /// Its transitions (none while pending).
+    #[schema(schema_with = super::schema::transitions)]
     transitions: Vec<TransitionSpec>,
+    /// Members that endorsed it (none for a builtin).
+    #[schema(value_type = Vec<u16>)]
     endorsements: Vec<MemberIndex>,
+    /// Endorsements needed to install it (0 for a builtin).
+    needed: usize,
+}
+
+/// A proposed contract's endorsements, after a proposal or an endorsement.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ContractSummary {
+    /// Its name.
+    name: String,
+    /// `installed` once a quorum endorsed it, else `pending`.
+    status: &'static str,
+    /// Members that endorsed it.
+    #[schema(value_type = Vec<u16>)]
+    endorsements: Vec<MemberIndex>,
+    /// Endorsements needed to install it.
     needed: usize,
 }
 
@@ -64,6 +86,11 @@ fn parse<T: serde::de::DeserializeOwned>(certified: &Certified) -> Option<T> {
     serde_json::from_slice(certified.value.as_data()?).ok()
 }
 
+/// Compiled-in, installed and pending contracts with their transitions and endorsements.
+#[utoipa::path(get, path = "/v1/contracts", operation_id = "listContracts", tag = "contracts",
+    responses(
+        (status = 200, description = "The contracts", body = Vec<ContractView>),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn list_contracts(
     State(node): State<NodeHandle>,
 ) -> Result<Json<Vec<ContractView>>, ApiError> {
@@ -109,16 +136,34 @@ pub(super) async fn list_contracts(
 }
 
 /// Body of a contract proposal.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProposeBody {
+    /// The contract's name.
     name: String,
+    /// Its Rhai source.
     source: String,
 }
 
+/// Propose a Rhai contract, endorsed by this member (operator); installed at a quorum of
+/// endorsements.
+#[utoipa::path(post, path = "/v1/contracts", operation_id = "proposeContract", tag = "contracts",
+    security(("bearer" = [])),
+    request_body = ProposeBody,
+    responses(
+        (status = 200, description = "Proposed", body = ContractSummary),
+        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
+        (status = 400, description = "The body is not the documented JSON or the name is too long", body = ErrorBody),
+        (status = 401, description = "No or a wrong operator token", body = ErrorBody),
+        (status = 409, description = "A contract of that name was already proposed", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
+        (status = 422, description = "The script does not compile or is not a valid contract", body = ErrorBody),
+        (status = 429, description = "Too many writes are waiting", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn propose_contract(
     State(node): State<NodeHandle>,
-    Json(body): Json<ProposeBody>,
+    ApiJson(body): ApiJson<ProposeBody>,
 ) -> Response {
     let network = node.membership().network_id();
     let package =
@@ -143,10 +188,12 @@ pub(super) async fn propose_contract(
         Err(e) => return ApiError::from(e).into_response(),
     }
     match wait_for(&node, key, value, None).await {
-        Outcome::Committed(_) => Json(serde_json::json!({
-            "name": package.name, "status": "pending",
-            "endorsements": [node.config().node.index], "needed": node.membership().quorum()
-        }))
+        Outcome::Committed(_) => Json(ContractSummary {
+            name: package.name,
+            status: "pending",
+            endorsements: vec![node.config().node.index],
+            needed: node.membership().quorum(),
+        })
         .into_response(),
         Outcome::Pending(response) => response,
         Outcome::Failed(NodeError::Lost(_)) => ApiError(
@@ -158,6 +205,19 @@ pub(super) async fn propose_contract(
     }
 }
 
+/// Add this member's endorsement to a proposed contract (operator); installed at a quorum.
+#[utoipa::path(post, path = "/v1/contracts/{name}/endorse", operation_id = "endorseContract", tag = "contracts",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The contract's name")),
+    responses(
+        (status = 200, description = "Endorsed", body = ContractSummary),
+        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
+        (status = 400, description = "The name is too long", body = ErrorBody),
+        (status = 401, description = "No or a wrong operator token", body = ErrorBody),
+        (status = 404, description = "No contract of that name was proposed", body = ErrorBody),
+        (status = 409, description = "Too many concurrent endorsements", body = ErrorBody),
+        (status = 429, description = "Too many writes are waiting", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn endorse_contract(
     State(node): State<NodeHandle>,
     Path(name): Path<String>,
@@ -190,12 +250,16 @@ pub(super) async fn endorse_contract(
         };
         let me = node.config().node.index;
         let summary = |p: &ContractPackage| {
-            Json(serde_json::json!({
-                "name": p.name,
-                "status": if p.is_installed(node.membership()) { "installed" } else { "pending" },
-                "endorsements": p.endorsements.iter().map(|e| e.member).collect::<Vec<_>>(),
-                "needed": node.membership().quorum(),
-            }))
+            Json(ContractSummary {
+                name: p.name.clone(),
+                status: if p.is_installed(node.membership()) {
+                    "installed"
+                } else {
+                    "pending"
+                },
+                endorsements: p.endorsements.iter().map(|e| e.member).collect(),
+                needed: node.membership().quorum(),
+            })
         };
         if package.endorsed_by(me) {
             return summary(&package).into_response();
@@ -233,21 +297,36 @@ pub(super) async fn endorse_contract(
 }
 
 /// An asset as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct AssetView {
+    /// Its id.
     id: String,
+    /// Its register's key.
     key: String,
+    /// The contract that governs it.
     contract: String,
+    /// Its state in the contract's machine.
+    #[schema(schema_with = super::schema::machine_state)]
     state: MachineState,
+    /// View of the current value (what the next signature must name).
+    #[schema(value_type = u64)]
     view: View,
+    /// Round of the certificate this member holds.
     round: u32,
+    /// The step that produced the current value.
     last: LastStep,
 }
 
-#[derive(Serialize)]
+/// The transition that produced an asset's current value.
+#[derive(Serialize, ToSchema)]
 struct LastStep {
+    /// The transition's name.
     transition: String,
+    /// Who signed it.
+    #[schema(schema_with = super::schema::user_key)]
     actor: UserPublicKey,
+    /// Its input.
+    #[schema(schema_with = super::schema::any_value)]
     input: Json_,
 }
 
@@ -270,11 +349,20 @@ impl AssetView {
 }
 
 /// Query of the asset listing.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AssetQuery {
+    /// Only assets of this contract.
     contract: Option<String>,
 }
 
+/// Assets, optionally of one contract.
+#[utoipa::path(get, path = "/v1/assets", operation_id = "listAssets", tag = "contracts",
+    params(AssetQuery),
+    responses(
+        (status = 200, description = "Assets in id order", body = Vec<AssetView>),
+        (status = 400, description = "The query does not parse", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn list_assets(
     State(node): State<NodeHandle>,
     Query(q): Query<AssetQuery>,
@@ -322,6 +410,14 @@ async fn current_asset(
     Ok((key, current))
 }
 
+/// One asset.
+#[utoipa::path(get, path = "/v1/assets/{id}", operation_id = "getAsset", tag = "contracts",
+    params(("id" = String, Path, description = "The asset id: 1 to 64 of a-z, 0-9, _ and -", pattern = "^[a-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The asset as committed", body = AssetView),
+        (status = 400, description = "A malformed id", body = ErrorBody),
+        (status = 404, description = "No such asset", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn get_asset(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
@@ -333,18 +429,40 @@ pub(super) async fn get_asset(
 }
 
 /// Body of a challenge request and, with `view` and `signature`, of a transition.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TransitionBody {
     /// Needed to create an asset; must match the asset's contract otherwise.
     contract: Option<String>,
+    /// The transition's name.
     transition: String,
+    /// Its input (any JSON the contract accepts).
+    #[schema(schema_with = super::schema::any_value)]
     input: Json_,
+    /// Who signs it.
+    #[schema(schema_with = super::schema::user_key)]
     actor: UserPublicKey,
+    /// The view the challenge named (absent to create the asset).
     #[serde(default)]
+    #[schema(value_type = Option<u64>)]
     view: Option<View>,
+    /// The actor's signature of the challenge (transitions only).
     #[serde(default)]
     signature: Option<String>,
+}
+
+/// The exact bytes an actor signs for a transition.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AssetChallenge {
+    /// The bytes, hex.
+    challenge_hex: String,
+    /// The same bytes as text, for people to read before they sign.
+    challenge_text: String,
+    /// The asset's current view (absent before it exists).
+    #[schema(value_type = Option<u64>)]
+    view: Option<View>,
+    /// The contract that governs the transition.
+    contract: String,
 }
 
 /// Resolves the contract and the step's starting point.
@@ -379,11 +497,23 @@ async fn prepare(
     Ok((key, current, contract))
 }
 
+/// The exact bytes the actor signs for a transition.
+#[utoipa::path(post, path = "/v1/assets/{id}/challenge", operation_id = "assetChallenge", tag = "contracts",
+    params(("id" = String, Path, description = "The asset id: 1 to 64 of a-z, 0-9, _ and -", pattern = "^[a-z0-9_-]{1,64}$")),
+    request_body = TransitionBody,
+    responses(
+        (status = 200, description = "The bytes to sign", body = AssetChallenge),
+        (status = 400, description = "A malformed id or body", body = ErrorBody),
+        (status = 404, description = "No such asset (without a contract to create it) or contract", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
+        (status = 422, description = "The asset is governed by another contract", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn challenge(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
-    Json(body): Json<TransitionBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiJson(body): ApiJson<TransitionBody>,
+) -> Result<Json<AssetChallenge>, ApiError> {
     let (_, current, contract) = prepare(&node, &id, &body).await?;
     let view = current.as_ref().map(|(c, _)| c.view);
     let bytes = transition_challenge(
@@ -395,18 +525,34 @@ pub(super) async fn challenge(
         &body.actor,
         &body.input,
     );
-    Ok(Json(serde_json::json!({
-        "challenge_hex": hex::encode(&bytes),
-        "challenge_text": String::from_utf8_lossy(&bytes),
-        "view": view,
-        "contract": contract.name(),
-    })))
+    Ok(Json(AssetChallenge {
+        challenge_hex: hex::encode(&bytes),
+        challenge_text: String::from_utf8_lossy(&bytes).into_owned(),
+        view,
+        contract: contract.name().to_owned(),
+    }))
 }
 
+/// Apply a signed transition (every member re-runs the contract's guard and effect).
+#[utoipa::path(post, path = "/v1/assets/{id}/transitions", operation_id = "applyTransition", tag = "contracts",
+    params(("id" = String, Path, description = "The asset id: 1 to 64 of a-z, 0-9, _ and -", pattern = "^[a-z0-9_-]{1,64}$")),
+    request_body = TransitionBody,
+    responses(
+        (status = 200, description = "The asset as committed", body = AssetView),
+        (status = 202, description = "Not committed within 30 s; it may still commit", body = PendingBody),
+        (status = 400, description = "A malformed id or body, or no signature", body = ErrorBody),
+        (status = 403, description = "The signature is not the actor's over this step", body = ErrorBody),
+        (status = 404, description = "No such asset (without a contract to create it) or contract", body = ErrorBody),
+        (status = 409, description = "The asset changed since the challenge or another change won", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not declared as application/json", body = ErrorBody),
+        (status = 422, description = "The contract refuses the transition", body = ErrorBody),
+        (status = 429, description = "Too many writes are waiting", body = ErrorBody),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
 pub(super) async fn transition(
     State(node): State<NodeHandle>,
     Path(id): Path<String>,
-    Json(body): Json<TransitionBody>,
+    ApiJson(body): ApiJson<TransitionBody>,
 ) -> Response {
     match run_transition(node, id, body).await {
         Ok(response) | Err(response) => response,
@@ -479,48 +625,5 @@ async fn run_transition(
             ))
         }
         Outcome::Failed(e) => reply(ApiError::from(e)),
-    })
-}
-
-/// The OpenAPI paths of the contract and asset routes.
-pub(super) fn openapi_paths(error: &serde_json::Value) -> serde_json::Value {
-    let id = serde_json::json!({ "name": "id", "in": "path", "required": true,
-        "schema": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } });
-    let transition = serde_json::json!({ "type": "object", "required": ["transition", "input", "actor"],
-        "properties": { "contract": { "type": "string", "description": "needed to create the asset" },
-            "transition": { "type": "string" }, "input": {}, "actor": { "type": "string", "description": "P-256 public key (hex)" },
-            "view": { "type": ["integer", "null"], "description": "from the challenge" },
-            "signature": { "type": "string", "description": "r||s hex over challenge_hex's bytes" } } });
-    let body = |schema: &serde_json::Value| {
-        serde_json::json!({ "required": true,
-        "content": { "application/json": { "schema": schema } } })
-    };
-    let asset = serde_json::json!({ "description": "{id, key, contract, state: {name, value}, view, round, last: {transition, actor, input}}" });
-    serde_json::json!({
-        "/v1/contracts": {
-            "get": { "summary": "Compiled-in, installed and pending contracts with their transitions and endorsements",
-                "responses": { "200": { "description": "[{name, status, transitions, endorsements, needed}]" } } },
-            "post": { "summary": "Propose a Rhai contract, endorsed by this member (operator)",
-                "security": [{ "bearer": [] }],
-                "requestBody": body(&serde_json::json!({ "type": "object", "required": ["name", "source"],
-                    "properties": { "name": { "type": "string" }, "source": { "type": "string" } } })),
-                "responses": { "200": { "description": "{name, status, endorsements, needed}" }, "401": error, "409": error, "422": error } }
-        },
-        "/v1/contracts/{name}/endorse": { "post": { "summary": "Add this member's endorsement (operator); installed at a quorum",
-            "security": [{ "bearer": [] }],
-            "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
-            "responses": { "200": { "description": "{name, status, endorsements, needed}" }, "401": error, "404": error, "409": error } } },
-        "/v1/assets": { "get": { "summary": "Assets, optionally of one contract",
-            "parameters": [{ "name": "contract", "in": "query", "schema": { "type": "string" } }],
-            "responses": { "200": { "description": "[Asset]" } } } },
-        "/v1/assets/{id}": { "get": { "summary": "One asset", "parameters": [id.clone()],
-            "responses": { "200": asset, "400": error, "404": error } } },
-        "/v1/assets/{id}/challenge": { "post": { "summary": "The exact bytes the actor signs for a transition",
-            "parameters": [id.clone()], "requestBody": body(&transition),
-            "responses": { "200": { "description": "{challenge_hex, challenge_text, view, contract}" }, "404": error, "422": error } } },
-        "/v1/assets/{id}/transitions": { "post": { "summary": "Apply a signed transition (every member re-runs guard and effect)",
-            "parameters": [id], "requestBody": body(&transition),
-            "responses": { "200": asset, "202": { "description": "Not committed within 30 s" },
-                "400": error, "403": error, "404": error, "409": error, "422": error } } }
     })
 }

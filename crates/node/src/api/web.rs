@@ -5,8 +5,6 @@
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
 /// Every file of the app: name, content type, content.
 const FILES: &[(&str, &str, &str)] = &[
@@ -69,18 +67,38 @@ fn serve(name: &str) -> Response {
             *body,
         )
             .into_response(),
-        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        None => super::ApiError(StatusCode::NOT_FOUND, format!("no file {name}")).into_response(),
     }
 }
 
-/// The routes of the web app.
-pub(super) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(|| async { serve("index.html") }))
-        .route("/wallet", get(|| async { serve("wallet.html") }))
-        .route("/eshare", get(|| async { serve("eshare.html") }))
-        .route(
-            "/web/{file}",
-            get(|Path(file): Path<String>| async move { serve(&file) }),
-        )
+/// The merchant dashboard: issue points, the live feed of commits, the network's status.
+#[utoipa::path(get, path = "/", operation_id = "dashboardPage", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub(super) async fn dashboard() -> Response {
+    serve("index.html")
+}
+
+/// The customer wallet: a key pair in the browser, tickets, balance, redemption at any member.
+#[utoipa::path(get, path = "/wallet", operation_id = "walletPage", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub(super) async fn wallet() -> Response {
+    serve("wallet.html")
+}
+
+/// The eShare page: tools and their states.
+#[utoipa::path(get, path = "/eshare", operation_id = "esharePage", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub(super) async fn eshare() -> Response {
+    serve("eshare.html")
+}
+
+/// A file of the web app (scripts, styles).
+#[utoipa::path(get, path = "/web/{file}", operation_id = "webFile", tag = "web",
+    params(("file" = String, Path, description = "The file's name")),
+    responses(
+        (status = 200, description = "The file", content_type = "text/javascript", body = String),
+        (status = 400, description = "The name is not UTF-8", body = super::ErrorBody),
+        (status = 404, description = "No such file", body = super::ErrorBody)))]
+pub(super) async fn file(Path(file): Path<String>) -> Response {
+    serve(&file)
 }
