@@ -4,34 +4,19 @@
 //! Nothing here depends on timing: every test waits for the events it expects, and the only clock
 //! is an overall [`DEADLINE`] that fails the test if it is ever reached.
 
-use async_trait::async_trait;
+mod common;
+
 use beaufort_core::wire::MAX_MESSAGE_BYTES;
 use beaufort_net::{MemberPeer, NetConfig, NetEvent, Network, SYNC_PROTOCOL};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use common::{address, free_port, RawCodec, DEADLINE};
+use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identity, noise, request_response, tcp, yamux, Multiaddr, StreamProtocol};
-use std::io;
+use libp2p::{identity, noise, request_response, tcp, yamux, Multiaddr};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Generous: the tests share a loaded 2-core machine with other builds.
-const DEADLINE: Duration = Duration::from_secs(120);
-
 /// How many numbered messages the ordering tests send per direction.
 const COUNT: u32 = 2_000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-fn address(port: u16) -> Multiaddr {
-    format!("/ip4/127.0.0.1/tcp/{port}")
-        .parse()
-        .expect("valid multiaddr")
-}
 
 /// A member's network and its events.
 struct Node {
@@ -208,52 +193,6 @@ async fn a_maximal_message_travels_in_order_between_small_ones() {
 }
 
 // ---- A raw peer that writes arbitrary bytes as `/beaufort/sync/2` requests. ----
-
-/// Writes a request's bytes exactly as given (no framing added) and reads the acknowledgement.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-#[async_trait]
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = ();
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        Err(io::Error::other("the raw peer serves no requests"))
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        let mut ack = [0u8; 4];
-        io.read_exact(&mut ack).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&request).await?;
-        io.close().await
-    }
-
-    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: ()) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        Ok(())
-    }
-}
 
 /// Connects to `target` as the member with `key` and sends `requests` one after the other (each
 /// after the previous one was answered or failed), then keeps the connection until aborted.

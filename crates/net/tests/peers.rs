@@ -2,26 +2,14 @@
 //! member was not configured with, and re-wiring replaces neighbours. Waits on events with an
 //! overall deadline only.
 
+mod common;
+
 use beaufort_net::{MemberPeer, NetConfig, NetEvent, Network};
-use libp2p::{identity, Multiaddr};
+use common::{address, free_port, DEADLINE};
+use libp2p::identity;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-const DEADLINE: Duration = Duration::from_secs(120);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-fn address(port: u16) -> Multiaddr {
-    format!("/ip4/127.0.0.1/tcp/{port}")
-        .parse()
-        .expect("valid multiaddr")
-}
 
 /// Starts member `me`, knowing the addresses of the members in `knows`, keeping `neighbours`.
 fn start(

@@ -8,32 +8,18 @@
 //! member that connects afterwards shows that nothing of the stranger was queued before it (the
 //! runtime's event channel is FIFO). The only clock is the overall [`DEADLINE`].
 
-use async_trait::async_trait;
+mod common;
+
 use beaufort_net::{MemberPeer, NetConfig, NetEvent, Network, SYNC_PROTOCOL};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use common::{address, free_port, RawCodec, DEADLINE};
+use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identity, noise, request_response, tcp, yamux, Multiaddr, StreamProtocol};
-use std::io;
 use std::time::Duration;
-
-const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The protocols a member speaks besides sync (`crates/net/src/peers.rs`, libp2p rendezvous).
 const PEERS_PROTOCOL: StreamProtocol = StreamProtocol::new("/beaufort/peers/1");
 const PROTOCOLS: [StreamProtocol; 2] = [SYNC_PROTOCOL, PEERS_PROTOCOL];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-fn address(port: u16) -> Multiaddr {
-    format!("/ip4/127.0.0.1/tcp/{port}")
-        .parse()
-        .expect("valid multiaddr")
-}
 
 /// Member `me` of a network whose members have `keys` (every member listens on its port).
 fn start(
@@ -61,52 +47,6 @@ fn start(
         mdns: false,
     })
     .expect("start network")
-}
-
-/// Writes raw bytes as a request on any protocol and reads a 4-byte answer.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-#[async_trait]
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = ();
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        Err(io::Error::other("the stranger serves no requests"))
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        let mut answer = [0u8; 4];
-        io.read_exact(&mut answer).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&request).await?;
-        io.close().await
-    }
-
-    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: ()) -> io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        Ok(())
-    }
 }
 
 /// How an attempt ended.
