@@ -2,9 +2,9 @@
 //! read, write, delete and list keys, fetch receipts to verify offline, and follow committed
 //! changes with resumable server-sent events. The `beaufort` command line uses it.
 //!
-//! It speaks plain HTTP/1.1 over a TCP stream, one connection per request: a member's API binds
-//! to localhost or sits behind the operator's proxy, and this keeps a second HTTP stack out of
-//! every program that embeds it.
+//! It speaks HTTP/1.1 through hyper-util's client (the hyper stack the node's server already
+//! brings), reusing connections; bodies are read up to a bound, and a watch reads the event
+//! stream frame by frame, whatever chunking the server chose.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), beaufort_client::ClientError> {
@@ -20,13 +20,17 @@
 //! ```
 
 use beaufort_node::api::{Receipt, ValueView};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// Largest response body read.
-const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Values in one page of a listing (the server's maximum).
 pub const PAGE: usize = 1000;
@@ -39,8 +43,8 @@ pub enum ClientError {
     Io {
         /// The API address.
         api: String,
-        /// What failed.
-        error: std::io::Error,
+        /// What failed, with its causes.
+        error: String,
     },
     /// The member answered with an error status; `message` is its `error` text.
     #[error("HTTP {status}: {message}")]
@@ -82,10 +86,20 @@ pub enum WatchEvent {
 }
 
 /// A member's API.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     api: String,
     token: Option<String>,
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.api)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
@@ -105,6 +119,7 @@ impl Client {
         Client {
             api: api.into(),
             token: None,
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
         }
     }
 
@@ -172,27 +187,26 @@ impl Client {
     /// last change seen) from just after that change.
     pub async fn watch(&self, prefix: &str, resume: Option<&str>) -> Result<Watch, ClientError> {
         let path = format!("/v1/watch?prefix={}", encode_component(prefix, false));
-        let extra = resume
-            .map(|id| format!("Last-Event-ID: {id}\r\n"))
-            .unwrap_or_default();
-        let mut reader = self.send_head("GET", &path, &extra, b"").await?;
-        let (status, _) = self.read_head(&mut reader).await?;
+        let response = self.send(Method::GET, &path, resume, Bytes::new()).await?;
+        let status = response.status().as_u16();
         if status != 200 {
-            return Err(ClientError::Http {
+            let body = self.read_body(response.into_body()).await?;
+            return Err(success((status, body)).err().unwrap_or(ClientError::Http {
                 status,
                 message: "the watch was refused".into(),
-            });
+            }));
         }
         Ok(Watch {
             api: self.api.clone(),
-            reader,
+            body: response.into_body(),
+            buffer: Vec::new(),
         })
     }
 
-    fn io(&self, error: std::io::Error) -> ClientError {
+    fn io(&self, error: impl std::error::Error) -> ClientError {
         ClientError::Io {
             api: self.api.clone(),
-            error,
+            error: describe(&error),
         }
     }
 
@@ -213,57 +227,39 @@ impl Client {
         parse(&success((status, body))?).map(Write::Committed)
     }
 
-    async fn send_head(
+    /// Sends one request (with the operator token when set, and `Last-Event-ID` when resuming).
+    async fn send(
         &self,
-        method: &str,
+        method: Method,
         path: &str,
-        extra: &str,
-        body: &[u8],
-    ) -> Result<BufReader<TcpStream>, ClientError> {
-        let mut stream = TcpStream::connect(&self.api)
-            .await
-            .map_err(|e| self.io(e))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}",
-            self.api,
-            body.len()
-        );
+        resume: Option<&str>,
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.api));
         if let Some(token) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+            request = request.header("authorization", format!("Bearer {token}"));
         }
-        head.push_str("\r\n");
-        stream
-            .write_all(head.as_bytes())
-            .await
-            .map_err(|e| self.io(e))?;
-        stream.write_all(body).await.map_err(|e| self.io(e))?;
-        Ok(BufReader::new(stream))
+        if let Some(id) = resume {
+            request = request.header("last-event-id", id);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Protocol(format!("a request we cannot send: {e}")))?;
+        self.http.request(request).await.map_err(|e| self.io(e))
     }
 
-    /// Reads the status line and headers; returns the status and whether the body is chunked.
-    async fn read_head(
-        &self,
-        reader: &mut BufReader<TcpStream>,
-    ) -> Result<(u16, bool), ClientError> {
-        let mut line = String::new();
-        reader.read_line(&mut line).await.map_err(|e| self.io(e))?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ClientError::Protocol(format!("bad HTTP status line {line:?}")))?;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).await.map_err(|e| self.io(e))? == 0 || line == "\r\n" {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        Ok((status, chunked))
+    /// A whole response body, up to [`MAX_RESPONSE_BYTES`].
+    async fn read_body(&self, body: Incoming) -> Result<Vec<u8>, ClientError> {
+        let collected = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Io {
+                api: self.api.clone(),
+                error: e.to_string(),
+            })?;
+        Ok(collected.to_bytes().to_vec())
     }
 
     /// One request; the status and the whole body.
@@ -273,15 +269,13 @@ impl Client {
         path: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), ClientError> {
-        let mut reader = self.send_head(method, path, "", body).await?;
-        let (status, chunked) = self.read_head(&mut reader).await?;
-        let mut raw = Vec::new();
-        (&mut reader)
-            .take(MAX_RESPONSE_BYTES)
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| self.io(e))?;
-        let body = if chunked { dechunk(&raw)? } else { raw };
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|e| ClientError::Protocol(format!("method {method}: {e}")))?;
+        let response = self
+            .send(method, path, None, Bytes::copy_from_slice(body))
+            .await?;
+        let status = response.status().as_u16();
+        let body = self.read_body(response.into_body()).await?;
         Ok((status, body))
     }
 }
@@ -289,28 +283,52 @@ impl Client {
 /// An open watch.
 pub struct Watch {
     api: String,
-    reader: BufReader<TcpStream>,
+    body: Incoming,
+    /// Bytes received and not yet split into lines.
+    buffer: Vec<u8>,
 }
 
+/// Longest event-stream line accepted (a value with its certificate is far below it).
+const MAX_EVENT_LINE: usize = 1024 * 1024;
+
 impl Watch {
+    /// The next line of the stream, without its end; `None` when the stream ends.
+    async fn line(&mut self) -> Result<Option<String>, ClientError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let text = String::from_utf8(line)
+                    .map_err(|_| ClientError::Protocol("an event line is not UTF-8".into()))?;
+                return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+            }
+            if self.buffer.len() > MAX_EVENT_LINE {
+                return Err(ClientError::Protocol("an event line is too long".into()));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(error)) => {
+                    return Err(ClientError::Io {
+                        api: self.api.clone(),
+                        error: describe(&error),
+                    })
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
     /// The next event; `None` when the member ends the stream (it is shutting down).
     pub async fn next(&mut self) -> Result<Option<WatchEvent>, ClientError> {
         let (mut id, mut event, mut data) = (None, String::from("message"), None::<String>);
-        let mut line = String::new();
         loop {
-            line.clear();
-            let read = self
-                .reader
-                .read_line(&mut line)
-                .await
-                .map_err(|error| ClientError::Io {
-                    api: self.api.clone(),
-                    error,
-                })?;
-            if read == 0 {
+            let Some(line) = self.line().await? else {
                 return Ok(None);
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
+            };
+            let line = line.as_str();
             if line.is_empty() {
                 let Some(data) = data.take() else {
                     continue; // a keep-alive comment or an event without data
@@ -372,25 +390,15 @@ fn encode_component(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// Decodes a chunked body.
-fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let bad = |why: &str| ClientError::Protocol(format!("bad chunked body: {why}"));
-    let mut out = Vec::new();
-    loop {
-        let end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| bad("no chunk size"))?;
-        let size = std::str::from_utf8(&raw[..end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-            .ok_or_else(|| bad("chunk size"))?;
-        raw = &raw[end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = raw.get(..size).ok_or_else(|| bad("truncated"))?;
-        out.extend_from_slice(chunk);
-        raw = raw.get(size + 2..).ok_or_else(|| bad("truncated"))?;
+/// An error with its chain of causes (hyper's errors keep the reason, say "connection refused",
+/// in their source).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
     }
+    parts.dedup();
+    parts.join(": ")
 }
