@@ -221,6 +221,27 @@ fn keys_in_api_answers_have_no_extra_quotes() {
     assert_eq!(status["in_progress"][0]["key"], "q/1", "{status}");
 }
 
+/// The gauges an operator watches are sampled when `/metrics` is read: keys held, writes
+/// pending, the store's size, and the process's memory and CPU time.
+#[test]
+fn metrics_show_keys_pending_writes_store_size_and_the_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let member = Member::start(&dir.path().join("member-1.toml"));
+    assert_eq!(member.metric("beaufort_pending_writes"), 0);
+    // Alone, the member cannot commit: both writes stay pending.
+    for key in ["g/1", "g/2"] {
+        let (status, body) = member.put_wait(key, "v", "0s");
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_eq!(member.metric("beaufort_keys"), 2);
+    assert_eq!(member.metric("beaufort_pending_writes"), 2);
+    assert!(member.metric("beaufort_store_file_bytes") > 0);
+    assert!(member.metric("beaufort_process_resident_memory_bytes") > 1_000_000);
+    let cpu = member.metric_value("beaufort_process_cpu_seconds");
+    assert!(cpu > 0.0, "{cpu}");
+}
+
 #[test]
 fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -554,6 +554,24 @@ impl NodeHandle {
         Ok(self.network.isolate(members).await?)
     }
 
+    /// Sets the gauges that are sampled rather than kept up to date: keys held and pending
+    /// writes (asked of the runtime; left as they were if it does not answer), the store's file
+    /// size, and the process's memory and CPU time.
+    pub async fn sample_gauges(&self) {
+        let answer = tokio::time::timeout(Duration::from_secs(2), self.status()).await;
+        if let Ok(Ok(status)) = answer {
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.metrics.keys.set(gauge(status.keys));
+            self.metrics
+                .pending_writes
+                .set(gauge(status.pending_writes));
+        }
+        self.metrics
+            .store_file_bytes
+            .set(i64::try_from(self.store.file_bytes()).unwrap_or(i64::MAX));
+        self.metrics.sample_process();
+    }
+
     /// Bytes of sync messages this member's links have sent and received since it started, as
     /// framed on the wire (what `beaufort demo` reports as bandwidth, comparable with the
     /// simulator's).

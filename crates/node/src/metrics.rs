@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// The node's metrics and the registry they are exported from.
 pub struct Metrics {
@@ -24,6 +25,16 @@ pub struct Metrics {
     /// Peer updates set aside because the validation hook could not judge a value yet (an asset
     /// whose contract is not installed here yet); anti-entropy brings them again.
     pub deferred_updates: Counter,
+    /// Keys this member holds (sampled when metrics are read).
+    pub keys: Gauge,
+    /// Own writes waiting for their commit (sampled when metrics are read).
+    pub pending_writes: Gauge,
+    /// The store's file size in bytes (sampled when metrics are read).
+    pub store_file_bytes: Gauge,
+    /// The process's resident memory in bytes (Linux; sampled when metrics are read).
+    resident_bytes: Gauge,
+    /// The process's CPU time, user plus system, in seconds (Linux; sampled when read).
+    cpu_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -115,6 +126,32 @@ impl Metrics {
             "Connections closed because the member they lead to dialled anew (it restarted)",
             net.stale_connections_closed.clone(),
         );
+        let keys = Gauge::default();
+        registry.register("keys", "Keys this member holds", keys.clone());
+        let pending_writes = Gauge::default();
+        registry.register(
+            "pending_writes",
+            "Own writes waiting for their commit",
+            pending_writes.clone(),
+        );
+        let store_file_bytes = Gauge::default();
+        registry.register(
+            "store_file_bytes",
+            "Size of the store's database file",
+            store_file_bytes.clone(),
+        );
+        let resident_bytes = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the node's process",
+            resident_bytes.clone(),
+        );
+        let cpu_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user plus system) the node's process has used",
+            cpu_seconds.clone(),
+        );
         Metrics {
             registry,
             commit_latency,
@@ -122,6 +159,23 @@ impl Metrics {
             decisions,
             excluded,
             deferred_updates,
+            keys,
+            pending_writes,
+            store_file_bytes,
+            resident_bytes,
+            cpu_seconds,
+        }
+    }
+
+    /// Reads the process's resident memory and CPU time from `/proc/self` (Linux); elsewhere,
+    /// or if the files cannot be read, the gauges keep their last value.
+    pub fn sample_process(&self) {
+        if let Some(bytes) = resident_memory_bytes() {
+            self.resident_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Some(seconds) = cpu_seconds() {
+            self.cpu_seconds.set(seconds);
         }
     }
 
@@ -133,4 +187,26 @@ impl Metrics {
         }
         text
     }
+}
+
+/// `VmRSS` of `/proc/self/status`, in bytes.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// User plus system time of `/proc/self/stat` (fields 14 and 15, in the kernel's fixed
+/// 100 ticks per second), in seconds.
+fn cpu_seconds() -> Option<f64> {
+    /// `USER_HZ`, which `/proc` reports times in on every Linux architecture Beaufort builds for.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / TICKS_PER_SECOND)
 }

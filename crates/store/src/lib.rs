@@ -212,6 +212,12 @@ impl Store {
         txn.commit().map_err(db_error)
     }
 
+    /// The database file's size on disk (0 if it cannot be read): cheap, unlike
+    /// [`Store::stats`], which reads every register.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Size figures: keys, encoded bytes and file size.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
@@ -222,11 +228,10 @@ impl Store {
             let (k, v) = entry.map_err(db_error)?;
             state_bytes += (k.value().len() + v.value().len()) as u64;
         }
-        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok(StoreStats {
             keys,
             state_bytes,
-            file_bytes,
+            file_bytes: self.file_bytes(),
         })
     }
 }

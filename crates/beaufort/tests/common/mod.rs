@@ -127,8 +127,14 @@ impl Member {
         status
     }
 
-    /// The value of a counter or gauge in `GET /metrics` (0 if the member does not report it).
+    /// The value of a counter or gauge in `GET /metrics`, as a whole number (0 if the member
+    /// does not report it).
     pub fn metric(&self, name: &str) -> u64 {
+        self.metric_value(name) as u64
+    }
+
+    /// The value of a counter or gauge in `GET /metrics` (0 if the member does not report it).
+    pub fn metric_value(&self, name: &str) -> f64 {
         let mut text = String::new();
         eventually("a metrics answer", || {
             match self.http("GET", "/metrics", "") {
@@ -142,7 +148,7 @@ impl Member {
         text.lines()
             .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .find_map(|value| value.trim().parse::<f64>().ok())
-            .map_or(0, |value| value as u64)
+            .unwrap_or(0.0)
     }
 
     /// `PUT /v1/kv/{key}?wait=..`: (status, body), retried while the node does not answer.

@@ -129,6 +129,7 @@ pub(super) async fn isolate(
     responses((status = 200, description = "OpenMetrics text",
         content_type = "application/openmetrics-text", body = String)))]
 pub(super) async fn metrics(State(node): State<NodeHandle>) -> Response {
+    node.sample_gauges().await;
     (
         [(
             header::CONTENT_TYPE,
