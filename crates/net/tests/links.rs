@@ -8,10 +8,10 @@ mod common;
 
 use beaufort_core::wire::MAX_MESSAGE_BYTES;
 use beaufort_net::{MemberPeer, NetConfig, NetEvent, Network, SYNC_PROTOCOL};
-use common::{address, free_port, RawCodec, DEADLINE};
+use common::{address, free_port, raw_swarm, DEADLINE};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identity, noise, request_response, tcp, yamux, Multiaddr};
+use libp2p::{identity, request_response, Multiaddr};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -197,24 +197,7 @@ async fn a_maximal_message_travels_in_order_between_small_ones() {
 /// Connects to `target` as the member with `key` and sends `requests` one after the other (each
 /// after the previous one was answered or failed), then keeps the connection until aborted.
 async fn raw_peer(key: identity::Keypair, target: Multiaddr, requests: Vec<Vec<u8>>) {
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Outbound)],
-                request_response::Config::default(),
-            )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+    let mut swarm = raw_swarm(key, SYNC_PROTOCOL);
     swarm.dial(target).expect("dial the network under test");
     let peer = loop {
         if let SwarmEvent::ConnectionEstablished { peer_id, .. } = swarm.select_next_some().await {

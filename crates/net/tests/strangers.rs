@@ -11,13 +11,13 @@
 mod common;
 
 use beaufort_net::{MemberPeer, NetConfig, NetEvent, Network, SYNC_PROTOCOL};
-use common::{address, free_port, RawCodec, DEADLINE};
+use common::{address, free_port, raw_swarm, DEADLINE};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identity, noise, request_response, tcp, yamux, Multiaddr, StreamProtocol};
+use libp2p::{identity, request_response, Multiaddr, StreamProtocol};
 use std::time::Duration;
 
-/// The protocols a member speaks besides sync (`crates/net/src/peers.rs`, libp2p rendezvous).
+/// Peer exchange (`crates/net/src/peers.rs`), the protocol a member serves besides sync.
 const PEERS_PROTOCOL: StreamProtocol = StreamProtocol::new("/beaufort/peers/1");
 const PROTOCOLS: [StreamProtocol; 2] = [SYNC_PROTOCOL, PEERS_PROTOCOL];
 
@@ -65,28 +65,7 @@ enum Attempt {
 /// Dials `target` with `key` and sends one well-formed request on `protocol` (a sync batch, or a
 /// peer-exchange request); returns when the connection ends or the request is answered.
 async fn attempt(key: identity::Keypair, target: Multiaddr, protocol: StreamProtocol) -> Attempt {
-    let protocols = [protocol];
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                protocols
-                    .iter()
-                    .map(|p| (p.clone(), request_response::ProtocolSupport::Outbound))
-                    .collect::<Vec<_>>(),
-                request_response::Config::default(),
-            )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+    let mut swarm = raw_swarm(key, protocol.clone());
     swarm.dial(target.clone()).expect("dial the member");
     // One well-formed batch holding one message, as a member would frame it.
     let mut batch = 1u32.to_be_bytes().to_vec();
@@ -94,31 +73,24 @@ async fn attempt(key: identity::Keypair, target: Multiaddr, protocol: StreamProt
     batch.extend_from_slice(b"hello");
     let mut framed = (batch.len() as u32).to_be_bytes().to_vec();
     framed.extend_from_slice(&batch);
-    let mut asked = Vec::new();
+    let mut asked = None;
     let mut established = false;
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 established = true;
-                for protocol in &protocols {
-                    let body = if *protocol == SYNC_PROTOCOL {
-                        framed.clone()
-                    } else {
-                        0u32.to_be_bytes().to_vec()
-                    };
-                    let id = swarm.behaviour_mut().send_request(&peer_id, body);
-                    asked.push((id, protocol.clone()));
-                }
+                let body = if protocol == SYNC_PROTOCOL {
+                    framed.clone()
+                } else {
+                    0u32.to_be_bytes().to_vec()
+                };
+                asked = Some(swarm.behaviour_mut().send_request(&peer_id, body));
             }
             SwarmEvent::Behaviour(request_response::Event::Message {
                 message: request_response::Message::Response { request_id, .. },
                 ..
             }) => {
-                let protocol = asked
-                    .iter()
-                    .find(|(id, _)| *id == request_id)
-                    .map(|(_, p)| p.clone())
-                    .expect("an answer to a request we sent");
+                assert_eq!(asked, Some(request_id), "an answer to the request we sent");
                 return Attempt::Answered(protocol);
             }
             SwarmEvent::ConnectionClosed { .. } => return Attempt::ShutAfterHandshake,

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use futures::{AsyncReadExt, AsyncWriteExt};
-use libp2p::{request_response, Multiaddr, StreamProtocol};
+use libp2p::{identity, noise, request_response, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
 use std::io;
 use std::time::Duration;
 
@@ -25,6 +25,32 @@ pub fn address(port: u16) -> Multiaddr {
     format!("/ip4/127.0.0.1/tcp/{port}")
         .parse()
         .expect("valid multiaddr")
+}
+
+/// A bare libp2p peer with identity `key` that can send raw requests ([`RawCodec`]) on
+/// `protocol` and serves nothing: a test's stand-in for a member or a stranger.
+pub fn raw_swarm(
+    key: identity::Keypair,
+    protocol: StreamProtocol,
+) -> Swarm<request_response::Behaviour<RawCodec>> {
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(protocol, request_response::ProtocolSupport::Outbound)],
+                request_response::Config::default(),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build()
 }
 
 /// Writes a request's bytes exactly as given (no framing added) and reads a 4-byte answer (the
