@@ -17,6 +17,7 @@
 //! built from a *subset* that separates the pair would fail to verify; the core should then
 //! re-verify those shares individually (a bisection over singletons, as here, does so).
 
+use crate::aggregate::Aggregate;
 use crate::bls::{Signature, VOTE_DST};
 use crate::curve::{self, G1Sum, G2Sum, Term};
 use crate::hash::{hash_xof, Domain};
@@ -34,6 +35,15 @@ pub struct BatchItem {
     pub message: Arc<[u8]>,
     /// The signature, possibly malformed.
     pub signature: Signature,
+}
+
+/// One unverified partial aggregate awaiting deferred verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateItem {
+    /// The message every share in it signed. Shared, since many aggregates sign one message.
+    pub message: Arc<[u8]>,
+    /// The aggregate, possibly malformed or poisoned.
+    pub aggregate: Aggregate,
 }
 
 /// The verdict on a batch.
@@ -59,6 +69,9 @@ pub struct BatchReport {
     /// Signatures added into group aggregates, summed over all checks (one G1 and one G2 point
     /// addition each).
     pub signatures_aggregated: u32,
+    /// Effective public keys summed to prepare partial aggregates (one G2 point addition each,
+    /// plus an 8-bit scalar multiplication for a repeated signer), counted once per item.
+    pub keys_summed: u32,
 }
 
 /// Verifies `items` as a batch and returns the verdict. `seed` must be unpredictable to whoever
@@ -79,24 +92,61 @@ pub fn verify_batch_report(
     items: &[BatchItem],
     seed: [u8; 32],
 ) -> BatchReport {
+    let prepared = items.iter().map(|item| {
+        let key = membership.effective_key(item.signer).copied();
+        (&*item.message, key, item.signature)
+    });
+    check_prepared(prepared, seed, 0)
+}
+
+/// Verifies partial aggregates as a batch, as [`verify_batch_report`] does single votes: one
+/// multi-pairing when all are valid, and otherwise every invalid aggregate found (malformed, with
+/// an unknown or out-of-range signer, empty, or not the sum its weights claim). An aggregate holding
+/// one bad share is invalid as a whole; the caller decides what its honest shares are worth.
+pub fn verify_aggregates_report(
+    membership: &Membership,
+    items: &[AggregateItem],
+    seed: [u8; 32],
+) -> BatchReport {
+    let mut keys_summed = 0u32;
+    let prepared: Vec<_> = items
+        .iter()
+        .map(|item| {
+            let weights = &item.aggregate.weights;
+            let key = (weights.validate(membership.n()).is_ok() && !weights.is_empty())
+                .then(|| {
+                    keys_summed += weights.support_len() as u32;
+                    membership.weighted_key(weights)
+                })
+                .flatten();
+            (&*item.message, key, item.aggregate.signature)
+        })
+        .collect();
+    check_prepared(prepared.into_iter(), seed, keys_summed)
+}
+
+/// The shared search of both batch kinds: `items` are (message, summed effective key if the
+/// signers are valid, signature), in batch order.
+fn check_prepared<'a>(
+    items: impl Iterator<Item = (&'a [u8], Option<blst_p2_affine>, Signature)>,
+    seed: [u8; 32],
+    keys_summed: u32,
+) -> BatchReport {
     let mut invalid = Vec::new();
     let mut group_of: HashMap<&[u8], usize> = HashMap::new();
     let mut groups: Vec<Vec<Prepared<'_>>> = Vec::new();
-    for (position, item) in items.iter().enumerate() {
-        let (Some(key), Ok(signature)) = (
-            membership.effective_key(item.signer),
-            item.signature.to_point(),
-        ) else {
+    for (position, (message, key, signature)) in items.enumerate() {
+        let (Some(key), Ok(signature)) = (key, signature.to_point()) else {
             invalid.push(position);
             continue;
         };
-        let group = *group_of.entry(&item.message).or_insert_with(|| {
+        let group = *group_of.entry(message).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
         });
         groups[group].push(Prepared {
             position,
-            message: &item.message,
+            message,
             key,
             signature,
         });
@@ -109,6 +159,7 @@ pub fn verify_batch_report(
             pairing_checks: 0,
             message_groups: 0,
             signatures_aggregated: 0,
+            keys_summed,
         },
     };
     let all: Vec<&[Prepared<'_>]> = groups.iter().map(Vec::as_slice).collect();
@@ -130,11 +181,11 @@ pub fn verify_batch_report(
     checker.report
 }
 
-/// An item whose signature parsed and whose signer exists.
+/// An item whose signature parsed and whose signers exist, with their summed effective key.
 struct Prepared<'a> {
     position: usize,
     message: &'a [u8],
-    key: &'a blst_p2_affine,
+    key: blst_p2_affine,
     signature: blst_p1_affine,
 }
 
@@ -161,7 +212,7 @@ impl Checker {
             let mut keys = G2Sum::default();
             for item in group.iter() {
                 signatures.add(&item.signature);
-                keys.add(item.key);
+                keys.add(&item.key);
             }
             terms.push(Term {
                 public_key: keys.to_affine(),
@@ -314,6 +365,50 @@ mod tests {
         assert_ne!(items[0].message, items[1].message);
         let outcome = verify_batch(&m, &items, [3; 32]);
         assert_eq!(outcome, BatchOutcome::Invalid(vec![0, 1]));
+    }
+
+    #[test]
+    fn poisoned_and_forged_aggregates_are_found_among_valid_ones() {
+        let (m, signers) = committee(10);
+        let msgs = messages(2);
+        let aggregate = |members: &[usize], msg: &Arc<[u8]>| {
+            let mut agg =
+                Aggregate::single(10, members[0] as u16, signers[members[0]].sign(msg)).unwrap();
+            for &i in &members[1..] {
+                agg.combine(&Aggregate::single(10, i as u16, signers[i].sign(msg)).unwrap())
+                    .unwrap();
+            }
+            AggregateItem {
+                message: msg.clone(),
+                aggregate: agg,
+            }
+        };
+        let mut items = vec![
+            aggregate(&[0, 1, 2], &msgs[0]),
+            aggregate(&[3, 4, 5], &msgs[0]),
+            aggregate(&[2, 6], &msgs[0]),
+            aggregate(&[0, 7, 8, 9], &msgs[1]),
+        ];
+        let report = verify_aggregates_report(&m, &items, [5; 32]);
+        assert_eq!(report.outcome, BatchOutcome::AllValid);
+        assert_eq!(report.pairing_checks, 1);
+        assert_eq!(report.keys_summed, 3 + 3 + 2 + 4);
+
+        // Item 1 holds one share on the wrong message; item 2 claims a signer it lacks; item 3
+        // names a member outside the membership.
+        let poison = Aggregate::single(10, 4, signers[4].sign(b"elsewhere")).unwrap();
+        items[1] = aggregate(&[3, 5], &msgs[0]);
+        items[1].aggregate.combine(&poison).unwrap();
+        items[2]
+            .aggregate
+            .weights
+            .add(&crate::weights::SignerWeights::single(10, 9).unwrap())
+            .unwrap();
+        let report = verify_aggregates_report(&m, &items, [6; 32]);
+        assert_eq!(report.outcome, BatchOutcome::Invalid(vec![1, 2]));
+        let (other, _) = committee(11);
+        let report = verify_aggregates_report(&other, &items[..1], [6; 32]);
+        assert_eq!(report.outcome, BatchOutcome::Invalid(vec![0]));
     }
 
     /// The negation of a signature point (flip the sign bit of the compressed encoding).

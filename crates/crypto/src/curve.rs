@@ -149,6 +149,23 @@ pub(crate) fn g2_mul(point: &blst_p2_affine, t: &blst_scalar) -> blst_p2_affine 
     out
 }
 
+/// `count * point` for a G2 point and a small count: an 8-bit scalar multiplication, so the
+/// largest count costs a handful of doublings.
+pub(crate) fn g2_mul_small(point: &blst_p2_affine, count: u8) -> blst_p2_affine {
+    let mut projective = blst_p2::default();
+    let mut product = blst_p2::default();
+    let mut out = blst_p2_affine::default();
+    let scalar = [count];
+    // SAFETY: valid in/out pointers; `scalar` holds the one little-endian byte blst reads for 8
+    // bits.
+    unsafe {
+        blst::blst_p2_from_affine(&mut projective, point);
+        blst::blst_p2_mult(&mut product, &projective, scalar.as_ptr(), 8);
+        blst::blst_p2_to_affine(&mut out, &product);
+    }
+    out
+}
+
 /// A running sum of G1 points (signatures).
 #[derive(Default)]
 pub(crate) struct G1Sum(blst_p1);

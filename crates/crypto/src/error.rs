@@ -54,6 +54,12 @@ pub enum CryptoError {
         /// The repeated index.
         index: usize,
     },
+    /// Adding two aggregates would count a member more than 255 times.
+    #[error("member {index} would appear more than 255 times in one aggregate")]
+    WeightOverflow {
+        /// The member.
+        index: usize,
+    },
     /// A quorum certificate has fewer signers than a quorum.
     #[error("not enough signers for a quorum: have {have}, need {need}")]
     NotEnoughSigners {

@@ -8,6 +8,8 @@
 //!   over BLS12-381: members sign votes with an effective key `t_i * sk_i` where `t_i = H1(pk_i)`,
 //!   so votes aggregate by point addition and verifiers only add precomputed effective public keys;
 //!   quorum certificates; deferred batch verification with bisection.
+//! - [`weights`], [`aggregate`]: partial aggregates whose signers may repeat, so that any two
+//!   aggregates of one message add up however they overlap.
 //! - [`user`]: end-user ECDSA P-256 signatures in the format browsers produce.
 //! - [`keyfile`]: member key files.
 //!
@@ -22,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod batch;
 pub mod bls;
 mod curve;
@@ -32,11 +35,17 @@ pub mod keyfile;
 pub mod membership;
 pub mod qc;
 pub mod user;
+pub mod weights;
 
-pub use batch::{verify_batch, verify_batch_report, BatchItem, BatchOutcome, BatchReport};
+pub use aggregate::Aggregate;
+pub use batch::{
+    verify_aggregates_report, verify_batch, verify_batch_report, AggregateItem, BatchItem,
+    BatchOutcome, BatchReport,
+};
 pub use bls::{ProofOfPossession, PublicKey, SecretKey, Signature, STATEMENT_DST, VOTE_DST};
 pub use error::CryptoError;
 pub use hash::{Digest, Domain};
 pub use membership::{MemberIndex, MemberKey, Membership, Signer, MAX_MEMBERS};
 pub use qc::{QuorumCertificate, SignerSet};
 pub use user::{verify_user_signature, UserKeyPair, UserPublicKey};
+pub use weights::SignerWeights;

@@ -6,11 +6,13 @@
 //! aggregator to the signer: aggregating votes is then plain point addition, and a verifier only
 //! adds the precomputed effective keys of the signers before one pairing check.
 
+use crate::aggregate::Aggregate;
 use crate::bls::{ProofOfPossession, PublicKey, SecretKey, Signature, STATEMENT_DST, VOTE_DST};
 use crate::curve::{self, G1Sum, G2Sum};
 use crate::error::CryptoError;
 use crate::hash::Digest;
 use crate::qc::{QuorumCertificate, SignerSet};
+use crate::weights::SignerWeights;
 use blst::{blst_p2_affine, blst_scalar};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -179,6 +181,45 @@ impl Membership {
             Ok(point) => self.check_aggregate(signers, msg, point),
             Err(_) => false,
         }
+    }
+
+    /// Whether `aggregate` is a sum of votes on `msg` by exactly its weights' members, each as
+    /// often as its count (at least one member). How partial aggregates and certificates with
+    /// repeated signers are checked.
+    pub fn verify_weighted(&self, aggregate: &Aggregate, msg: &[u8]) -> bool {
+        let weights = &aggregate.weights;
+        if weights.validate(self.n()).is_err() || weights.is_empty() {
+            return false;
+        }
+        let (Some(public_key), Ok(signature)) =
+            (self.weighted_key(weights), aggregate.signature.to_point())
+        else {
+            return false;
+        };
+        curve::pairing_check(
+            &[curve::Term {
+                public_key,
+                signature,
+                message: msg,
+                randomizer: None,
+            }],
+            VOTE_DST,
+        )
+    }
+
+    /// The sum of the effective keys of `weights`' members, each times its count; `None` if a
+    /// member is unknown.
+    pub(crate) fn weighted_key(&self, weights: &SignerWeights) -> Option<blst_p2_affine> {
+        let mut sum = G2Sum::default();
+        for (index, count) in weights.members() {
+            let key = self.effective_key(index)?;
+            if count == 1 {
+                sum.add(key);
+            } else {
+                sum.add(&curve::g2_mul_small(key, count));
+            }
+        }
+        Some(sum.to_affine())
     }
 
     /// Adds signatures (votes on the same message by different members) into one aggregate. Only

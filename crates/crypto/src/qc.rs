@@ -41,6 +41,17 @@ impl SignerSet {
         })
     }
 
+    /// The set of `members` (each below `n`, with `n <= MAX_MEMBERS`): for callers whose sizes
+    /// were checked when they were built.
+    pub(crate) fn from_members(n: usize, members: impl Iterator<Item = MemberIndex>) -> SignerSet {
+        let mut bits = vec![0; n.div_ceil(8)];
+        for index in members {
+            let (byte, mask) = position(index);
+            bits[byte] |= mask;
+        }
+        SignerSet { n: n as u16, bits }
+    }
+
     /// Adds member `index`; returns whether it was absent. Fails if `index >= n`.
     pub fn insert(&mut self, index: MemberIndex) -> Result<bool, CryptoError> {
         if index >= self.n {
