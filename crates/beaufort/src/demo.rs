@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use beaufort_core::types::{Key, Value};
 use beaufort_node::config::{init_local, InitOptions};
 use beaufort_node::{api, NodeHandle, StartOptions};
-use beaufort_perf::report::{MeanMax, Percentiles};
+use beaufort_perf::report::{floor_bytes, MeanMax, Percentiles, TransactionBytes};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -79,6 +79,9 @@ struct DemoReport {
     bandwidth_mbit_per_node: MeanMax,
     /// Sync bytes sent per member over the window, in Mbit/s.
     upload_mbit_per_node: MeanMax,
+    /// Sync bytes received per committed write per member, and as a multiple of the
+    /// information floor (as `sim run` reports it).
+    bytes_per_tx: TransactionBytes,
     /// Redemptions of one voucher tried at two members at once that committed (must be 1).
     voucher_redemptions_committed: usize,
 }
@@ -170,6 +173,8 @@ async fn run(args: DemoArgs) -> Result<()> {
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let submitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Key plus value bytes of every write submitted, for the information floor.
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bytes_before: Vec<(u64, u64)> = nodes.iter().map(NodeHandle::link_bytes).collect();
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -179,6 +184,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         let latencies = latencies.clone();
         let failures = failures.clone();
         let submitted = submitted.clone();
+        let written = written.clone();
         let workload = Arc::new(std::sync::Mutex::new(Workload::new(
             args.workload,
             m,
@@ -220,6 +226,8 @@ async fn run(args: DemoArgs) -> Result<()> {
                     }
                 };
                 submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let size = key.as_bytes().len() + value.as_data().map_or(0, <[u8]>::len);
+                written.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
                 let (node, latencies, failures, workload) = (
                     node.clone(),
                     latencies.clone(),
@@ -261,6 +269,11 @@ async fn run(args: DemoArgs) -> Result<()> {
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let mbit = |bytes: u64| bytes as f64 * 8.0 / window / 1e6;
+    let received: Vec<u64> = bytes_after
+        .iter()
+        .zip(&bytes_before)
+        .map(|(&(_, received), &(_, before))| received.saturating_sub(before))
+        .collect();
     let (total, upload): (Vec<f64>, Vec<f64>) = bytes_after
         .iter()
         .zip(&bytes_before)
@@ -292,6 +305,9 @@ async fn run(args: DemoArgs) -> Result<()> {
     if lat.is_empty() {
         bail!("no write committed");
     }
+    let submitted = submitted.load(std::sync::atomic::Ordering::Relaxed);
+    let mean_size = written.load(std::sync::atomic::Ordering::Relaxed) / submitted.max(1);
+    let floor = floor_bytes(nodes.len(), mean_size as usize, 0);
     let report = DemoReport {
         protocol: "beaufort-node",
         nodes: nodes.len(),
@@ -299,12 +315,13 @@ async fn run(args: DemoArgs) -> Result<()> {
         latency_added_ms: args.latency.as_secs_f64() * 1000.0,
         duration_s: window,
         wall_s: wall,
-        submitted: submitted.load(std::sync::atomic::Ordering::Relaxed),
+        submitted,
         decided: lat.len() as u64,
         failed: failures.load(std::sync::atomic::Ordering::Relaxed),
         latency_ms: Percentiles::of(&lat),
         bandwidth_mbit_per_node: MeanMax::of(&total),
         upload_mbit_per_node: MeanMax::of(&upload),
+        bytes_per_tx: TransactionBytes::of(&received, lat.len(), floor),
         voucher_redemptions_committed: redeemed,
     };
     if text {
@@ -355,6 +372,11 @@ fn print_report(report: &DemoReport) {
     println!(
         "bandwidth per member (sync bytes up + down): mean {:.3} Mbit/s  max {:.3} Mbit/s",
         report.bandwidth_mbit_per_node.mean, report.bandwidth_mbit_per_node.max
+    );
+    let b = &report.bytes_per_tx;
+    println!(
+        "received per committed write per member: {:.0} B = {:.1} x the floor of {:.0} B",
+        b.received_per_tx, b.floor_multiple, b.floor
     );
     println!(
         "voucher redeemed concurrently at the first and the last member: {} redemption(s) committed",

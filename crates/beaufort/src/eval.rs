@@ -426,6 +426,10 @@ fn print_text(r: &PerfReport) {
         r.bandwidth_mbit_per_node.mean, r.bandwidth_mbit_per_node.max, r.upload_mbit_per_node.mean
     );
     println!(
+        "  received per committed transaction per member: {:.0} B = {:.1} x the floor of {:.0} B",
+        r.bytes_per_tx.received_per_tx, r.bytes_per_tx.floor_multiple, r.bytes_per_tx.floor
+    );
+    println!(
         "  CPU busy: mean {:.1} % max {:.1} %",
         r.cpu_utilisation.mean * 100.0,
         r.cpu_utilisation.max * 100.0

@@ -66,6 +66,7 @@ fn the_demo_reports_what_the_simulator_reports_from_real_links() {
         "latency_ms",
         "bandwidth_mbit_per_node",
         "upload_mbit_per_node",
+        "bytes_per_tx",
     ] {
         assert_eq!(fields(&demo[shared]), fields(&sim[shared]), "{shared}");
     }
@@ -87,6 +88,18 @@ fn the_demo_reports_what_the_simulator_reports_from_real_links() {
         latency["max"].as_f64().unwrap(),
     );
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
+    for report in [&demo, &sim] {
+        let bytes = &report["bytes_per_tx"];
+        let (received, floor, multiple) = (
+            bytes["received_per_tx"].as_f64().unwrap(),
+            bytes["floor"].as_f64().unwrap(),
+            bytes["floor_multiple"].as_f64().unwrap(),
+        );
+        // Four members: a value and its key, and two certificates of 48 + 1 + 20 bytes.
+        assert!(floor > 2.0 * 69.0, "{bytes}");
+        assert!(received > 0.0, "{bytes}");
+        assert!((multiple - received / floor).abs() < 1e-6, "{bytes}");
+    }
     let total = demo["bandwidth_mbit_per_node"]["mean"].as_f64().unwrap();
     let upload = demo["upload_mbit_per_node"]["mean"].as_f64().unwrap();
     assert!(

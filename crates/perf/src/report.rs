@@ -58,6 +58,45 @@ impl MeanMax {
     }
 }
 
+/// Bytes of one certificate's header beyond its signature and signer set: view, round, kind and
+/// a short name of the value.
+pub const CERT_HEADER_BYTES: usize = 20;
+
+/// The information floor of one transaction at one member: the least it must receive, once, to
+/// hold the decision — the value with its key, and a PRE-COMMIT and a COMMIT quorum each as one
+/// aggregate (a 48-byte signature, a ⌈n/8⌉-byte signer set and a header). A scale-free yardstick
+/// for bandwidth: bytes received per transaction as a multiple of this floor compares runs of any
+/// size and load (`../shared` research on aggregation, §1; docs/EVALUATION.md).
+pub fn floor_bytes(members: usize, key_len: usize, value_len: usize) -> f64 {
+    let certificate = 48 + members.div_ceil(8) + CERT_HEADER_BYTES;
+    (key_len + value_len + 2 * certificate) as f64
+}
+
+/// Bytes received per committed transaction per member, beside the floor.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TransactionBytes {
+    /// Mean over the honest members of the bytes each received in the window, divided by the
+    /// transactions committed in the window.
+    pub received_per_tx: f64,
+    /// [`floor_bytes`] for this run's membership and mean key and value sizes.
+    pub floor: f64,
+    /// `received_per_tx / floor`: 1 would be perfect, every byte needed and nothing twice.
+    pub floor_multiple: f64,
+}
+
+impl TransactionBytes {
+    /// From the bytes each member received, the transactions committed, and the floor.
+    pub fn of(received: &[u64], committed: usize, floor: f64) -> TransactionBytes {
+        let mean = received.iter().sum::<u64>() as f64 / received.len().max(1) as f64;
+        let received_per_tx = mean / committed.max(1) as f64;
+        TransactionBytes {
+            received_per_tx,
+            floor,
+            floor_multiple: received_per_tx / floor.max(1.0),
+        }
+    }
+}
+
 /// Everything a run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct PerfReport {
@@ -85,6 +124,9 @@ pub struct PerfReport {
     pub bandwidth_mbit_per_node: MeanMax,
     /// Upload alone.
     pub upload_mbit_per_node: MeanMax,
+    /// Bytes received per committed transaction per honest member, and as a multiple of the
+    /// information floor.
+    pub bytes_per_tx: TransactionBytes,
     /// Share of the workload window each honest member's CPU was busy.
     pub cpu_utilisation: MeanMax,
     /// Mean latency at the submitter split by phase along the critical path (ms).
@@ -142,6 +184,13 @@ impl PerfReport {
             .map(|&m| mbit(r.members[m].sent + r.members[m].received))
             .collect();
         let upload: Vec<f64> = honest.iter().map(|&m| mbit(r.members[m].sent)).collect();
+        let received: Vec<u64> = honest.iter().map(|&m| r.members[m].received).collect();
+        let counted = txs.iter().filter(|tx| r.counted[tx.id]);
+        let (sizes, count) = counted.fold((0usize, 0usize), |(bytes, count), tx| {
+            (bytes + tx.key.len() + tx.value.len(), count + 1)
+        });
+        let mean_size = sizes / count.max(1);
+        let floor = floor_bytes(cfg.members, mean_size, 0);
         let cpu: Vec<f64> = honest
             .iter()
             .map(|&m| r.members[m].cpu as f64 / cfg.duration as f64)
@@ -159,6 +208,7 @@ impl PerfReport {
             latency_all_ms: Percentiles::of(&all),
             bandwidth_mbit_per_node: MeanMax::of(&total),
             upload_mbit_per_node: MeanMax::of(&upload),
+            bytes_per_tx: TransactionBytes::of(&received, samples.len(), floor),
             cpu_utilisation: MeanMax::of(&cpu),
             breakdown_ms: mean_path(&paths),
             messages: r.messages,
@@ -176,5 +226,19 @@ impl PerfReport {
             samples,
             bandwidth_samples: total,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_is_the_value_and_two_aggregate_certificates() {
+        // n = 100: 13-byte signer sets; a 10-byte key and a 170-byte value.
+        assert_eq!(floor_bytes(100, 10, 170), (180 + 2 * (48 + 13 + 20)) as f64);
+        let bytes = TransactionBytes::of(&[1000, 3000], 4, 250.0);
+        assert_eq!(bytes.received_per_tx, 500.0);
+        assert_eq!(bytes.floor_multiple, 2.0);
     }
 }
