@@ -2,11 +2,13 @@
 //! whether our wrappers cost anything, plus a min_pk vs min_sig comparison that justifies the
 //! variant choice (see the crate docs).
 
-use beaufort_crypto::batch::{verify_batch_report, BatchItem, BatchOutcome};
+use beaufort_crypto::batch::{
+    verify_aggregates_report, verify_batch_report, AggregateItem, BatchItem, BatchOutcome,
+};
 use beaufort_crypto::hash::{hash, Domain};
 use beaufort_crypto::{
-    verify_user_signature, MemberIndex, MemberKey, Membership, QuorumCertificate, SecretKey,
-    Signature, Signer, UserKeyPair, VOTE_DST,
+    verify_user_signature, Aggregate, MemberIndex, MemberKey, Membership, QuorumCertificate,
+    SecretKey, Signature, Signer, UserKeyPair, VOTE_DST,
 };
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
@@ -55,6 +57,93 @@ fn batch(signers: &[Signer], messages: usize, bad: usize) -> Vec<BatchItem> {
             }
         })
         .collect()
+}
+
+/// The quorum of 67 votes on `msg` as `pieces` pieces of consecutive signers, each repeated
+/// `overlap` extra signers of the next piece (so overlapping pieces carry multiplicities when
+/// combined).
+fn pieces(signers: &[Signer], msg: &[u8], pieces: usize, overlap: usize) -> Vec<Aggregate> {
+    let size = QUORUM.div_ceil(pieces);
+    (0..pieces)
+        .map(|p| {
+            let members = (p * size)..((p + 1) * size + overlap).min(N);
+            let mut piece: Option<Aggregate> = None;
+            for i in members {
+                let share = match Aggregate::single(N, i as MemberIndex, signers[i].sign(msg)) {
+                    Ok(share) => share,
+                    Err(e) => panic!("{e}"),
+                };
+                match piece.as_mut() {
+                    Some(piece) => {
+                        if let Err(e) = piece.combine(&share) {
+                            panic!("{e}");
+                        }
+                    }
+                    None => piece = Some(share),
+                }
+            }
+            match piece {
+                Some(piece) => piece,
+                None => panic!("an empty piece"),
+            }
+        })
+        .collect()
+}
+
+/// Partial aggregates (issue 14): combining two, checking one with repeated signers, and checking
+/// the pieces of a quorum in one batch.
+fn aggregates(c: &mut Criterion) {
+    let (membership, signers) = committee();
+    let msg = b"beaufort vote message: key, value digest, view, round";
+    let plain = pieces(&signers, msg, 4, 0);
+    let overlapping = pieces(&signers, msg, 4, 3);
+    let mut whole = overlapping[0].clone();
+    for piece in &overlapping[1..] {
+        if let Err(e) = whole.combine(piece) {
+            panic!("{e}");
+        }
+    }
+    assert!(!whole.weights.is_plain() && membership.verify_weighted(&whole, msg));
+    let items: Vec<AggregateItem> = plain
+        .iter()
+        .map(|aggregate| AggregateItem {
+            message: Arc::from(msg.as_slice()),
+            aggregate: aggregate.clone(),
+        })
+        .collect();
+    let mut poisoned = items.clone();
+    if let Err(e) = poisoned[2].aggregate.combine(&match Aggregate::single(
+        N,
+        99,
+        signers[99].sign(b"not the message"),
+    ) {
+        Ok(share) => share,
+        Err(e) => panic!("{e}"),
+    }) {
+        panic!("{e}");
+    }
+    let mut g = c.benchmark_group("aggregates");
+    g.bench_function("combine_two_pieces", |b| {
+        b.iter(|| {
+            let mut piece = plain[0].clone();
+            piece.combine(black_box(&plain[1])).map(|()| piece)
+        })
+    });
+    g.bench_function("verify_weighted_67_of_100_with_9_repeats", |b| {
+        b.iter(|| assert!(membership.verify_weighted(black_box(&whole), msg)))
+    });
+    for (name, batch, expect_valid) in [
+        ("verify_4_pieces_of_a_quorum", &items, true),
+        ("verify_4_pieces_one_poisoned", &poisoned, false),
+    ] {
+        let report = verify_aggregates_report(&membership, batch, [9; 32]);
+        assert_eq!(report.outcome == BatchOutcome::AllValid, expect_valid);
+        println!("{name}: {report:?}");
+        g.bench_function(name, |b| {
+            b.iter(|| verify_aggregates_report(&membership, black_box(batch), [9; 32]))
+        });
+    }
+    g.finish();
 }
 
 fn beaufort(c: &mut Criterion) {
@@ -243,5 +332,5 @@ macro_rules! variant_bench {
 variant_bench!(min_sig, "min_sig", min_sig);
 variant_bench!(min_pk, "min_pk", min_pk);
 
-criterion_group!(benches, beaufort, raw_qc, min_sig, min_pk);
+criterion_group!(benches, beaufort, aggregates, raw_qc, min_sig, min_pk);
 criterion_main!(benches);
