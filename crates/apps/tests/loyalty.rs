@@ -12,8 +12,9 @@ use beaufort_core::types::{Key, Value};
 use beaufort_crypto::bls::SecretKey;
 use beaufort_crypto::hash::{hash, Digest, Domain};
 use beaufort_crypto::membership::{MemberKey, Membership, Signer};
-use beaufort_crypto::qc::{QuorumCertificate, SignerSet};
+use beaufort_crypto::qc::QuorumCertificate;
 use beaufort_crypto::user::UserKeyPair;
+use beaufort_crypto::weights::SignerWeights;
 use std::sync::Arc;
 
 const ID: &str = "00112233445566778899aabbccddeeff";
@@ -90,7 +91,7 @@ fn certified(record: &TicketRecord, view: u64) -> Certified {
         round: 0,
         value: value(record),
         qc: QuorumCertificate {
-            signers: SignerSet::new(4).expect("set"),
+            signers: SignerWeights::new(4).expect("set"),
             signature: beaufort_crypto::bls::Signature::from_bytes(&[0; 48]).expect("48 bytes"),
         },
     }

@@ -193,7 +193,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         "OK: {key} = {shown} certified in view {} round {} by {} of {} members",
         certified.view,
         certified.round,
-        certified.qc.signers.len(),
+        certified.qc.signers.support_len(),
         network.members.len()
     );
     Ok(())

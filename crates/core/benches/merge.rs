@@ -54,6 +54,7 @@ fn update(
         accepted: None,
         values: vec![x.clone()],
         votes,
+        pieces: Vec::new(),
         complete: true,
         short_refs: false,
     }

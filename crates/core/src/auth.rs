@@ -7,11 +7,15 @@
 
 use crate::types::MemberIndex;
 use crate::vote::NetworkId;
-use beaufort_crypto::batch::{verify_batch, BatchItem, BatchOutcome};
+use beaufort_crypto::aggregate::Aggregate;
+use beaufort_crypto::batch::{
+    verify_aggregates_report, verify_batch, AggregateItem, BatchItem, BatchOutcome,
+};
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Digest, Domain};
 use beaufort_crypto::membership::{Membership, Signer};
-use beaufort_crypto::qc::{QuorumCertificate, SignerSet};
+use beaufort_crypto::qc::QuorumCertificate;
+use beaufort_crypto::weights::SignerWeights;
 
 /// One vote signature to check: who claims to have signed which 32-byte message.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +28,15 @@ pub struct SignatureCheck {
     pub signature: Signature,
 }
 
+/// One piece (partial aggregate) to check: the message every share in it signed.
+#[derive(Clone, Copy, Debug)]
+pub struct PieceCheck<'a> {
+    /// The signed message (see [`crate::vote::vote_message`]).
+    pub message: Digest,
+    /// The piece.
+    pub piece: &'a Aggregate,
+}
+
 /// Checks signatures of the consortium's members. Shared by every register of a replica.
 pub trait Verifier: Send + Sync {
     /// The consortium this verifier knows the keys of.
@@ -32,11 +45,18 @@ pub trait Verifier: Send + Sync {
     fn members(&self) -> usize;
     /// Checks many shares at once (deferred verification); returns the indices of the invalid ones.
     fn verify_batch(&self, checks: &[SignatureCheck]) -> Vec<usize>;
-    /// Aggregates shares that all sign `message` into a certificate.
+    /// Checks many pieces at once (deferred verification); returns the indices of the invalid
+    /// ones (malformed, with unknown signers, or not the sum their weights claim).
+    fn verify_pieces(&self, checks: &[PieceCheck<'_>]) -> Vec<usize>;
+    /// Adds `piece` into `sum` (both of one message), or leaves `sum` as it was and returns false
+    /// when they cannot add (a count past 255, a malformed signature).
+    fn combine(&self, sum: &mut Aggregate, piece: &Aggregate) -> bool;
+    /// Aggregates single shares and pieces that all sign `message` into a certificate.
     fn certify(
         &self,
         message: &Digest,
         shares: &[(MemberIndex, Signature)],
+        pieces: &[&Aggregate],
     ) -> Option<QuorumCertificate>;
     /// Checks a certificate: enough distinct signers, one valid aggregate.
     fn verify_certificate(&self, qc: &QuorumCertificate, message: &Digest) -> bool;
@@ -108,12 +128,64 @@ impl Verifier for BlsVerifier {
         }
     }
 
+    fn verify_pieces(&self, checks: &[PieceCheck<'_>]) -> Vec<usize> {
+        let items: Vec<AggregateItem> = checks
+            .iter()
+            .map(|c| AggregateItem {
+                message: std::sync::Arc::from(c.message.0.as_slice()),
+                aggregate: c.piece.clone(),
+            })
+            .collect();
+        // Fiat–Shamir over everything in the batch, as for single votes.
+        let weights: Vec<Vec<u8>> = checks
+            .iter()
+            .map(|c| {
+                c.piece
+                    .weights
+                    .members()
+                    .flat_map(|(member, count)| {
+                        let [low, high] = member.to_le_bytes();
+                        [low, high, count]
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(checks.len() * 3);
+        for (item, weights) in items.iter().zip(&weights) {
+            parts.push(&item.message);
+            parts.push(item.aggregate.signature.as_bytes());
+            parts.push(weights);
+        }
+        let seed = hash(Domain::Other, &parts).0;
+        match verify_aggregates_report(&self.membership, &items, seed).outcome {
+            BatchOutcome::AllValid => Vec::new(),
+            BatchOutcome::Invalid(bad) => bad,
+        }
+    }
+
+    fn combine(&self, sum: &mut Aggregate, piece: &Aggregate) -> bool {
+        sum.combine(piece).is_ok()
+    }
+
     fn certify(
         &self,
         _message: &Digest,
         shares: &[(MemberIndex, Signature)],
+        pieces: &[&Aggregate],
     ) -> Option<QuorumCertificate> {
-        QuorumCertificate::aggregate(self.membership.n(), shares).ok()
+        let (mut sum, rest) = match shares {
+            [] => ((*pieces.first()?).clone(), &pieces[1..]),
+            _ => (
+                QuorumCertificate::aggregate(self.membership.n(), shares)
+                    .ok()?
+                    .to_aggregate(),
+                pieces,
+            ),
+        };
+        for piece in rest {
+            sum.combine(piece).ok()?;
+        }
+        Some(QuorumCertificate::from_aggregate(sum))
     }
 
     fn verify_certificate(&self, qc: &QuorumCertificate, message: &Digest) -> bool {
@@ -184,14 +256,27 @@ impl StandInCrypto {
         }
     }
 
-    /// The stand-in aggregate: a hash of the shares in signer order, so a certificate built from
-    /// a wrong share fails verification just as a BLS aggregate would.
-    fn aggregate_of<'a>(&self, shares: impl Iterator<Item = &'a Signature>) -> Signature {
-        let parts: Vec<&[u8]> = shares.map(|s| s.as_bytes().as_slice()).collect();
-        let digest = hash(Domain::Other, &parts);
-        let mut bytes = [0u8; 48];
-        bytes[..32].copy_from_slice(&digest.0);
-        stand_in_signature(bytes)
+    /// The stand-in aggregate of `weights` on `message`: the sum, modulo 2^256, of each signer's
+    /// stand-in share times its count. Additive like a BLS aggregate, so pieces combine by adding
+    /// and a piece holding one wrong share, or claiming a signer it lacks, fails verification.
+    fn aggregate_of(&self, weights: &SignerWeights, message: &Digest) -> Signature {
+        let mut sum = [0u8; 48];
+        for (member, count) in weights.members() {
+            add_scaled(&mut sum, self.share(member, message).as_bytes(), count);
+        }
+        stand_in_signature(sum)
+    }
+}
+
+/// `sum += times * share` on the first 32 bytes, little-endian, modulo 2^256.
+fn add_scaled(sum: &mut [u8; 48], share: &[u8; 48], times: u8) {
+    for _ in 0..times {
+        let mut carry = 0u16;
+        for (s, &b) in sum[..32].iter_mut().zip(&share[..32]) {
+            let total = u16::from(*s) + u16::from(b) + carry;
+            *s = total as u8;
+            carry = total >> 8;
+        }
     }
 }
 
@@ -216,32 +301,64 @@ impl Verifier for StandInCrypto {
             .collect()
     }
 
+    fn verify_pieces(&self, checks: &[PieceCheck<'_>]) -> Vec<usize> {
+        checks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                let weights = &c.piece.weights;
+                weights.validate(self.members).is_err()
+                    || weights.is_empty()
+                    || self.aggregate_of(weights, &c.message) != c.piece.signature
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn combine(&self, sum: &mut Aggregate, piece: &Aggregate) -> bool {
+        let mut weights = sum.weights.clone();
+        if weights.add(&piece.weights).is_err() {
+            return false;
+        }
+        let mut signature = *sum.signature.as_bytes();
+        add_scaled(&mut signature, piece.signature.as_bytes(), 1);
+        sum.weights = weights;
+        sum.signature = stand_in_signature(signature);
+        true
+    }
+
     fn certify(
         &self,
         _message: &Digest,
         shares: &[(MemberIndex, Signature)],
+        pieces: &[&Aggregate],
     ) -> Option<QuorumCertificate> {
-        let mut sorted: Vec<(MemberIndex, Signature)> = shares.to_vec();
-        sorted.sort_by_key(|(member, _)| *member);
-        sorted.dedup_by_key(|(member, _)| *member);
-        let mut signers = SignerSet::new(self.members).ok()?;
-        for (member, _) in &sorted {
-            signers.insert(*member).ok()?;
+        let mut sum = Aggregate {
+            weights: SignerWeights::new(self.members).ok()?,
+            signature: stand_in_signature([0; 48]),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for &(member, signature) in shares {
+            if !seen.insert(member) {
+                continue;
+            }
+            let single = Aggregate::single(self.members, member, signature).ok()?;
+            if !self.combine(&mut sum, &single) {
+                return None;
+            }
         }
-        let signature = self.aggregate_of(sorted.iter().map(|(_, s)| s));
-        Some(QuorumCertificate { signers, signature })
+        for piece in pieces {
+            if !self.combine(&mut sum, piece) {
+                return None;
+            }
+        }
+        (!sum.weights.is_empty()).then(|| QuorumCertificate::from_aggregate(sum))
     }
 
     fn verify_certificate(&self, qc: &QuorumCertificate, message: &Digest) -> bool {
-        if qc.signers.validate(self.members).is_err() || qc.signers.len() < self.quorum() {
-            return false;
-        }
-        let expected: Vec<Signature> = qc
-            .signers
-            .iter()
-            .map(|member| self.share(member, message))
-            .collect();
-        qc.signature == self.aggregate_of(expected.iter())
+        qc.signers.validate(self.members).is_ok()
+            && qc.signers.support_len() >= self.quorum()
+            && qc.signature == self.aggregate_of(&qc.signers, message)
     }
 }
 

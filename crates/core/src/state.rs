@@ -8,6 +8,7 @@
 
 use crate::types::{MemberIndex, Round, Value, ValueHash, View, MAX_ROUND, RETAINED_ROUNDS};
 use crate::vote::{SignedVote, VoteKind, VoteSubject};
+use beaufort_crypto::aggregate::Aggregate;
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Digest, Domain};
 use beaufort_crypto::qc::QuorumCertificate;
@@ -69,14 +70,33 @@ pub enum Ballot {
         /// The higher one.
         second: (ValueHash, Signature),
     },
+    /// The member voted for `value`, and its signature is inside a held [`Piece`] of the slot's
+    /// (kind, round, value) rather than held alone. Counts everywhere a single vote does; only a
+    /// certificate and deferred verification look past it, to the piece (docs/AGGREGATION.md
+    /// §3.2).
+    Covered {
+        /// The value voted for.
+        value: ValueHash,
+    },
+    /// The member signed two different values here, and at least one of the two signatures is
+    /// only inside a piece: the proof is the two held pieces (a single vote counts as a piece of
+    /// one) of this slot's (kind, round) that contain the member, for `first` and `second`,
+    /// both verified before the slot took this form. Counts like [`Ballot::Equivocated`].
+    Conflicted {
+        /// The lower of the two value hashes.
+        first: ValueHash,
+        /// The higher one.
+        second: ValueHash,
+    },
 }
 
 impl Ballot {
     /// The values this slot supports (one, or two for an equivocation).
     pub fn values(&self) -> impl Iterator<Item = ValueHash> {
         let (a, b) = match *self {
-            Ballot::Vote { value, .. } => (value, None),
+            Ballot::Vote { value, .. } | Ballot::Covered { value } => (value, None),
             Ballot::Equivocated { first, second } => (first.0, Some(second.0)),
+            Ballot::Conflicted { first, second } => (first, Some(second)),
         };
         std::iter::once(a).chain(b)
     }
@@ -85,8 +105,8 @@ impl Ballot {
     /// (a wildcard; see [`RegisterState::supporters`]).
     pub fn supports(&self, value: ValueHash) -> bool {
         match *self {
-            Ballot::Vote { value: v, .. } => v == value,
-            Ballot::Equivocated { .. } => true,
+            Ballot::Vote { value: v, .. } | Ballot::Covered { value: v } => v == value,
+            Ballot::Equivocated { .. } | Ballot::Conflicted { .. } => true,
         }
     }
 
@@ -101,15 +121,50 @@ impl Ballot {
                 .into_iter()
                 .find(|(v, _)| *v == value)
                 .map(|(_, s)| s),
+            Ballot::Covered { .. } | Ballot::Conflicted { .. } => None,
         }
+    }
+
+    /// Whether the slot proves its member equivocated (two values, both signatures checked).
+    pub fn is_proof(&self) -> bool {
+        matches!(self, Ballot::Equivocated { .. } | Ballot::Conflicted { .. })
+    }
+
+    /// Whether the slot travels inside pieces rather than on its own: its signatures are not
+    /// all held alone.
+    pub fn travels_in_pieces(&self) -> bool {
+        matches!(self, Ballot::Covered { .. } | Ballot::Conflicted { .. })
     }
 
     /// The single value of an honest-looking slot.
     pub fn vote_value(&self) -> Option<ValueHash> {
         match *self {
-            Ballot::Vote { value, .. } => Some(value),
-            Ballot::Equivocated { .. } => None,
+            Ballot::Vote { value, .. } | Ballot::Covered { value } => Some(value),
+            Ballot::Equivocated { .. } | Ballot::Conflicted { .. } => None,
         }
+    }
+}
+
+/// Votes of one (kind, round, value) group summed into one aggregate: how votes travel and are
+/// held when they are combined in the network instead of relayed one by one
+/// (docs/AGGREGATION.md). A register keeps a piece only while it covers a slot that no single
+/// vote fills, so its pieces never outnumber its slots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    /// PRE-COMMIT or COMMIT.
+    pub kind: VoteKind,
+    /// The round.
+    pub round: Round,
+    /// The value every share in it supports.
+    pub value: ValueHash,
+    /// The signers, with multiplicities, and the sum of their shares.
+    pub aggregate: Aggregate,
+}
+
+impl Piece {
+    /// Whether the piece belongs to the group of (kind, round, value).
+    pub fn is_of(&self, kind: VoteKind, round: Round, value: ValueHash) -> bool {
+        self.kind == kind && self.round == round && self.value == value
     }
 }
 
@@ -131,6 +186,8 @@ pub struct RegisterState {
     pub precommits: BTreeMap<Round, RoundBallots>,
     /// COMMIT votes by round.
     pub commits: BTreeMap<Round, RoundBallots>,
+    /// The pieces that hold the signatures of [`Ballot::Covered`] slots, in arrival order.
+    pub pieces: Vec<Piece>,
 }
 
 impl RegisterState {
@@ -183,6 +240,67 @@ impl RegisterState {
     pub fn vote_count(&self) -> usize {
         self.precommits.values().map(|r| r.len()).sum::<usize>()
             + self.commits.values().map(|r| r.len()).sum::<usize>()
+    }
+
+    /// The held pieces of one (kind, round, value) group.
+    pub fn pieces_of(
+        &self,
+        kind: VoteKind,
+        round: Round,
+        value: ValueHash,
+    ) -> impl Iterator<Item = &Piece> {
+        self.pieces
+            .iter()
+            .filter(move |piece| piece.is_of(kind, round, value))
+    }
+
+    /// Whether some held piece of the slot's group contains `member`.
+    pub fn is_covered(
+        &self,
+        kind: VoteKind,
+        round: Round,
+        member: MemberIndex,
+        value: ValueHash,
+    ) -> bool {
+        self.pieces_of(kind, round, value)
+            .any(|piece| piece.aggregate.weights.contains(member))
+    }
+
+    /// Keeps the pieces that cover a [`Ballot::Covered`] slot, then empties the covered slots no
+    /// piece covers any more (after pieces were dropped as invalid): a slot never claims a vote
+    /// whose signature the state cannot produce. Returns whether anything was dropped.
+    pub fn tidy_pieces(&mut self) -> bool {
+        let before = (self.pieces.len(), self.vote_count());
+        let covered = |state: &RegisterState, piece: &Piece| {
+            piece.aggregate.weights.members().any(|(member, _)| {
+                match state.ballot(piece.kind, piece.round, member) {
+                    Some(&Ballot::Covered { value }) => value == piece.value,
+                    Some(&Ballot::Conflicted { first, second }) => {
+                        piece.value == first || piece.value == second
+                    }
+                    _ => false,
+                }
+            })
+        };
+        let keep: Vec<bool> = self.pieces.iter().map(|p| covered(self, p)).collect();
+        let mut flags = keep.into_iter();
+        self.pieces.retain(|_| flags.next().unwrap_or(false));
+        let mut orphans = Vec::new();
+        for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+            for (&round, ballots) in self.ballots(kind) {
+                for (&member, ballot) in ballots {
+                    if let Ballot::Covered { value } = *ballot {
+                        if !self.is_covered(kind, round, member, value) {
+                            orphans.push((kind, round, member));
+                        }
+                    }
+                }
+            }
+        }
+        for (kind, round, member) in orphans {
+            self.remove(kind, round, member);
+        }
+        before != (self.pieces.len(), self.vote_count())
     }
 
     /// Every single (non-equivocated) vote, as signed votes.
@@ -292,9 +410,7 @@ impl RegisterState {
         if ballots.len() < quorum {
             return false;
         }
-        let equivocated = ballots
-            .values()
-            .any(|ballot| matches!(ballot, Ballot::Equivocated { .. }));
+        let equivocated = ballots.values().any(|ballot| ballot.is_proof());
         equivocated || self.round_values(round).len() >= 2
     }
 
@@ -359,12 +475,14 @@ impl RegisterState {
         };
         keep.extend(own_latest(&self.precommits));
         keep.extend(own_latest(&self.commits));
-        let before = (self.vote_count(), self.values.len());
+        let before = (self.vote_count(), self.values.len(), self.pieces.len());
         self.precommits.retain(|round, _| keep.contains(round));
         self.commits.retain(|round, _| keep.contains(round));
+        self.pieces.retain(|piece| keep.contains(&piece.round));
+        self.tidy_pieces();
         let named = self.named_values();
         self.values.retain(|hash, _| named.contains(hash));
-        before != (self.vote_count(), self.values.len())
+        before != (self.vote_count(), self.values.len(), self.pieces.len())
     }
 
     /// Monotone rule: a PRE-COMMIT in `round` for `value` is justified if the round exists and the
@@ -391,12 +509,14 @@ impl RegisterState {
         q: usize,
     ) -> bool {
         match (kind, ballot) {
-            (VoteKind::PreCommit, Ballot::Equivocated { .. }) => self.round_exists(round, q),
-            (VoteKind::Commit, Ballot::Equivocated { .. }) => true,
-            (VoteKind::PreCommit, Ballot::Vote { value, .. }) => {
+            (VoteKind::PreCommit, Ballot::Equivocated { .. } | Ballot::Conflicted { .. }) => {
+                self.round_exists(round, q)
+            }
+            (VoteKind::Commit, Ballot::Equivocated { .. } | Ballot::Conflicted { .. }) => true,
+            (VoteKind::PreCommit, Ballot::Vote { value, .. } | Ballot::Covered { value }) => {
                 self.precommit_justified(round, *value, q)
             }
-            (VoteKind::Commit, Ballot::Vote { value, .. }) => {
+            (VoteKind::Commit, Ballot::Vote { value, .. } | Ballot::Covered { value }) => {
                 self.commit_justified(round, *value, q)
             }
         }
@@ -439,7 +559,7 @@ impl RegisterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beaufort_crypto::qc::SignerSet;
+    use beaufort_crypto::weights::SignerWeights;
 
     fn decided(round: Round, signature: u8) -> RegisterState {
         let value = Value::data("x").expect("small value");
@@ -450,7 +570,7 @@ mod tests {
                 round,
                 value,
                 qc: QuorumCertificate {
-                    signers: SignerSet::new(4).expect("4 members"),
+                    signers: SignerWeights::new(4).expect("4 members"),
                     signature: Signature::from_bytes(&[signature; 48]).expect("48 bytes"),
                 },
             }),

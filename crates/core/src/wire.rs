@@ -9,8 +9,10 @@ use beaufort_crypto::hash::Digest;
 use serde::{Deserialize, Serialize};
 
 /// The encoding version this build speaks. Bumped on any incompatible change (2: votes grouped
-/// by kind, round and value; 3: groups may name their value by a short prefix of its hash; 4: relay-tree adverts).
-pub const WIRE_VERSION: u16 = 4;
+/// by kind, round and value; 3: groups may name their value by a short prefix of its hash; 4:
+/// relay-tree adverts; 5: pieces (partial aggregates) and certificates with signer
+/// multiplicities).
+pub const WIRE_VERSION: u16 = 5;
 
 /// Largest encoded message. A full state of a busy key with 100 members and a few rounds is tens
 /// of kilobytes; values are at most 64 KiB each.
@@ -146,6 +148,17 @@ pub fn validate(message: &SyncMessage, members: usize) -> Result<(), WireError> 
                 if update.votes.len() > max_votes(members) {
                     return Err(WireError::Bounds("too many votes"));
                 }
+                // A register keeps a piece only while it covers a slot, so a whole state never
+                // holds more pieces than slots.
+                if update.pieces.len() > max_votes(members) {
+                    return Err(WireError::Bounds("too many pieces"));
+                }
+                for piece in &update.pieces {
+                    let weights = &piece.aggregate.weights;
+                    if weights.validate(members).is_err() || weights.is_empty() {
+                        return Err(WireError::Bounds("piece signers"));
+                    }
+                }
                 for value in &update.values {
                     value.validate().map_err(|_| WireError::Bounds("value"))?;
                 }
@@ -215,9 +228,10 @@ pub const SHORT_REF_BYTES: usize = 8;
 mod update_encoding {
     use super::SHORT_REF_BYTES;
     use crate::register::{KeyUpdate, UpdateCertificate, WireBallot};
-    use crate::state::Ballot;
+    use crate::state::{Ballot, Piece};
     use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View};
     use crate::vote::VoteKind;
+    use beaufort_crypto::aggregate::Aggregate;
     use beaufort_crypto::bls::Signature;
     use beaufort_crypto::hash::Digest;
     use serde::de::Error as _;
@@ -245,6 +259,34 @@ mod update_encoding {
         },
         /// Any other slot (an equivocation proof).
         Slot(WireBallot),
+        /// A partial aggregate of one value in one round.
+        Piece {
+            kind: VoteKind,
+            round: Round,
+            value: ValueRef,
+            aggregate: Aggregate,
+        },
+    }
+
+    fn value_ref(value: ValueHash, short: bool) -> ValueRef {
+        if short {
+            ValueRef::Short(super::short_ref(value))
+        } else {
+            ValueRef::Hash(value)
+        }
+    }
+
+    /// A value name as a hash, and whether it was short (the rest of the hash then zero until the
+    /// replica resolves it).
+    fn resolve(value: ValueRef) -> (ValueHash, bool) {
+        match value {
+            ValueRef::Hash(hash) => (hash, false),
+            ValueRef::Short(prefix) => {
+                let mut bytes = [0u8; 32];
+                bytes[..SHORT_REF_BYTES].copy_from_slice(&prefix);
+                (ValueHash(Digest(bytes)), true)
+            }
+        }
     }
 
     /// The fields in their wire order (postcard encodes a tuple like a struct).
@@ -257,7 +299,7 @@ mod update_encoding {
         bool,
     );
 
-    fn groups(votes: &[WireBallot], short: bool) -> Vec<Group> {
+    fn groups(votes: &[WireBallot], pieces: &[Piece], short: bool) -> Vec<Group> {
         type GroupKey = (VoteKind, Round, ValueHash);
         let mut groups: BTreeMap<GroupKey, Vec<(MemberIndex, Signature)>> = BTreeMap::new();
         let mut others = Vec::new();
@@ -268,6 +310,8 @@ mod update_encoding {
                     .or_default()
                     .push((wire.member, signature)),
                 Ballot::Equivocated { .. } => others.push(Group::Slot(*wire)),
+                // Never in an update: the signatures are in its pieces.
+                Ballot::Covered { .. } | Ballot::Conflicted { .. } => {}
             }
         }
         groups
@@ -275,14 +319,16 @@ mod update_encoding {
             .map(|((kind, round, value), shares)| Group::Votes {
                 kind,
                 round,
-                value: if short {
-                    ValueRef::Short(super::short_ref(value))
-                } else {
-                    ValueRef::Hash(value)
-                },
+                value: value_ref(value, short),
                 shares,
             })
             .chain(others)
+            .chain(pieces.iter().map(|piece| Group::Piece {
+                kind: piece.kind,
+                round: piece.round,
+                value: value_ref(piece.value, short),
+                aggregate: piece.aggregate.clone(),
+            }))
             .collect()
     }
 
@@ -293,7 +339,7 @@ mod update_encoding {
                 self.view,
                 &self.accepted,
                 &self.values,
-                groups(&self.votes, self.short_refs),
+                groups(&self.votes, &self.pieces, self.short_refs),
                 self.complete,
             )
                 .serialize(serializer)
@@ -309,6 +355,7 @@ mod update_encoding {
             let (key, view, accepted, values, groups, complete) =
                 Fields::deserialize(deserializer)?;
             let mut votes = Vec::new();
+            let mut pieces = Vec::new();
             let mut short_refs = None;
             for group in groups {
                 match group {
@@ -318,14 +365,7 @@ mod update_encoding {
                         value,
                         shares,
                     } => {
-                        let (value, short) = match value {
-                            ValueRef::Hash(hash) => (hash, false),
-                            ValueRef::Short(prefix) => {
-                                let mut bytes = [0u8; 32];
-                                bytes[..SHORT_REF_BYTES].copy_from_slice(&prefix);
-                                (ValueHash(Digest(bytes)), true)
-                            }
-                        };
+                        let (value, short) = resolve(value);
                         if *short_refs.get_or_insert(short) != short {
                             return Err(D::Error::custom("short and whole value names mixed"));
                         }
@@ -336,7 +376,29 @@ mod update_encoding {
                             ballot: Ballot::Vote { value, signature },
                         }));
                     }
-                    Group::Slot(wire) => votes.push(wire),
+                    Group::Slot(wire) => {
+                        if wire.ballot.travels_in_pieces() {
+                            return Err(D::Error::custom("a slot that travels as pieces"));
+                        }
+                        votes.push(wire)
+                    }
+                    Group::Piece {
+                        kind,
+                        round,
+                        value,
+                        aggregate,
+                    } => {
+                        let (value, short) = resolve(value);
+                        if *short_refs.get_or_insert(short) != short {
+                            return Err(D::Error::custom("short and whole value names mixed"));
+                        }
+                        pieces.push(Piece {
+                            kind,
+                            round,
+                            value,
+                            aggregate,
+                        });
+                    }
                 }
             }
             Ok(KeyUpdate {
@@ -345,6 +407,7 @@ mod update_encoding {
                 accepted,
                 values,
                 votes,
+                pieces,
                 complete,
                 short_refs: short_refs.unwrap_or(false),
             })

@@ -149,22 +149,19 @@ impl Membership {
         self.verify_single(index, msg, sig, STATEMENT_DST)
     }
 
-    /// Checks a quorum certificate on `msg`: the signer set fits this membership, holds at least a
-    /// quorum, and the aggregate signature verifies against the sum of the signers' effective keys.
+    /// Checks a quorum certificate on `msg`: the signers fit this membership, at least a quorum of
+    /// them are distinct, and the aggregate signature verifies against the sum of the signers'
+    /// effective keys, each as often as it is counted.
     pub fn verify_qc(&self, qc: &QuorumCertificate, msg: &[u8]) -> Result<(), CryptoError> {
         qc.signers.validate(self.n())?;
-        let have = qc.signers.len();
+        let have = qc.signers.support_len();
         if have < self.quorum() {
             return Err(CryptoError::NotEnoughSigners {
                 have,
                 need: self.quorum(),
             });
         }
-        let point = qc
-            .signature
-            .to_point()
-            .map_err(|_| CryptoError::InvalidAggregate)?;
-        if self.check_aggregate(&qc.signers, msg, point) {
+        if self.verify_weighted(&qc.to_aggregate(), msg) {
             Ok(())
         } else {
             Err(CryptoError::InvalidAggregate)

@@ -1,8 +1,10 @@
 //! Quorum certificates: an aggregate signature plus the set of members whose votes it contains.
 
+use crate::aggregate::Aggregate;
 use crate::bls::Signature;
 use crate::error::CryptoError;
 use crate::membership::{MemberIndex, Membership, MAX_MEMBERS};
+use crate::weights::SignerWeights;
 use serde::{Deserialize, Serialize};
 
 /// A set of member indices, stored as a bitmap sized for a membership of `n`. Certificates carry
@@ -147,12 +149,15 @@ impl From<SignerSet> for SignerSetWire {
 }
 
 /// Proof that a quorum of members voted for a message: their aggregate signature and who they
-/// are. Verified with [`Membership::verify_qc`].
+/// are, each with its multiplicity. Every count is 1 when the certificate was built from single
+/// votes or from pieces that did not overlap; pieces that overlapped add up with counts above 1
+/// (see [`SignerWeights`]), and the certificate is just as valid. Verified with
+/// [`Membership::verify_qc`].
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct QuorumCertificate {
-    /// The members whose votes are aggregated.
-    pub signers: SignerSet,
-    /// The sum of their vote signatures.
+    /// The members whose votes are aggregated, and how many times each.
+    pub signers: SignerWeights,
+    /// The sum of their vote signatures, each counted as often as its signer.
     pub signature: Signature,
 }
 
@@ -174,9 +179,26 @@ impl QuorumCertificate {
         }
         let sigs: Vec<Signature> = shares.iter().map(|&(_, sig)| sig).collect();
         Ok(QuorumCertificate {
-            signers,
+            signers: SignerWeights::from_signers(&signers)?,
             signature: Membership::aggregate_signatures(&sigs)?,
         })
+    }
+
+    /// The certificate an aggregate forms (its support is checked against the quorum when the
+    /// certificate is verified).
+    pub fn from_aggregate(aggregate: Aggregate) -> QuorumCertificate {
+        QuorumCertificate {
+            signers: aggregate.weights,
+            signature: aggregate.signature,
+        }
+    }
+
+    /// The certificate as a partial aggregate, to be combined or checked like one.
+    pub fn to_aggregate(&self) -> Aggregate {
+        Aggregate {
+            weights: self.signers.clone(),
+            signature: self.signature,
+        }
     }
 }
 
@@ -245,11 +267,39 @@ mod tests {
         let wire = postcard::to_allocvec(&qc).unwrap();
         assert_eq!(
             wire.len(),
-            1 + 1 + 1 + 48,
-            "n, length, 1 bitmap byte, signature"
+            1 + 1 + 1 + 1 + 1 + 48,
+            "form, n, length, 1 bitmap byte, no repeats, signature"
         );
         let back: QuorumCertificate = postcard::from_bytes(&wire).unwrap();
         assert_eq!(back, qc);
         m.verify_qc(&back, b"x").unwrap();
+    }
+
+    #[test]
+    fn a_certificate_from_overlapping_pieces_verifies_and_counts_distinct_signers() {
+        let (m, signers) = committee(7);
+        let share = |i: usize| Aggregate::single(7, i as u16, signers[i].sign(b"x")).unwrap();
+        // Members 0..3 and 2..5: five distinct signers (the quorum of 7), two of them twice.
+        let mut sum = share(0);
+        for i in [1, 2, 3] {
+            sum.combine(&share(i)).unwrap();
+        }
+        let mut other = share(2);
+        for i in [3, 4] {
+            other.combine(&share(i)).unwrap();
+        }
+        sum.combine(&other).unwrap();
+        let qc = QuorumCertificate::from_aggregate(sum);
+        m.verify_qc(&qc, b"x").unwrap();
+        assert_eq!(qc.to_aggregate().weights.count(3), 2);
+        // Four distinct signers are not a quorum, however many times they are counted.
+        let mut short = share(0);
+        for i in [1, 2, 3, 3, 3] {
+            short.combine(&share(i)).unwrap();
+        }
+        assert!(matches!(
+            m.verify_qc(&QuorumCertificate::from_aggregate(short), b"x"),
+            Err(CryptoError::NotEnoughSigners { have: 4, need: 5 })
+        ));
     }
 }

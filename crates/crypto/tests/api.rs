@@ -4,7 +4,7 @@ use beaufort_crypto::batch::{verify_batch, BatchItem, BatchOutcome};
 use beaufort_crypto::hash::{hash, Domain};
 use beaufort_crypto::{
     CryptoError, MemberIndex, MemberKey, Membership, ProofOfPossession, PublicKey,
-    QuorumCertificate, SecretKey, Signature, Signer, SignerSet, VOTE_DST,
+    QuorumCertificate, SecretKey, Signature, Signer, SignerSet, SignerWeights, VOTE_DST,
 };
 use std::sync::Arc;
 
@@ -61,16 +61,18 @@ fn configuration_votes_batch_and_certificate() {
         .collect();
     let qc = QuorumCertificate::aggregate(n, &shares).unwrap();
     let bytes = postcard::to_allocvec(&qc).unwrap();
-    assert_eq!(bytes.len(), 1 + 1 + 1 + 48);
+    // Signer form, n, bitmap length, one bitmap byte, no repeats, the signature.
+    assert_eq!(bytes.len(), 1 + 1 + 1 + 1 + 1 + 48);
     let received: QuorumCertificate = postcard::from_bytes(&bytes).unwrap();
     membership.verify_qc(&received, &message).unwrap();
 
     // Claiming a different signer set with the same signature fails.
     let mut forged = received.clone();
-    forged.signers = SignerSet::new(n).unwrap();
+    let mut set = SignerSet::new(n).unwrap();
     for i in [0, 1, 2, 3, 4] {
-        forged.signers.insert(i).unwrap();
+        set.insert(i).unwrap();
     }
+    forged.signers = SignerWeights::from_signers(&set).unwrap();
     assert!(matches!(
         membership.verify_qc(&forged, &message),
         Err(CryptoError::InvalidAggregate)

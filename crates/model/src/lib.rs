@@ -262,6 +262,7 @@ impl Model {
                         member,
                         ballot,
                     }],
+                    pieces: Vec::new(),
                     complete: false,
                     short_refs: false,
                 };
@@ -298,6 +299,7 @@ impl Model {
                             signature: self.crypto.share(BYZANTINE, &message),
                         },
                     }],
+                    pieces: Vec::new(),
                     complete: false,
                     short_refs: false,
                 };
@@ -506,7 +508,7 @@ fn excluded_in(state: &RegisterState) -> BTreeSet<MemberIndex> {
         .values()
         .chain(state.commits.values())
         .flat_map(|round| round.iter())
-        .filter(|(_, b)| matches!(b, Ballot::Equivocated { .. }))
+        .filter(|(_, b)| b.is_proof())
         .map(|(m, _)| *m)
         .collect()
 }

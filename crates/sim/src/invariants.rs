@@ -17,7 +17,7 @@
 use crate::keys::ForbiddenPrefixHook;
 use beaufort_core::register::KeyUpdate;
 use beaufort_core::replica::{Decision, Replica};
-use beaufort_core::state::{Ballot, RegisterState};
+use beaufort_core::state::RegisterState;
 use beaufort_core::types::{Key, MemberIndex, Round, Value, ValueHash, View};
 use beaufort_core::vote::VoteKind;
 use beaufort_core::wire::SyncMessage;
@@ -201,7 +201,7 @@ impl Checker {
                     continue;
                 };
                 let values: Vec<ValueHash> = ballot.values().collect();
-                if matches!(ballot, Ballot::Equivocated { .. }) {
+                if ballot.is_proof() {
                     self.report(
                         ViolationKind::DoubleVote,
                         at,

@@ -479,6 +479,7 @@ impl Replay {
                             signature,
                         },
                     }],
+                    pieces: Vec::new(),
                     complete: false,
                     short_refs: false,
                 };

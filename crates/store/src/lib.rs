@@ -24,8 +24,9 @@ const EVIDENCE: TableDefinition<u16, &[u8]> = TableDefinition::new("evidence");
 /// Store metadata: the schema version and the network the store belongs to.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Version of the on-disk layout; a store of another version is refused rather than misread.
-pub const SCHEMA_VERSION: u16 = 1;
+/// Version of the on-disk layout; a store of another version is refused rather than misread
+/// (2: register states hold pieces, certificates count signer multiplicities).
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// The file name of the database inside a node's data directory.
 pub const DB_FILE: &str = "beaufort.redb";

@@ -1,8 +1,8 @@
 //! Deciding what to vote: the round-0 winner, locks, the wait on split rounds, certificates and
 //! the deferred batch verification before each decision (docs/PROTOCOL.md §6, §9).
 
-use super::{AdvanceOutcome, Context, Register};
-use crate::auth::SignatureCheck;
+use super::{piece_id, AdvanceOutcome, Context, Register};
+use crate::auth::{PieceCheck, SignatureCheck};
 use crate::state::{Ballot, Certified};
 use crate::types::{MemberIndex, Round, ValueHash, MAX_ROUND};
 use crate::vote::{SignedVote, VoteKind, VoteSubject};
@@ -171,7 +171,9 @@ impl Register {
                 continue;
             }
             for value in self.commit_values(round) {
-                let signed_by = |ballot: &Ballot| ballot.signature_for(value).is_some();
+                let signed_by = |ballot: &Ballot| {
+                    ballot.signature_for(value).is_some() || *ballot == Ballot::Covered { value }
+                };
                 if ballots.values().filter(|b| signed_by(b)).count() < q {
                     continue;
                 }
@@ -199,14 +201,25 @@ impl Register {
             kind: VoteKind::Commit,
             value,
         };
+        // Single shares of members no piece holds, and every piece: a certificate with every
+        // count at 1 unless pieces overlapped.
+        let pieces: Vec<_> = self
+            .state
+            .pieces_of(VoteKind::Commit, round, value)
+            .map(|piece| &piece.aggregate)
+            .collect();
         let shares: Vec<_> = members
             .iter()
+            .filter(|m| !pieces.iter().any(|piece| piece.weights.contains(**m)))
             .filter_map(|m| {
                 let ballot = self.state.ballot(VoteKind::Commit, round, *m)?;
                 ballot.signature_for(value).map(|signature| (*m, signature))
             })
             .collect();
-        let Some(qc) = ctx.verifier.certify(&ctx.message(&subject), &shares) else {
+        let Some(qc) = ctx
+            .verifier
+            .certify(&ctx.message(&subject), &shares, &pieces)
+        else {
             return Certify::Nothing;
         };
         let cert = Certified {
@@ -256,13 +269,73 @@ impl Register {
         out
     }
 
-    /// Verifies every not-yet-verified vote in one batch; removes invalid ones and switches to
-    /// verify-on-arrival. Returns true if all were valid.
+    /// Verifies every not-yet-verified vote and piece, each kind in one batch; removes invalid
+    /// ones (a piece with the covered slots only it filled) and switches to verify-on-arrival.
+    /// Returns true if all were valid.
     pub(super) fn verify_unverified(
         &mut self,
         ctx: &Context<'_>,
         outcome: &mut AdvanceOutcome,
     ) -> bool {
+        let pieces_valid = self.verify_unverified_pieces(ctx, outcome);
+        let votes_valid = self.verify_unverified_votes(ctx, outcome);
+        pieces_valid && votes_valid
+    }
+
+    /// The pieces half of [`Register::verify_unverified`].
+    fn verify_unverified_pieces(
+        &mut self,
+        ctx: &Context<'_>,
+        outcome: &mut AdvanceOutcome,
+    ) -> bool {
+        let pending: Vec<usize> = (0..self.state.pieces.len())
+            .filter(|&i| {
+                !self
+                    .verified_pieces
+                    .contains(&piece_id(&self.state.pieces[i]))
+            })
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        let checks: Vec<PieceCheck<'_>> = pending
+            .iter()
+            .map(|&i| {
+                let piece = &self.state.pieces[i];
+                PieceCheck {
+                    message: ctx.message(&self.subject_of(piece)),
+                    piece: &piece.aggregate,
+                }
+            })
+            .collect();
+        let bad: BTreeSet<usize> = ctx.verifier.verify_pieces(&checks).into_iter().collect();
+        for (n, &i) in pending.iter().enumerate() {
+            if !bad.contains(&n) {
+                let id = piece_id(&self.state.pieces[i]);
+                self.verified_pieces.insert(id);
+            }
+        }
+        if bad.is_empty() {
+            return true;
+        }
+        let mut index = 0;
+        self.state.pieces.retain(|_| {
+            let doomed = pending
+                .iter()
+                .position(|&i| i == index)
+                .is_some_and(|n| bad.contains(&n));
+            index += 1;
+            !doomed
+        });
+        self.state.tidy_pieces();
+        outcome.invalid_signatures += bad.len();
+        self.strict = true;
+        self.prune_unjustified(ctx.quorum(), ctx.me());
+        false
+    }
+
+    /// The single-vote half of [`Register::verify_unverified`].
+    fn verify_unverified_votes(&mut self, ctx: &Context<'_>, outcome: &mut AdvanceOutcome) -> bool {
         let pending = self.unverified_votes();
         if pending.is_empty() {
             return true;
@@ -316,5 +389,6 @@ impl Register {
                 self.state.remove(kind, round, member);
             }
         }
+        self.state.tidy_pieces();
     }
 }

@@ -3,14 +3,15 @@
 //! half-way (docs/PROTOCOL.md §2, §4, §7).
 
 use super::{
-    max_parked, Context, InvalidState, KeyUpdate, MergeOutcome, Register, SlotId,
+    max_parked, piece_id, Context, InvalidState, KeyUpdate, MergeOutcome, Register, SlotId,
     UpdateCertificate, WireBallot,
 };
-use crate::auth::SignatureCheck;
+use crate::auth::{PieceCheck, SignatureCheck};
 use crate::hook::HookError;
-use crate::state::{Ballot, RegisterState};
+use crate::state::{Ballot, Piece, RegisterState};
 use crate::types::{MemberIndex, Round, Value, ValueHash, MAX_ROUND};
 use crate::vote::{Equivocation, SignedVote, VoteKind, VoteSubject};
+use beaufort_crypto::aggregate::Aggregate;
 use beaufort_crypto::bls::Signature;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +24,7 @@ struct Journal {
 enum Undo {
     Slot(SlotId, Option<Ballot>),
     Value(ValueHash),
+    Piece,
 }
 
 impl Journal {
@@ -65,10 +67,40 @@ impl Journal {
         }
     }
 
+    /// Adds a piece to the state.
+    fn push_piece(&mut self, state: &mut RegisterState, piece: Piece) {
+        state.pieces.push(piece);
+        self.undo.push(Undo::Piece);
+    }
+
+    /// Adds a piece and fills the slots it covers that nothing fills yet.
+    fn admit_piece(
+        &mut self,
+        state: &mut RegisterState,
+        fresh: &mut Vec<WireBallot>,
+        piece: Piece,
+        members: &[MemberIndex],
+    ) {
+        for &member in members {
+            let ballot = Ballot::Covered { value: piece.value };
+            self.accept(
+                state,
+                fresh,
+                WireBallot {
+                    kind: piece.kind,
+                    round: piece.round,
+                    member,
+                    ballot,
+                },
+            );
+        }
+        self.push_piece(state, piece);
+    }
+
     fn added_values(&self) -> impl Iterator<Item = ValueHash> + '_ {
         self.undo.iter().filter_map(|u| match u {
             Undo::Value(hash) => Some(*hash),
-            Undo::Slot(..) => None,
+            Undo::Slot(..) | Undo::Piece => None,
         })
     }
 
@@ -85,6 +117,9 @@ impl Journal {
                 }
                 Undo::Value(hash) => {
                     state.values.remove(&hash);
+                }
+                Undo::Piece => {
+                    state.pieces.pop();
                 }
             }
         }
@@ -209,7 +244,31 @@ impl Register {
                 .ballot(wire.kind, wire.round, wire.member)
                 .copied();
             match (existing, wire.ballot) {
-                (Some(Ballot::Equivocated { .. }), _) => {}
+                (_, Ballot::Covered { .. } | Ballot::Conflicted { .. }) => {
+                    return Err(InvalidState::Malformed(
+                        "a slot without the pieces it needs",
+                    ));
+                }
+                (Some(Ballot::Equivocated { .. } | Ballot::Conflicted { .. }), _) => {}
+                (Some(Ballot::Covered { value: held }), Ballot::Vote { value, .. })
+                    if held == value => {}
+                (Some(Ballot::Covered { .. }), Ballot::Vote { value, signature }) => {
+                    // A single vote for another value where we hold this member's vote inside
+                    // a piece: both checked, they prove equivocation.
+                    let single = self.single_piece(ctx, &wire, value, signature)?;
+                    let check = self.single_check(ctx, &wire, value, signature);
+                    if !ctx.verifier.verify_batch(&[check]).is_empty() {
+                        if sender_verified {
+                            return Err(InvalidState::InvalidSignatures(1));
+                        }
+                        outcome.invalid_signatures += 1;
+                    } else {
+                        self.verified_pieces.insert(piece_id(&single));
+                        if self.convict(ctx, &single, wire.member, journal, &mut fresh, outcome) {
+                            journal.push_piece(&mut self.state, single);
+                        }
+                    }
+                }
                 (Some(a), b) if a == b => {}
                 (
                     Some(Ballot::Vote {
@@ -311,6 +370,15 @@ impl Register {
             }
         }
 
+        self.merge_pieces(
+            ctx,
+            update.pieces,
+            sender_verified,
+            journal,
+            &mut fresh,
+            outcome,
+        )?;
+
         if !offered.is_empty() {
             self.admit_named_bodies(ctx, offered, journal)?;
         }
@@ -365,6 +433,216 @@ impl Register {
             // An equivocation proof stays valid on its own even if unjustified here.
         }
         Ok(fresh)
+    }
+
+    /// Takes in a peer's pieces. A piece enters only if it covers a slot nothing fills yet (never
+    /// our own: our votes are ours to cast), which bounds the pieces by the slots. On the fast
+    /// path pieces enter unchecked, for deferred verification; a strict register checks them
+    /// first. A piece's member whose slot already holds another value keeps that slot.
+    fn merge_pieces(
+        &mut self,
+        ctx: &Context<'_>,
+        pieces: Vec<Piece>,
+        sender_verified: bool,
+        journal: &mut Journal,
+        fresh: &mut Vec<WireBallot>,
+        outcome: &mut MergeOutcome,
+    ) -> Result<(), InvalidState> {
+        let n = ctx.verifier.members();
+        let mut to_check = Vec::new();
+        for piece in pieces {
+            let weights = &piece.aggregate.weights;
+            if weights.validate(n).is_err() || weights.is_empty() || piece.round > MAX_ROUND {
+                return Err(InvalidState::Malformed("piece out of range"));
+            }
+            let open = self.open_slots(ctx, &piece);
+            let conflicts = self.conflicting(&piece);
+            if open.is_empty() && conflicts.is_empty() {
+                continue;
+            }
+            // A conflict convicts only on checked signatures; a strict register checks all.
+            let checked = self.verified_pieces.contains(&piece_id(&piece));
+            if !checked && (self.strict || !conflicts.is_empty()) {
+                to_check.push(piece);
+                continue;
+            }
+            self.take_piece(ctx, piece, journal, fresh, outcome);
+        }
+        if to_check.is_empty() {
+            return Ok(());
+        }
+        let checks: Vec<PieceCheck<'_>> = to_check
+            .iter()
+            .map(|piece| PieceCheck {
+                message: ctx.message(&self.subject_of(piece)),
+                piece: &piece.aggregate,
+            })
+            .collect();
+        let bad: BTreeSet<usize> = ctx.verifier.verify_pieces(&checks).into_iter().collect();
+        if !bad.is_empty() && sender_verified {
+            return Err(InvalidState::InvalidSignatures(bad.len()));
+        }
+        outcome.invalid_signatures += bad.len();
+        for (i, piece) in to_check.into_iter().enumerate() {
+            if bad.contains(&i) {
+                continue;
+            }
+            self.verified_pieces.insert(piece_id(&piece));
+            self.take_piece(ctx, piece, journal, fresh, outcome);
+        }
+        Ok(())
+    }
+
+    /// Admits `piece` (checked already if it conflicts with anything held): fills its open slots
+    /// and turns each conflicting slot into a proof when the held side checks too. The piece is
+    /// kept if it did either.
+    fn take_piece(
+        &mut self,
+        ctx: &Context<'_>,
+        piece: Piece,
+        journal: &mut Journal,
+        fresh: &mut Vec<WireBallot>,
+        outcome: &mut MergeOutcome,
+    ) {
+        let open = self.open_slots(ctx, &piece);
+        let mut needed = !open.is_empty();
+        for member in self.conflicting(&piece) {
+            needed |= self.convict(ctx, &piece, member, journal, fresh, outcome);
+        }
+        if needed {
+            journal.admit_piece(&mut self.state, fresh, piece, &open);
+        }
+    }
+
+    /// The members of `piece` whose slot holds a vote for another value.
+    fn conflicting(&self, piece: &Piece) -> Vec<MemberIndex> {
+        piece
+            .aggregate
+            .weights
+            .members()
+            .map(|(member, _)| member)
+            .filter(|&member| {
+                self.state
+                    .ballot(piece.kind, piece.round, member)
+                    .and_then(Ballot::vote_value)
+                    .is_some_and(|held| held != piece.value)
+            })
+            .collect()
+    }
+
+    /// `member`'s slot holds a vote for another value than the checked `piece`, which contains
+    /// it: if what we hold for it checks too (its single vote, or the piece that covers it), the
+    /// slot becomes a [`Ballot::Conflicted`] proof, with a single vote kept as a piece of one so
+    /// the proof travels. Returns whether the slot changed.
+    fn convict(
+        &mut self,
+        ctx: &Context<'_>,
+        piece: &Piece,
+        member: MemberIndex,
+        journal: &mut Journal,
+        fresh: &mut Vec<WireBallot>,
+        outcome: &mut MergeOutcome,
+    ) -> bool {
+        let (kind, round) = (piece.kind, piece.round);
+        let held = match self.state.ballot(kind, round, member).copied() {
+            Some(Ballot::Vote { value, signature }) => {
+                let wire = WireBallot {
+                    kind,
+                    round,
+                    member,
+                    ballot: Ballot::Vote { value, signature },
+                };
+                match self.single_piece(ctx, &wire, value, signature) {
+                    Ok(single) => single,
+                    Err(_) => return false,
+                }
+            }
+            Some(Ballot::Covered { value }) => {
+                match self
+                    .state
+                    .pieces_of(kind, round, value)
+                    .find(|p| p.aggregate.weights.contains(member))
+                {
+                    Some(p) => p.clone(),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+        if !self.verified_pieces.contains(&piece_id(&held)) {
+            let check = PieceCheck {
+                message: ctx.message(&self.subject_of(&held)),
+                piece: &held.aggregate,
+            };
+            if !ctx.verifier.verify_pieces(&[check]).is_empty() {
+                // Ours is the bad one; deferred verification removes it.
+                outcome.invalid_signatures += 1;
+                return false;
+            }
+            self.verified_pieces.insert(piece_id(&held));
+        }
+        let (first, second) = if held.value < piece.value {
+            (held.value, piece.value)
+        } else {
+            (piece.value, held.value)
+        };
+        let ballot = Ballot::Conflicted { first, second };
+        let was_single = matches!(
+            self.state.ballot(kind, round, member),
+            Some(Ballot::Vote { .. })
+        );
+        journal.put(&mut self.state, kind, round, member, ballot);
+        fresh.push(WireBallot {
+            kind,
+            round,
+            member,
+            ballot,
+        });
+        if was_single {
+            journal.push_piece(&mut self.state, held);
+        }
+        true
+    }
+
+    /// A single vote as a piece of one.
+    fn single_piece(
+        &self,
+        ctx: &Context<'_>,
+        wire: &WireBallot,
+        value: ValueHash,
+        signature: Signature,
+    ) -> Result<Piece, InvalidState> {
+        let aggregate = Aggregate::single(ctx.verifier.members(), wire.member, signature)
+            .map_err(|_| InvalidState::Malformed("vote slot out of range"))?;
+        Ok(Piece {
+            kind: wire.kind,
+            round: wire.round,
+            value,
+            aggregate,
+        })
+    }
+
+    /// The members of `piece` whose slot nothing fills yet, ourselves excepted.
+    fn open_slots(&self, ctx: &Context<'_>, piece: &Piece) -> Vec<MemberIndex> {
+        piece
+            .aggregate
+            .weights
+            .members()
+            .map(|(member, _)| member)
+            .filter(|&member| {
+                member != ctx.me() && self.state.ballot(piece.kind, piece.round, member).is_none()
+            })
+            .collect()
+    }
+
+    /// What every share of `piece` signed, in the open view.
+    pub(super) fn subject_of(&self, piece: &Piece) -> VoteSubject {
+        VoteSubject {
+            view: self.state.view,
+            round: piece.round,
+            kind: piece.kind,
+            value: piece.value,
+        }
     }
 
     /// Admits the offered bodies that a single PRE-COMMIT in the merged state names, each after

@@ -9,7 +9,7 @@
 use crate::auth::{Verifier, VoteSigner};
 use crate::changelog::ChangeLog;
 use crate::hook::{HookError, ValidationHook};
-use crate::state::{Ballot, Certified, RegisterState};
+use crate::state::{Ballot, Certified, Piece, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View};
 use crate::vote::{vote_message, Equivocation, SignedVote, VoteKind, VoteSubject};
 use serde::{Deserialize, Serialize};
@@ -81,8 +81,11 @@ pub struct KeyUpdate {
     pub accepted: Option<UpdateCertificate>,
     /// Bodies of proposed values the receiver may lack.
     pub values: Vec<Value>,
-    /// Vote slots the receiver may lack.
+    /// Vote slots the receiver may lack (never a [`Ballot::Covered`] slot: its signature travels
+    /// in `pieces`).
     pub votes: Vec<WireBallot>,
+    /// Partial aggregates the receiver may lack (docs/AGGREGATION.md).
+    pub pieces: Vec<Piece>,
     /// True if this is the sender's whole state for the key, so anything it cannot justify is the
     /// sender's fault rather than a gap in what the receiver already had.
     pub complete: bool,
@@ -103,6 +106,9 @@ impl KeyUpdate {
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in state.ballots(kind) {
                 for (&member, &ballot) in ballots {
+                    if ballot.travels_in_pieces() {
+                        continue;
+                    }
                     votes.push(WireBallot {
                         kind,
                         round,
@@ -118,6 +124,7 @@ impl KeyUpdate {
             accepted: state.accepted.clone().map(UpdateCertificate::Whole),
             values: state.values.values().cloned().collect(),
             votes,
+            pieces: state.pieces.clone(),
             complete: true,
             short_refs: false,
         }
@@ -250,6 +257,8 @@ pub struct Register {
     /// The replicated state (persisted as is).
     pub state: RegisterState,
     verified: BTreeSet<SlotId>,
+    /// The pieces whose aggregate we checked, by group and signature bytes.
+    verified_pieces: BTreeSet<PieceId>,
     strict: bool,
     pending: Option<Value>,
     /// Every slot written in this view, in order (a slot may appear again when it changes), so
@@ -275,6 +284,19 @@ fn max_parked(members: usize) -> usize {
 
 /// Names one vote slot: (kind, round, member).
 pub type SlotId = (VoteKind, Round, MemberIndex);
+
+/// Names one piece: its group and its aggregate signature (a different set of shares gives
+/// different bytes).
+type PieceId = (VoteKind, Round, ValueHash, beaufort_crypto::bls::Signature);
+
+fn piece_id(piece: &Piece) -> PieceId {
+    (
+        piece.kind,
+        piece.round,
+        piece.value,
+        piece.aggregate.signature,
+    )
+}
 
 impl Register {
     /// Restores a register from persisted state. Every vote in it was verified or cast before it
@@ -475,6 +497,7 @@ impl Register {
             ..RegisterState::default()
         };
         self.verified.clear();
+        self.verified_pieces.clear();
         self.parked.clear();
         self.split_seen = None;
         self.strict = false;

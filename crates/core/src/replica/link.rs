@@ -127,12 +127,9 @@ impl QuorumKnowledge {
                         .iter()
                         .filter(|(member, ballot)| {
                             ballot.supports(value)
-                                && known.slots.contains(&(
-                                    kind,
-                                    round,
-                                    **member,
-                                    matches!(ballot, Ballot::Equivocated { .. }),
-                                ))
+                                && known
+                                    .slots
+                                    .contains(&(kind, round, **member, ballot.is_proof()))
                         })
                         .count()
                 });
@@ -151,12 +148,7 @@ impl QuorumKnowledge {
 }
 
 pub(super) fn sent_slot(w: &WireBallot) -> SentSlot {
-    (
-        w.kind,
-        w.round,
-        w.member,
-        matches!(w.ballot, Ballot::Equivocated { .. }),
-    )
+    (w.kind, w.round, w.member, w.ballot.is_proof())
 }
 
 /// What `register` has that a peer believed to hold `known` may lack; updates `known` as sent.
@@ -201,6 +193,8 @@ pub(super) fn delta(
     let (slot_from, value_from) = if fresh { (0, 0) } else { known.seen };
     known.seen = register.log_len();
     let mut votes = Vec::new();
+    // Indices into the state's pieces, in the order they are first needed.
+    let mut pieces: Vec<usize> = Vec::new();
     let mut saturated = QuorumKnowledge::default();
     let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known, due: bool| {
         let wire = WireBallot {
@@ -211,6 +205,33 @@ pub(super) fn delta(
         };
         let id = sent_slot(&wire);
         if known.slots.contains(&id) {
+            return;
+        }
+        // A covered vote travels inside the pieces that hold it, which then cover their other
+        // members for this peer too; a conflicted slot travels as its two proof pieces.
+        if ballot.travels_in_pieces() {
+            if let Ballot::Covered { value } = ballot {
+                let group = (kind, round, value);
+                if !whole && saturated.has_quorum(state, known, group, peer, quorum) {
+                    return;
+                }
+            }
+            let values: Vec<ValueHash> = ballot.values().collect();
+            for (i, piece) in state.pieces.iter().enumerate() {
+                let holds = piece.kind == kind
+                    && piece.round == round
+                    && values.contains(&piece.value)
+                    && piece.aggregate.weights.contains(member);
+                if !holds || pieces.contains(&i) {
+                    continue;
+                }
+                pieces.push(i);
+                for (covered, _) in piece.aggregate.weights.members() {
+                    known.slots.insert((kind, round, covered, false));
+                    saturated.count_sent((kind, round, piece.value));
+                }
+            }
+            known.slots.insert(id);
             return;
         }
         // A complete state must hold everything (the peer checks that it justifies itself).
@@ -259,7 +280,11 @@ pub(super) fn delta(
         .filter(|hash| known.values.insert(*hash))
         .filter_map(|hash| state.values.get(&hash).cloned())
         .collect();
-    let empty = votes.is_empty() && values.is_empty();
+    let pieces: Vec<_> = pieces
+        .into_iter()
+        .map(|i| state.pieces[i].clone())
+        .collect();
+    let empty = votes.is_empty() && values.is_empty() && pieces.is_empty();
     if empty && !(fresh && state.accepted.is_some()) {
         return None;
     }
@@ -269,9 +294,12 @@ pub(super) fn delta(
     let short_refs = !whole
         && !register.is_strict()
         && votes.iter().all(|w| match w.ballot {
-            Ballot::Vote { value, .. } => known.values.contains(&value),
-            Ballot::Equivocated { .. } => true,
-        });
+            Ballot::Vote { value, .. } | Ballot::Covered { value } => known.values.contains(&value),
+            Ballot::Equivocated { .. } | Ballot::Conflicted { .. } => true,
+        })
+        && pieces
+            .iter()
+            .all(|piece| known.values.contains(&piece.value));
     Some(KeyUpdate {
         key: key.clone(),
         view: state.view,
@@ -289,6 +317,7 @@ pub(super) fn delta(
         },
         values,
         votes,
+        pieces,
         complete: whole,
         short_refs,
     })

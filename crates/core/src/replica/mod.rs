@@ -649,6 +649,16 @@ impl Replica {
             };
             resolved.push(WireBallot { ballot, ..*wire });
         }
+        let mut values = Vec::with_capacity(update.pieces.len());
+        for piece in &update.pieces {
+            match resolve(&piece.value) {
+                Some(value) => values.push(value),
+                None => return false,
+            }
+        }
+        for (piece, value) in update.pieces.iter_mut().zip(values) {
+            piece.value = value;
+        }
         update.votes = resolved;
         update.short_refs = false;
         true

@@ -157,6 +157,7 @@ pub fn update(values: Vec<Value>, votes: Vec<WireBallot>, complete: bool) -> Key
         accepted: None,
         values,
         votes,
+        pieces: Vec::new(),
         complete,
         short_refs: false,
     }

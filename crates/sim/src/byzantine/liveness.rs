@@ -144,6 +144,7 @@ impl Adversary {
                     accepted: None,
                     values: Vec::new(),
                     votes: own.clone(),
+                    pieces: Vec::new(),
                     complete: false,
                     short_refs: false,
                 };
@@ -207,6 +208,7 @@ impl Adversary {
                     member: self.member,
                     ballot,
                 }],
+                pieces: Vec::new(),
                 complete: false,
                 short_refs: false,
             });

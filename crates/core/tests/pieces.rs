@@ -1,0 +1,450 @@
+//! Votes that arrive inside pieces (partial aggregates) rather than one by one
+//! (docs/AGGREGATION.md §3.1–3.5): counting from covered slots, certificates from pieces with
+//! multiplicities, deferred verification that drops a poisoned piece, and the pieces' journey on
+//! the wire and in whole states.
+
+mod common;
+
+use beaufort_core::auth::{StandInCrypto, StandInSigner, Verifier};
+use beaufort_core::hook::AcceptAll;
+use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register};
+use beaufort_core::state::{Ballot, Piece};
+use beaufort_core::types::{MemberIndex, Round, Value};
+use beaufort_core::vote::{vote_message, VoteKind};
+use beaufort_core::wire::{decode, encode, validate, SyncMessage, WireError};
+use beaufort_crypto::aggregate::Aggregate;
+use common::{crypto, data, key, update, vote};
+use std::collections::BTreeSet;
+
+const N: usize = 4;
+
+/// One member's register with its stand-in crypto (n = 4, q = 3).
+struct Member {
+    crypto: StandInCrypto,
+    signer: StandInSigner,
+    register: Register,
+}
+
+impl Member {
+    fn new(me: MemberIndex) -> Member {
+        Member::in_consortium(N, me)
+    }
+
+    fn in_consortium(n: usize, me: MemberIndex) -> Member {
+        let crypto = crypto(n);
+        Member {
+            signer: crypto.signer(me),
+            crypto,
+            register: Register::default(),
+        }
+    }
+
+    /// Merges `update` and advances; `sender_verified` as the message's flag.
+    fn merge(&mut self, update: KeyUpdate, sender_verified: bool) -> Result<usize, InvalidState> {
+        let excluded = BTreeSet::new();
+        let key = key();
+        let ctx = Context {
+            key: &key,
+            signer: &self.signer,
+            verifier: &self.crypto,
+            hook: &AcceptAll,
+            excluded: &excluded,
+            now: u64::MAX,
+        };
+        let merged = self.register.merge(&ctx, update, sender_verified)?;
+        let advanced = self.register.advance(&ctx);
+        Ok(merged.invalid_signatures + advanced.invalid_signatures)
+    }
+
+    fn propose(&mut self, value: &Value) {
+        let excluded = BTreeSet::new();
+        let key = key();
+        let ctx = Context {
+            key: &key,
+            signer: &self.signer,
+            verifier: &self.crypto,
+            hook: &AcceptAll,
+            excluded: &excluded,
+            now: u64::MAX,
+        };
+        let _ = self.register.propose(&ctx, value.clone()).expect("propose");
+    }
+
+    fn slot(&self, kind: VoteKind, round: Round, member: MemberIndex) -> Option<Ballot> {
+        self.register.state.ballot(kind, round, member).copied()
+    }
+}
+
+/// The piece of `members`' votes for `value` (each once), validly signed.
+fn piece(c: &StandInCrypto, kind: VoteKind, members: &[MemberIndex], value: &Value) -> Piece {
+    let mut sum: Option<Aggregate> = None;
+    for &member in members {
+        let share = match vote(c, member, kind, 0, value).ballot {
+            Ballot::Vote { signature, .. } => signature,
+            other => panic!("a single vote, not {other:?}"),
+        };
+        let single = Aggregate::single(c.members(), member, share).expect("in range");
+        match sum.as_mut() {
+            Some(sum) => assert!(c.combine(sum, &single)),
+            None => sum = Some(single),
+        }
+    }
+    Piece {
+        kind,
+        round: 0,
+        value: value.hash(),
+        aggregate: sum.expect("at least one member"),
+    }
+}
+
+fn with_pieces(values: Vec<Value>, pieces: Vec<Piece>) -> KeyUpdate {
+    KeyUpdate {
+        pieces,
+        ..update(values, Vec::new(), false)
+    }
+}
+
+#[test]
+fn a_quorum_that_arrives_as_pieces_decides_with_a_certificate_that_verifies() {
+    let c = crypto(N);
+    let x = data("x");
+    let mut a = Member::new(0);
+    a.propose(&x);
+    // Members 1 and 2 PRE-COMMIT x inside one piece: with our own vote that is a quorum.
+    let precommits = piece(&c, VoteKind::PreCommit, &[1, 2], &x);
+    a.merge(with_pieces(vec![x.clone()], vec![precommits]), false)
+        .expect("merge");
+    assert_eq!(
+        a.slot(VoteKind::PreCommit, 0, 2),
+        Some(Ballot::Covered { value: x.hash() })
+    );
+    assert!(
+        matches!(a.slot(VoteKind::Commit, 0, 0), Some(Ballot::Vote { .. })),
+        "the covered votes count towards our COMMIT"
+    );
+    // Their COMMITs, again as one piece: a decision, certified by our share plus the piece.
+    let commits = piece(&c, VoteKind::Commit, &[1, 2], &x);
+    a.merge(with_pieces(Vec::new(), vec![commits]), false)
+        .expect("merge");
+    let cert = a.register.state.accepted.clone().expect("decided");
+    assert_eq!(cert.value, x);
+    assert_eq!(cert.qc.signers.support_len(), 3);
+    assert!(cert.qc.signers.is_plain());
+    let message = vote_message(&c.network_id(), &key(), &cert.subject());
+    assert!(c.verify_certificate(&cert.qc, &message));
+}
+
+#[test]
+fn overlapping_pieces_add_up_to_a_certificate_with_multiplicities() {
+    // n = 7, q = 5: our COMMIT and the piece of members 1–3 are four; the piece of members 3–5
+    // overlaps it in member 3 and brings the quorum.
+    let c = crypto(7);
+    let x = data("x");
+    let mut a = Member::in_consortium(7, 0);
+    a.propose(&x);
+    a.merge(
+        with_pieces(
+            vec![x.clone()],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 2, 3, 4, 5], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    a.merge(
+        with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::Commit, &[1, 2, 3], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    assert!(a.register.state.accepted.is_none(), "four of five");
+    a.merge(
+        with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::Commit, &[3, 4, 5], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    let cert = a.register.state.accepted.clone().expect("decided");
+    assert_eq!(cert.qc.signers.support_len(), 6);
+    assert_eq!(cert.qc.signers.count(3), 2);
+    let message = vote_message(&c.network_id(), &key(), &cert.subject());
+    assert!(c.verify_certificate(&cert.qc, &message));
+}
+
+#[test]
+fn a_piece_that_only_repeats_what_we_hold_is_not_kept() {
+    let c = crypto(N);
+    let x = data("x");
+    let mut a = Member::new(0);
+    let votes = vec![
+        vote(&c, 1, VoteKind::PreCommit, 0, &x),
+        vote(&c, 2, VoteKind::PreCommit, 0, &x),
+    ];
+    a.merge(update(vec![x.clone()], votes, false), false)
+        .expect("merge");
+    a.merge(
+        with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::PreCommit, &[1, 2], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    assert!(a.register.state.pieces.is_empty());
+    // One that brings member 3 is kept, and covers only member 3's slot.
+    a.merge(
+        with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::PreCommit, &[2, 3], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    assert_eq!(a.register.state.pieces.len(), 1);
+    assert!(matches!(
+        a.slot(VoteKind::PreCommit, 0, 2),
+        Some(Ballot::Vote { .. })
+    ));
+    assert_eq!(
+        a.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Covered { value: x.hash() })
+    );
+}
+
+#[test]
+fn a_piece_never_casts_our_own_vote_and_convicts_a_member_it_shows_voting_twice() {
+    let c = crypto(N);
+    let (x, y) = (data("x"), data("y"));
+    let mut b = Member::new(1);
+    let votes = vec![vote(&c, 2, VoteKind::PreCommit, 0, &y)];
+    b.merge(update(vec![y.clone()], votes, false), false)
+        .expect("merge");
+    // A piece claims member 1 (us) and member 2 for x, and member 3 for x.
+    b.merge(
+        with_pieces(
+            vec![x.clone()],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 2, 3], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    let own = b.slot(VoteKind::PreCommit, 0, 1);
+    assert!(
+        !matches!(own, Some(Ballot::Covered { .. })),
+        "our slot holds only what we cast: {own:?}"
+    );
+    // Member 2's held vote for y and its share for x in the (checked) piece prove it
+    // equivocated; member 3's slot was open.
+    assert!(matches!(
+        b.slot(VoteKind::PreCommit, 0, 2),
+        Some(Ballot::Conflicted { .. })
+    ));
+    assert_eq!(
+        b.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Covered { value: x.hash() })
+    );
+}
+
+#[test]
+fn a_poisoned_piece_is_dropped_with_what_only_it_covered_and_the_register_turns_strict() {
+    let c = crypto(N);
+    let (x, y) = (data("x"), data("y"));
+    let mut a = Member::new(0);
+    a.propose(&x);
+    // Member 1's share is for y: the piece claims x for both, and the sum is wrong.
+    let mut poisoned = piece(&c, VoteKind::PreCommit, &[2], &x);
+    let wrong = piece(&c, VoteKind::PreCommit, &[1], &y);
+    assert!(c.combine(&mut poisoned.aggregate, &wrong.aggregate));
+    let invalid = a
+        .merge(with_pieces(vec![x.clone()], vec![poisoned]), false)
+        .expect("an unflagged message is not the sender's fault");
+    assert_eq!(invalid, 1, "deferred verification found the bad piece");
+    assert!(a.register.state.pieces.is_empty());
+    assert_eq!(a.slot(VoteKind::PreCommit, 0, 1), None);
+    assert_eq!(a.slot(VoteKind::PreCommit, 0, 2), None);
+    assert_eq!(
+        a.slot(VoteKind::Commit, 0, 0),
+        None,
+        "no COMMIT on a bad quorum"
+    );
+    assert!(a.register.is_strict());
+
+    // Strict now: a bad piece in a message whose sender vouched for it is that sender's fault,
+    // and a good one enters checked.
+    let mut again = piece(&c, VoteKind::PreCommit, &[2], &x);
+    assert!(c.combine(&mut again.aggregate, &wrong.aggregate));
+    assert!(matches!(
+        a.merge(with_pieces(Vec::new(), vec![again]), true),
+        Err(InvalidState::InvalidSignatures(1))
+    ));
+    let good = piece(&c, VoteKind::PreCommit, &[1, 2], &x);
+    assert_eq!(a.merge(with_pieces(Vec::new(), vec![good]), true), Ok(0));
+    assert!(matches!(
+        a.slot(VoteKind::Commit, 0, 0),
+        Some(Ballot::Vote { .. })
+    ));
+}
+
+#[test]
+fn pieces_travel_in_whole_states_which_justify_themselves() {
+    let c = crypto(N);
+    let x = data("x");
+    let mut a = Member::new(0);
+    a.propose(&x);
+    a.merge(
+        with_pieces(
+            vec![x.clone()],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 2], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    let whole = KeyUpdate::whole(&key(), &a.register.state);
+    assert_eq!(whole.pieces.len(), 1);
+    assert!(
+        whole
+            .votes
+            .iter()
+            .all(|w| !matches!(w.ballot, Ballot::Covered { .. })),
+        "covered slots travel as their piece"
+    );
+    // Member 3 takes in the whole state: our COMMIT is justified by the covered PRE-COMMITs.
+    let mut d = Member::new(3);
+    d.merge(whole, false)
+        .expect("a complete state that justifies itself");
+    assert_eq!(
+        d.slot(VoteKind::PreCommit, 0, 1),
+        Some(Ballot::Covered { value: x.hash() })
+    );
+    assert!(matches!(
+        d.slot(VoteKind::Commit, 0, 0),
+        Some(Ballot::Vote { .. })
+    ));
+}
+
+#[test]
+fn pieces_survive_the_wire_and_hostile_ones_do_not() {
+    let c = crypto(N);
+    let x = data("x");
+    let message = SyncMessage::Updates {
+        verified: false,
+        updates: vec![with_pieces(
+            vec![x.clone()],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 2, 3], &x)],
+        )],
+    };
+    let bytes = encode(&message).expect("encode");
+    assert_eq!(decode(&bytes, N).expect("decode"), message);
+    // Signers sized for another membership, or none at all.
+    let foreign = crypto(N + 1);
+    let mut wrong_size = piece(&foreign, VoteKind::PreCommit, &[1], &x);
+    wrong_size.aggregate =
+        Aggregate::single(N + 1, 4, wrong_size.aggregate.signature).expect("in range");
+    let hostile = SyncMessage::Updates {
+        verified: false,
+        updates: vec![with_pieces(vec![x.clone()], vec![wrong_size])],
+    };
+    assert!(matches!(
+        validate(&hostile, N),
+        Err(WireError::Bounds("piece signers"))
+    ));
+    let too_many = SyncMessage::Updates {
+        verified: false,
+        updates: vec![with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::PreCommit, &[1], &x); 2 * N * 6 + 1],
+        )],
+    };
+    assert!(matches!(
+        validate(&too_many, N),
+        Err(WireError::Bounds("too many pieces"))
+    ));
+    // A covered slot sent on its own, without the piece that holds its signature, is malformed.
+    let mut covered = update(
+        vec![x.clone()],
+        vec![vote(&c, 1, VoteKind::PreCommit, 0, &x)],
+        false,
+    );
+    covered.votes[0].ballot = Ballot::Covered { value: x.hash() };
+    let mut a = Member::new(0);
+    assert!(matches!(
+        a.merge(covered, false),
+        Err(InvalidState::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_checked_piece_against_a_held_vote_proves_equivocation_and_the_proof_travels() {
+    let c = crypto(N);
+    let (x, y) = (data("x"), data("y"));
+    let mut a = Member::new(0);
+    let votes = vec![vote(&c, 3, VoteKind::PreCommit, 0, &y)];
+    a.merge(update(vec![y.clone()], votes, false), false)
+        .expect("merge");
+    // Member 3 also signed x, and that share arrives inside a genuine piece with member 1's.
+    a.merge(
+        with_pieces(
+            vec![x.clone()],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 3], &x)],
+        ),
+        false,
+    )
+    .expect("merge");
+    let (first, second) = if x.hash() < y.hash() {
+        (x.hash(), y.hash())
+    } else {
+        (y.hash(), x.hash())
+    };
+    assert_eq!(
+        a.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Conflicted { first, second })
+    );
+    assert_eq!(
+        a.slot(VoteKind::PreCommit, 0, 1),
+        Some(Ballot::Covered { value: x.hash() })
+    );
+    // The proof is two pieces (member 3's single vote kept as a piece of one) and goes with the
+    // whole state: a member that takes it in reaches the same slots.
+    assert_eq!(a.register.state.pieces.len(), 2);
+    let mut b = Member::new(2);
+    b.merge(KeyUpdate::whole(&key(), &a.register.state), false)
+        .expect("a whole state with a proof justifies itself");
+    assert_eq!(
+        b.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Conflicted { first, second })
+    );
+    assert_eq!(
+        b.slot(VoteKind::PreCommit, 0, 1),
+        Some(Ballot::Covered { value: x.hash() })
+    );
+}
+
+#[test]
+fn a_forged_piece_convicts_nobody() {
+    let c = crypto(N);
+    let (x, y) = (data("x"), data("y"));
+    let mut a = Member::new(0);
+    let votes = vec![vote(&c, 3, VoteKind::PreCommit, 0, &y)];
+    a.merge(update(vec![y.clone()], votes, false), false)
+        .expect("merge");
+    // The piece claims member 3 voted x but holds only member 1's share.
+    let mut forged = piece(&c, VoteKind::PreCommit, &[1], &x);
+    forged
+        .aggregate
+        .weights
+        .add(&beaufort_crypto::weights::SignerWeights::single(N, 3).expect("in range"))
+        .expect("no overflow");
+    let invalid = a
+        .merge(with_pieces(vec![x.clone()], vec![forged]), false)
+        .expect("an unflagged message is not the sender's fault");
+    assert_eq!(invalid, 1);
+    assert!(matches!(
+        a.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Vote { value, .. }) if value == y.hash()
+    ));
+    assert_eq!(a.slot(VoteKind::PreCommit, 0, 1), None);
+    assert!(a.register.state.pieces.is_empty());
+}
