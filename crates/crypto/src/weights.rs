@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// A multiset of members of a membership of `n`: each member's count (0 = absent) in some
 /// aggregate. Counts are at most `u8::MAX`; adding past it is refused, never wrapped.
-#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(try_from = "WeightsWire", into = "WeightsWire")]
 pub struct SignerWeights {
     counts: Vec<u8>,

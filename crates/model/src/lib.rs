@@ -7,6 +7,11 @@
 //! any moment. Honest members exchange whole states (the paper's state-based gossip); the
 //! Byzantine member supplies the partial views.
 //!
+//! [`Model::over_pieces`] restates the model over pieces (docs/AGGREGATION.md): honest whole
+//! states travel with every group's single votes combined into one partial aggregate, and D may
+//! also deliver pieces — its own vote combined with an honest member's vote it has seen, or a
+//! forged piece that claims an honest member without holding its share.
+//!
 //! Every reachable world up to the depth bound is visited once (breadth-first, deduplicated by a
 //! fingerprint of the three register states and of every honest COMMIT vote ever cast). In each
 //! world two properties are checked:
@@ -20,9 +25,10 @@
 use beaufort_core::auth::{StandInCrypto, StandInSigner, Verifier};
 use beaufort_core::hook::AcceptAll;
 use beaufort_core::register::{Context, KeyUpdate, Register, WireBallot};
-use beaufort_core::state::{Ballot, RegisterState};
+use beaufort_core::state::{Ballot, Piece, RegisterState};
 use beaufort_core::types::{Key, MemberIndex, Round, Value, ValueHash};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
+use beaufort_crypto::aggregate::Aggregate;
 use beaufort_crypto::hash::{hash, Digest, Domain};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -78,6 +84,23 @@ pub enum Action {
         /// True for y, false for x.
         y: bool,
     },
+    /// The Byzantine member delivers a piece: its own vote plus `with`'s vote for the same value
+    /// (which `with` has cast), or, when `forged`, a piece that claims `with` but holds only the
+    /// Byzantine share.
+    ByzantinePiece {
+        /// Receiver.
+        to: MemberIndex,
+        /// Vote kind.
+        kind: VoteKind,
+        /// Round.
+        round: Round,
+        /// True for y, false for x.
+        y: bool,
+        /// The honest member inside.
+        with: MemberIndex,
+        /// Whether `with`'s share is missing from the sum.
+        forged: bool,
+    },
 }
 
 /// A property that failed, with the schedule that leads there.
@@ -113,6 +136,8 @@ pub struct Model {
     key: Key,
     x: Value,
     y: Value,
+    /// Whether votes travel as pieces ([`Model::over_pieces`]).
+    pieces: bool,
 }
 
 #[derive(Clone)]
@@ -144,7 +169,93 @@ impl Model {
             key: Key::new(b"k".to_vec()).expect("a one-byte key is within bounds"),
             x,
             y,
+            pieces: false,
         }
+    }
+
+    /// The same model with votes travelling as pieces.
+    pub fn over_pieces() -> Model {
+        Model {
+            pieces: true,
+            ..Model::new()
+        }
+    }
+
+    /// What an honest member sends another: its whole state, with each group's single votes
+    /// combined into one piece when the model runs over pieces.
+    fn transfer(&self, state: &RegisterState) -> KeyUpdate {
+        let mut update = KeyUpdate::whole(&self.key, state);
+        if !self.pieces {
+            return update;
+        }
+        let mut kept = Vec::new();
+        let mut groups: Vec<Piece> = Vec::new();
+        for wire in update.votes {
+            let Ballot::Vote { value, signature } = wire.ballot else {
+                kept.push(wire);
+                continue;
+            };
+            let Ok(single) = Aggregate::single(4, wire.member, signature) else {
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|p| p.is_of(wire.kind, wire.round, value))
+            {
+                Some(piece) => {
+                    let _ = self.crypto.combine(&mut piece.aggregate, &single);
+                }
+                None => groups.push(Piece {
+                    kind: wire.kind,
+                    round: wire.round,
+                    value,
+                    aggregate: single,
+                }),
+            }
+        }
+        update.votes = kept;
+        update.pieces.extend(groups);
+        update
+    }
+
+    /// The Byzantine piece of an action, if `with` has cast the vote it needs.
+    fn byzantine_piece(
+        &self,
+        world: &World,
+        kind: VoteKind,
+        round: Round,
+        value: &Value,
+        with: MemberIndex,
+        forged: bool,
+    ) -> Option<Piece> {
+        let subject = VoteSubject {
+            view: 0,
+            round,
+            kind,
+            value: value.hash(),
+        };
+        let message = vote_message(&self.crypto.network_id(), &self.key, &subject);
+        let cast = matches!(
+            world.registers[usize::from(with)].state.ballot(kind, round, with),
+            Some(Ballot::Vote { value: v, .. }) if *v == value.hash()
+        ) && world.registers[usize::from(with)].state.view == 0;
+        if !forged && !cast {
+            return None;
+        }
+        let mut aggregate =
+            Aggregate::single(4, BYZANTINE, self.crypto.share(BYZANTINE, &message)).ok()?;
+        let claimed = Aggregate::single(4, with, self.crypto.share(with, &message)).ok()?;
+        if forged {
+            aggregate.weights.add(&claimed.weights).ok()?;
+        } else if !self.crypto.combine(&mut aggregate, &claimed) {
+            return None;
+        }
+        Some(Piece {
+            kind,
+            round,
+            value: value.hash(),
+            aggregate,
+        })
     }
 
     /// The value the Byzantine-tie-break favours (higher hash).
@@ -192,6 +303,28 @@ impl Model {
                 }
             }
         }
+        if self.pieces {
+            for to in HONEST {
+                for with in HONEST.into_iter().filter(|&w| w != to) {
+                    for kind in [VoteKind::PreCommit, VoteKind::Commit] {
+                        for round in 0..=bounds.byzantine_rounds {
+                            for y in [false, true] {
+                                for forged in [false, true] {
+                                    out.push(Action::ByzantinePiece {
+                                        to,
+                                        kind,
+                                        round,
+                                        y,
+                                        with,
+                                        forged,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         if bounds.relay {
             let mut seen: BTreeSet<(VoteKind, Round, MemberIndex)> = BTreeSet::new();
             for register in world.registers.iter().filter(|r| r.state.view == 0) {
@@ -234,8 +367,36 @@ impl Model {
                 record(&mut next.commits, &outcome.cast);
             }
             Action::Transfer { from, to } => {
-                let state = &world.registers[usize::from(from)].state;
-                let update = KeyUpdate::whole(&self.key, state);
+                let update = self.transfer(&world.registers[usize::from(from)].state);
+                self.deliver(&mut next, to, update)?;
+            }
+            Action::ByzantinePiece {
+                to,
+                kind,
+                round,
+                y,
+                with,
+                forged,
+            } => {
+                if world.registers[usize::from(to)].state.view > 0 {
+                    return None;
+                }
+                let value = if y { &self.y } else { &self.x };
+                let piece = self.byzantine_piece(world, kind, round, value, with, forged)?;
+                let update = KeyUpdate {
+                    key: self.key.clone(),
+                    view: 0,
+                    accepted: None,
+                    values: if round == 0 && kind == VoteKind::PreCommit {
+                        vec![value.clone()]
+                    } else {
+                        Vec::new()
+                    },
+                    votes: Vec::new(),
+                    pieces: vec![piece],
+                    complete: false,
+                    short_refs: false,
+                };
                 self.deliver(&mut next, to, update)?;
             }
             Action::Relay {
@@ -399,8 +560,7 @@ impl Model {
             for from in HONEST {
                 for to in HONEST {
                     if from != to {
-                        let update =
-                            KeyUpdate::whole(&self.key, &world.registers[usize::from(from)].state);
+                        let update = self.transfer(&world.registers[usize::from(from)].state);
                         let _ = self.deliver(&mut world, to, update);
                     }
                 }

@@ -398,8 +398,17 @@ impl Register {
                 answers.push((group, answer));
                 answer
             };
-            let unjustified: Vec<WireBallot> =
-                fresh.iter().filter(|w| !justified(w)).copied().collect();
+            // An entry a later one in this merge replaced (a covered vote that became a proof)
+            // is judged by what the slot holds now.
+            let current = |w: &&WireBallot| {
+                self.state.ballot(w.kind, w.round, w.member).copied() == Some(w.ballot)
+            };
+            let unjustified: Vec<WireBallot> = fresh
+                .iter()
+                .filter(current)
+                .filter(|w| !justified(w))
+                .copied()
+                .collect();
             if unjustified.is_empty() {
                 break;
             }
@@ -575,8 +584,9 @@ impl Register {
                 piece: &held.aggregate,
             };
             if !ctx.verifier.verify_pieces(&[check]).is_empty() {
-                // Ours is the bad one; deferred verification removes it.
+                // Ours is the bad one: the next advance removes it, and the slot opens.
                 outcome.invalid_signatures += 1;
+                self.recheck = true;
                 return false;
             }
             self.verified_pieces.insert(piece_id(&held));

@@ -260,6 +260,10 @@ pub struct Register {
     /// The pieces whose aggregate we checked, by group and signature bytes.
     verified_pieces: BTreeSet<PieceId>,
     strict: bool,
+    /// A held piece failed a check during a merge (it stood in the way of a conflicting vote):
+    /// the next [`Register::advance`] runs deferred verification at once, so the bad piece and
+    /// the slots only it filled go before they hide anything else.
+    recheck: bool,
     pending: Option<Value>,
     /// Every slot written in this view, in order (a slot may appear again when it changes), so
     /// the sync layer can push what changed since it last looked without rescanning the state.
@@ -285,9 +289,15 @@ fn max_parked(members: usize) -> usize {
 /// Names one vote slot: (kind, round, member).
 pub type SlotId = (VoteKind, Round, MemberIndex);
 
-/// Names one piece: its group and its aggregate signature (a different set of shares gives
-/// different bytes).
-type PieceId = (VoteKind, Round, ValueHash, beaufort_crypto::bls::Signature);
+/// Names one piece: its group, its signature and its signers. The signers are part of the name:
+/// a forged piece may carry the signature bytes of a genuine one with more signers claimed.
+type PieceId = (
+    VoteKind,
+    Round,
+    ValueHash,
+    beaufort_crypto::bls::Signature,
+    beaufort_crypto::weights::SignerWeights,
+);
 
 fn piece_id(piece: &Piece) -> PieceId {
     (
@@ -295,6 +305,7 @@ fn piece_id(piece: &Piece) -> PieceId {
         piece.round,
         piece.value,
         piece.aggregate.signature,
+        piece.aggregate.weights.clone(),
     )
 }
 
@@ -424,6 +435,9 @@ impl Register {
     /// just before each decision.
     pub fn advance(&mut self, ctx: &Context<'_>) -> AdvanceOutcome {
         let mut outcome = AdvanceOutcome::default();
+        if std::mem::take(&mut self.recheck) {
+            let _all_valid = self.verify_unverified(ctx, &mut outcome);
+        }
         // Each iteration casts a vote (following the top round, a COMMIT, opening the next
         // round: at most three before we wait for others), removes invalid votes (at most once
         // per vote held), or stops; the bound keeps a hostile state from spinning us.
@@ -498,6 +512,7 @@ impl Register {
         };
         self.verified.clear();
         self.verified_pieces.clear();
+        self.recheck = false;
         self.parked.clear();
         self.split_seen = None;
         self.strict = false;
