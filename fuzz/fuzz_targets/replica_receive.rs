@@ -585,7 +585,7 @@ impl Harness {
                 let signature = sign(key, &subject);
                 let qc = world()
                     .verifier
-                    .certify(&Digest::ZERO, &[(BYZ, signature)])?;
+                    .certify(&Digest::ZERO, &[(BYZ, signature)], &[])?;
                 Some(UpdateCertificate::Whole(Certified {
                     view: cert_view,
                     round: 0,
@@ -754,6 +754,7 @@ impl Harness {
                     accepted,
                     values,
                     votes,
+                    pieces: Vec::new(),
                     complete,
                     short_refs,
                 };
@@ -855,6 +856,7 @@ impl Harness {
                     accepted: None,
                     values,
                     votes: Vec::new(),
+                    pieces: Vec::new(),
                     complete: false,
                     short_refs: false,
                 };

@@ -97,9 +97,9 @@ fn canonical_update(mut update: KeyUpdate) -> KeyUpdate {
         .partition(|wire| matches!(wire.ballot, Ballot::Vote { .. }));
     // Stable: votes of one group keep their relative order.
     singles.sort_by_key(|wire| (wire.kind, wire.round, wire.ballot.vote_value()));
-    // A group may name its value short and hold no vote at all; with no single vote left there
-    // is nothing to name, and the re-encoding says the names are whole.
-    update.short_refs &= !singles.is_empty();
+    // A group may name its value short and hold no vote at all; with no single vote or piece
+    // left there is nothing to name, and the re-encoding says the names are whole.
+    update.short_refs &= !singles.is_empty() || !update.pieces.is_empty();
     // A single vote may also travel as a plain slot, with its whole hash, in an update whose
     // groups name their values short; re-encoded, it joins a group and is named short too.
     if update.short_refs {

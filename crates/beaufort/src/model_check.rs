@@ -21,12 +21,20 @@ pub struct ModelCheckArgs {
     /// Also let the Byzantine member forward single honest votes (partial views).
     #[arg(long)]
     relay: bool,
+    /// Honest states travel as one piece per vote group, and the Byzantine member also combines
+    /// or forges pieces (docs/PROTOCOL.md §7.1).
+    #[arg(long)]
+    pieces: bool,
 }
 
 /// Runs the search and prints what it covered; exits non-zero with the schedule on a violation.
 pub fn model_check(args: ModelCheckArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let model = Model::new();
+    let model = if args.pieces {
+        Model::over_pieces()
+    } else {
+        Model::new()
+    };
     let report = model.explore(Bounds {
         depth: args.depth,
         byzantine_rounds: args.byzantine_rounds,
@@ -34,11 +42,12 @@ pub fn model_check(args: ModelCheckArgs) -> Result<ExitCode> {
         relay: args.relay,
     });
     println!(
-        "model check: n = 4, f = 1 (honest 0-2, Byzantine 3), depth {} (reached {}), Byzantine rounds 0..={}{}",
+        "model check: n = 4, f = 1 (honest 0-2, Byzantine 3), depth {} (reached {}), Byzantine rounds 0..={}{}{}",
         args.depth,
         report.depth_reached,
         args.byzantine_rounds,
-        if args.relay { ", relaying honest votes" } else { "" }
+        if args.relay { ", relaying honest votes" } else { "" },
+        if args.pieces { ", votes as pieces" } else { "" }
     );
     println!(
         "  worlds: {}  transitions: {}  worlds with a decision: {}{}",

@@ -17,6 +17,8 @@ use beaufort_crypto::hash::Digest;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::{Path, PathBuf};
 
+mod migrate;
+
 /// Register states: key bytes → postcard-encoded [`RegisterState`].
 const REGISTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("registers");
 /// Equivocation proofs: the excluded member's index → postcard-encoded [`Equivocation`].
@@ -24,8 +26,9 @@ const EVIDENCE: TableDefinition<u16, &[u8]> = TableDefinition::new("evidence");
 /// Store metadata: the schema version and the network the store belongs to.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Version of the on-disk layout; a store of another version is refused rather than misread
-/// (2: register states hold pieces, certificates count signer multiplicities).
+/// Version of the on-disk layout; a store of a newer version is refused rather than misread, and
+/// an older one is upgraded in place when opened (2: register states hold pieces, certificates
+/// count signer multiplicities; see `migrate`).
 pub const SCHEMA_VERSION: u16 = 2;
 
 /// The file name of the database inside a node's data directory.
@@ -142,6 +145,11 @@ impl Store {
             };
             match version {
                 Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    migrate::from_v1(&txn)?;
+                    meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())
+                        .map_err(db_error)?;
+                }
                 Some(other) => return Err(StoreError::Schema(other)),
                 None => {
                     meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())

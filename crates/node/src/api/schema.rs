@@ -49,19 +49,71 @@ fn bls_signature() -> ObjectBuilder {
     )
 }
 
-/// A quorum certificate: the signers' bitmap and their aggregate BLS signature.
-pub(crate) fn certificate() -> Schema {
-    let signers = ObjectBuilder::new()
-        .description(Some(
-            "The signers: bit i of bits (byte i / 8, bit i % 8) is member i",
-        ))
+/// The members counted more than once in a certificate (every count is 1 unless pieces that
+/// overlapped were added into it).
+fn repeats() -> ArrayBuilder {
+    ArrayBuilder::new().items(
+        ObjectBuilder::new()
+            .property("member", integer("A member index"))
+            .required("member")
+            .property(
+                "count",
+                integer("How many times its share is in the aggregate (2 to 255)")
+                    .maximum(Some(255)),
+            )
+            .required("count"),
+    )
+}
+
+/// One of the three forms of a certificate's signer multiset, tagged by its name.
+fn signer_form(name: &str, field: &str, items: &str, description: &str) -> Schema {
+    let body = ObjectBuilder::new()
         .property("n", integer("Number of members"))
         .required("n")
         .property(
-            "bits",
-            ArrayBuilder::new().items(integer("A byte of the bitmap").maximum(Some(255))),
+            field,
+            ArrayBuilder::new().items(integer(items).maximum(Some(if field == "bits" {
+                255
+            } else {
+                65_535
+            }))),
         )
-        .required("bits");
+        .required(field)
+        .property("repeats", repeats())
+        .required("repeats");
+    ObjectBuilder::new()
+        .description(Some(description))
+        .property(name, body)
+        .required(name)
+        .build()
+        .into()
+}
+
+/// A quorum certificate: its signers (a multiset, in whichever of three forms is smallest) and
+/// their aggregate BLS signature.
+pub(crate) fn certificate() -> Schema {
+    let signers = OneOfBuilder::new()
+        .description(Some(
+            "The signers, in the smallest of three forms, plus the members counted more than once",
+        ))
+        .item(signer_form(
+            "Bitmap",
+            "bits",
+            "A byte of the bitmap",
+            "bit i of bits (byte i / 8, bit i % 8) is member i",
+        ))
+        .item(signer_form(
+            "Listed",
+            "gaps",
+            "Distance from the previous member minus one (the first: its index)",
+            "the members, as gaps",
+        ))
+        .item(signer_form(
+            "AllBut",
+            "gaps",
+            "Distance from the previous absent member minus one (the first: its index)",
+            "every member except those listed, as gaps",
+        ));
     ObjectBuilder::new()
         .description(Some(
             "Quorum certificate: who signed and their aggregate signature (checked by beaufort verify)",
