@@ -112,7 +112,7 @@ struct CheckArgs {
     seed_start: u64,
     /// Byzantine behaviour: none, all, equivocate, invalid-signatures, hook-violation,
     /// unjustified-rounds, withhold, replay-stale, flood-bodies, drive-rounds, split-round-zero,
-    /// withhold-reveal or junk-keys.
+    /// withhold-reveal, junk-keys or pieces.
     #[arg(long, default_value = "all")]
     adversary: AdversaryMode,
     /// Link model: stream (FIFO links, a loss breaks the connection, as with libp2p) or
@@ -306,7 +306,8 @@ fn print_summary(args: &CheckArgs, s: &Summary, wall: f64) {
         "  adversary actions:            {} equivocating votes, {} corrupted signatures, \
          {} forged votes/proofs, {} hook-violating votes, {} unjustified votes, \
          {} stale replays, {} withheld messages, {} junk votes/bodies, {} splitting votes, \
-         {} votes revealed late, {} junk-key/far-view updates, {} strategy switches",
+         {} votes revealed late, {} junk-key/far-view updates, {} pieces ({} bad), \
+         {} strategy switches",
         a.equivocating_votes,
         a.corrupted_signatures,
         a.forged_votes,
@@ -318,6 +319,8 @@ fn print_summary(args: &CheckArgs, s: &Summary, wall: f64) {
         a.splitting_votes,
         a.revealed_late,
         a.junk_updates,
+        a.pieces,
+        a.bad_pieces,
         a.switches
     );
     let t = &s.stats;

@@ -215,33 +215,39 @@ fn a_piece_that_only_repeats_what_we_hold_is_not_kept() {
 }
 
 #[test]
-fn a_piece_never_casts_our_own_vote_and_convicts_a_member_it_shows_voting_twice() {
+fn a_piece_fills_our_own_slot_only_once_checked() {
     let c = crypto(N);
-    let (x, y) = (data("x"), data("y"));
+    let x = data("x");
     let mut b = Member::new(1);
-    let votes = vec![vote(&c, 2, VoteKind::PreCommit, 0, &y)];
-    b.merge(update(vec![y.clone()], votes, false), false)
+    // A forged piece claims us (member 1) for x with member 3's share only: checked at once,
+    // since we know what we signed, and refused.
+    let mut forged = piece(&c, VoteKind::PreCommit, &[3], &x);
+    forged
+        .aggregate
+        .weights
+        .add(&beaufort_crypto::weights::SignerWeights::single(N, 1).expect("in range"))
+        .expect("no overflow");
+    let invalid = b
+        .merge(with_pieces(vec![x.clone()], vec![forged]), false)
         .expect("merge");
-    // A piece claims member 1 (us) and member 2 for x, and member 3 for x.
+    assert_eq!(invalid, 1);
+    assert_eq!(b.slot(VoteKind::PreCommit, 0, 1), None);
+    assert_eq!(b.slot(VoteKind::PreCommit, 0, 3), None);
+    // A genuine piece with our vote for x (one we cast before a restart lost it, as the stand-in
+    // crypto lets the test sign it) fills our slot again, as our peers count it.
     b.merge(
         with_pieces(
             vec![x.clone()],
-            vec![piece(&c, VoteKind::PreCommit, &[1, 2, 3], &x)],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 3], &x)],
         ),
         false,
     )
     .expect("merge");
-    let own = b.slot(VoteKind::PreCommit, 0, 1);
-    assert!(
-        !matches!(own, Some(Ballot::Covered { .. })),
-        "our slot holds only what we cast: {own:?}"
+    assert_eq!(
+        b.slot(VoteKind::PreCommit, 0, 1),
+        Some(Ballot::Covered { value: x.hash() })
     );
-    // Member 2's held vote for y and its share for x in the (checked) piece prove it
-    // equivocated; member 3's slot was open.
-    assert!(matches!(
-        b.slot(VoteKind::PreCommit, 0, 2),
-        Some(Ballot::Conflicted { .. })
-    ));
+    assert_eq!(b.register.my_round(1), Some(0), "we count as having voted");
     assert_eq!(
         b.slot(VoteKind::PreCommit, 0, 3),
         Some(Ballot::Covered { value: x.hash() })
@@ -447,4 +453,44 @@ fn a_forged_piece_convicts_nobody() {
     ));
     assert_eq!(a.slot(VoteKind::PreCommit, 0, 1), None);
     assert!(a.register.state.pieces.is_empty());
+}
+
+#[test]
+fn a_proof_piece_that_holds_votes_its_keeper_never_counted_is_no_fault_in_a_whole_state() {
+    let c = crypto(N);
+    let (y, z) = (data("y"), data("z"));
+    let mut a = Member::new(0);
+    a.merge(
+        update(
+            vec![y.clone()],
+            vec![vote(&c, 3, VoteKind::PreCommit, 0, &y)],
+            false,
+        ),
+        false,
+    )
+    .expect("merge");
+    // Member 3 also signed z, inside a piece with member 1's vote for z; z's body never comes.
+    a.merge(
+        with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::PreCommit, &[1, 3], &z)],
+        ),
+        false,
+    )
+    .expect("merge");
+    assert!(matches!(
+        a.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Conflicted { .. })
+    ));
+    assert_eq!(a.slot(VoteKind::PreCommit, 0, 1), None, "no body, no vote");
+    // A's whole state keeps the piece as the proof against member 3; member 1's vote inside it
+    // is not something A asserts, so B drops it instead of blaming A.
+    let mut b = Member::new(2);
+    b.merge(KeyUpdate::whole(&key(), &a.register.state), false)
+        .expect("not A's fault");
+    assert_eq!(b.slot(VoteKind::PreCommit, 0, 1), None);
+    assert!(matches!(
+        b.slot(VoteKind::PreCommit, 0, 3),
+        Some(Ballot::Conflicted { .. })
+    ));
 }

@@ -415,9 +415,13 @@ impl Register {
             // A whole state that does not justify itself is the sender's fault — unless we just
             // dropped invalid signatures from it, which the sender (on the fast path) may have
             // counted in good faith.
+            // A covered vote is not something the sender's state asserts: a piece it keeps as
+            // the proof of one member's equivocation may also hold votes it never counted (their
+            // bodies or rounds missing there too), so those are dropped here, never blamed.
             if update.complete && outcome.invalid_signatures == 0 {
-                let w = unjustified[0];
-                return Err(InvalidState::Unjustified(w.kind, w.round, w.member));
+                if let Some(w) = unjustified.iter().find(|w| !w.ballot.travels_in_pieces()) {
+                    return Err(InvalidState::Unjustified(w.kind, w.round, w.member));
+                }
             }
             for w in &unjustified {
                 journal.remove(&mut self.state, w.kind, w.round, w.member);
@@ -444,8 +448,8 @@ impl Register {
         Ok(fresh)
     }
 
-    /// Takes in a peer's pieces. A piece enters only if it covers a slot nothing fills yet (never
-    /// our own: our votes are ours to cast), which bounds the pieces by the slots. On the fast
+    /// Takes in a peer's pieces. A piece enters only if it covers a slot nothing fills yet (our
+    /// own only once the piece is checked), which bounds the pieces by the slots. On the fast
     /// path pieces enter unchecked, for deferred verification; a strict register checks them
     /// first. A piece's member whose slot already holds another value keeps that slot.
     fn merge_pieces(
@@ -466,12 +470,23 @@ impl Register {
             }
             let open = self.open_slots(ctx, &piece);
             let conflicts = self.conflicting(&piece);
-            if open.is_empty() && conflicts.is_empty() {
+            // A piece that claims a vote of ours our state does not hold is checked at once: we
+            // know what we signed, and a forged claim must count as the invalid signature it is,
+            // or its sender's count of that vote would make a later whole state of its look
+            // unjustified to us.
+            let me = ctx.me();
+            let claims_me = weights.contains(me)
+                && self
+                    .state
+                    .ballot(piece.kind, piece.round, me)
+                    .and_then(Ballot::vote_value)
+                    != Some(piece.value);
+            if open.is_empty() && conflicts.is_empty() && !claims_me {
                 continue;
             }
             // A conflict convicts only on checked signatures; a strict register checks all.
             let checked = self.verified_pieces.contains(&piece_id(&piece));
-            if !checked && (self.strict || !conflicts.is_empty()) {
+            if !checked && (self.strict || !conflicts.is_empty() || claims_me) {
                 to_check.push(piece);
                 continue;
             }
@@ -632,15 +647,19 @@ impl Register {
         })
     }
 
-    /// The members of `piece` whose slot nothing fills yet, ourselves excepted.
+    /// The members of `piece` whose slot nothing fills yet. Our own slot only from a checked
+    /// piece: then we did sign that vote (a restart lost it), and must count it again as our
+    /// peers do, as a single vote of ours coming back is taken after its check.
     fn open_slots(&self, ctx: &Context<'_>, piece: &Piece) -> Vec<MemberIndex> {
+        let ours_checked = self.verified_pieces.contains(&piece_id(piece));
         piece
             .aggregate
             .weights
             .members()
             .map(|(member, _)| member)
             .filter(|&member| {
-                member != ctx.me() && self.state.ballot(piece.kind, piece.round, member).is_none()
+                (member != ctx.me() || ours_checked)
+                    && self.state.ballot(piece.kind, piece.round, member).is_none()
             })
             .collect()
     }

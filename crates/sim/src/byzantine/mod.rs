@@ -6,7 +6,7 @@
 //! "signature" it puts in another member's name is random bytes, which honest members must catch.
 
 use crate::keys::{Keyring, FORBIDDEN_PREFIX};
-use beaufort_core::auth::VoteSigner;
+use beaufort_core::auth::{Verifier, VoteSigner};
 use beaufort_core::register::{KeyUpdate, WireBallot};
 use beaufort_core::replica::Replica;
 use beaufort_core::state::Ballot;
@@ -22,8 +22,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 mod liveness;
+mod pieces;
 
 /// What a Byzantine member does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -58,11 +60,15 @@ pub enum Strategy {
     WithholdReveal,
     /// Proposes on many junk keys and sends updates claiming views far ahead of the real ones.
     JunkKeys,
+    /// Relays votes as pieces: genuine ones, poisoned ones (one bad share inside), ones that
+    /// claim a signer without its share, overlapping and repeated ones, and ones that hide its
+    /// own vote for another value among honest votes.
+    Pieces,
 }
 
 impl Strategy {
     /// Every strategy, for the mixed adversary.
-    pub const ALL: [Strategy; 11] = [
+    pub const ALL: [Strategy; 12] = [
         Strategy::Equivocate,
         Strategy::InvalidSignatures,
         Strategy::HookViolation,
@@ -74,6 +80,7 @@ impl Strategy {
         Strategy::SplitRoundZero,
         Strategy::WithholdReveal,
         Strategy::JunkKeys,
+        Strategy::Pieces,
     ];
 
     /// The command-line name.
@@ -90,6 +97,7 @@ impl Strategy {
             Strategy::SplitRoundZero => "split-round-zero",
             Strategy::WithholdReveal => "withhold-reveal",
             Strategy::JunkKeys => "junk-keys",
+            Strategy::Pieces => "pieces",
         }
     }
 }
@@ -138,6 +146,10 @@ pub struct AdversaryStats {
     pub junk_updates: u64,
     /// Strategy switches in mixed mode.
     pub switches: u64,
+    /// Pieces sent in place of single votes.
+    pub pieces: u64,
+    /// Of those, poisoned or claiming a signer without its share.
+    pub bad_pieces: u64,
 }
 
 impl AdversaryStats {
@@ -155,6 +167,8 @@ impl AdversaryStats {
         self.revealed_late += other.revealed_late;
         self.junk_updates += other.junk_updates;
         self.switches += other.switches;
+        self.pieces += other.pieces;
+        self.bad_pieces += other.bad_pieces;
     }
 }
 
@@ -166,6 +180,8 @@ pub struct Adversary {
     member: MemberIndex,
     strategy: Strategy,
     signer: Box<dyn VoteSigner>,
+    /// Adds shares into pieces, as the consortium's crypto does.
+    verifier: Arc<dyn Verifier>,
     network: NetworkId,
     members: usize,
     captured: VecDeque<KeyUpdate>,
@@ -184,6 +200,7 @@ impl Adversary {
             member,
             strategy,
             signer: keyring.signer(member),
+            verifier: keyring.verifier(),
             network: keyring.network(),
             members: keyring.members(),
             captured: VecDeque::new(),
@@ -296,6 +313,11 @@ impl Adversary {
             }
             Strategy::WithholdReveal => self.withhold_reveal(replica, &mut updates),
             Strategy::JunkKeys => self.junk_keys(replica, &mut updates),
+            Strategy::Pieces => {
+                for update in &mut updates {
+                    self.send_pieces(replica, update, rng);
+                }
+            }
             Strategy::Withhold => {}
         }
         Some(SyncMessage::Updates { verified, updates })
