@@ -11,6 +11,11 @@ fi
 # The browser tests (crates/beaufort/tests/browser.rs) drive Debian's headless Chromium through
 # chromedriver; they fail, never skip, without them.
 command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
+# The /verify page runs the receipt verifier compiled to WebAssembly, which crates/node/build.rs
+# builds: install its tools when missing (the wasm32 target, clang and lld, the pinned
+# wasm-bindgen CLI), and make a build without them an error instead of a page that says so.
+./scripts/wasm-tools.sh
+export BEAUFORT_WASM=require
 cargo fmt --all -- --check
 # The fuzz crate is its own workspace (fuzz/Cargo.toml), so the line above does not reach it.
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
