@@ -467,7 +467,7 @@ fn the_web_app_in_a_real_browser_on_a_real_consortium() {
     println!("error display checked after {:?}", started.elapsed());
     let ticket = loyalty_across_merchants(&members, &urls, &merchant, &customer, &shots);
     println!("loyalty checked after {:?}", started.elapsed());
-    receipts_checked_in_the_browser(&members, &customer, &ticket);
+    receipts_checked_in_the_browser(&members, &customer, &ticket, &shots);
     println!("receipts checked after {:?}", started.elapsed());
     wasm_against_native(&customer, &urls[0]);
     println!("wasm measured after {:?}", started.elapsed());
@@ -747,7 +747,12 @@ fn paste_and_check(browser: &Browser, receipt: &str) -> String {
 /// WebAssembly build of `beaufort verify`'s code against the network's keys and only then shows
 /// the ticket; tampered receipts, pasted or from a file, are refused with the reason and show no
 /// value.
-fn receipts_checked_in_the_browser(members: &[Member], customer: &Browser, ticket: &str) {
+fn receipts_checked_in_the_browser(
+    members: &[Member],
+    customer: &Browser,
+    ticket: &str,
+    shots: &Path,
+) {
     let key = format!("loyalty/ticket/{ticket}");
     let committed = members[3].value(&key).expect("the ticket is committed");
     customer.wait_for(&format!("#check-{ticket}"));
@@ -865,6 +870,7 @@ fn receipts_checked_in_the_browser(members: &[Member], customer: &Browser, ticke
     // And the genuine receipt pasted: shown again.
     assert_eq!(paste_and_check(customer, &genuine), "verified");
     assert_eq!(customer.text("verified-value"), committed);
+    customer.screenshots("verify", shots);
 }
 
 /// BLS in the browser against native code, on identical work (`beaufort_wasm::BenchFixture`, a
