@@ -54,7 +54,7 @@ fn main() {
                  run scripts/wasm-tools.sh, then build again"
             );
             let message = format!(
-                "This node was built without the browser's receipt verifier ({reason}). \
+                "This node was built without the browser's receipt verifier: {reason}. \
                  Its operator can install the tools with scripts/wasm-tools.sh and rebuild."
             );
             write(
@@ -99,7 +99,7 @@ fn build(workspace: &Path, out_dir: &Path, wasm_out: &Path) -> Result<(), Missin
         && run(Command::new("clang").arg("--version")).is_err()
     {
         return Err(Missing(
-            "clang is not installed (it compiles blst's C for wasm32)".into(),
+            "clang is not installed; it compiles blst's C for wasm32".into(),
         ));
     }
     let wanted = locked_version(workspace, "wasm-bindgen")
