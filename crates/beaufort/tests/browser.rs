@@ -721,6 +721,23 @@ fn loyalty_across_merchants(
     ticket
 }
 
+/// Waits until /verify has loaded its WebAssembly verifier and the network's keys; fails at once
+/// with the page's words when it could not (a node built without the wasm tools says which).
+fn verifier_ready(browser: &Browser) {
+    let state = browser.wait(
+        "the verifier to load the network's keys",
+        "(() => { const s = document.getElementById('network-state')?.dataset.state; \
+         return s && s !== 'loading' && s; })()",
+        vec![],
+    );
+    assert_eq!(
+        state,
+        json!("ready"),
+        "/verify could not load its verifier: {}",
+        browser.text("network-state")
+    );
+}
+
 /// The verdict `/verify` shows once it has checked a receipt: `verified` or `refused`.
 fn verdict(browser: &Browser, what: &str) -> String {
     let state = browser.wait(
@@ -757,11 +774,7 @@ fn receipts_checked_in_the_browser(
     let committed = members[3].value(&key).expect("the ticket is committed");
     customer.wait_for(&format!("#check-{ticket}"));
     customer.click(&format!("#check-{ticket}"));
-    customer.wait(
-        "the verifier to load the network's keys",
-        "document.getElementById('network-state')?.dataset.state === 'ready'",
-        vec![],
-    );
+    verifier_ready(customer);
     assert_eq!(
         verdict(customer, "the wallet's receipt checked"),
         "verified"
@@ -880,11 +893,7 @@ fn wasm_against_native(browser: &Browser, url: &str) {
     const MEMBERS: u16 = 100;
     const SIGNERS: u16 = 67;
     browser.goto(&format!("{url}/verify"));
-    browser.wait(
-        "the verifier to load",
-        "document.getElementById('network-state')?.dataset.state === 'ready'",
-        vec![],
-    );
+    verifier_ready(browser);
     let script = "const [members, signers, done] = arguments;
         (async () => {
           const wasm = await import('/web/beaufort_wasm.js');
