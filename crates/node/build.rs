@@ -39,6 +39,7 @@ fn main() {
         "crates/core/Cargo.toml",
         "crates/crypto/src",
         "crates/crypto/Cargo.toml",
+        "Cargo.toml",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
