@@ -11,10 +11,17 @@ fi
 # The browser tests (crates/beaufort/tests/browser.rs) drive Debian's headless Chromium through
 # chromedriver; they fail, never skip, without them.
 command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
+# The /verify page runs the receipt verifier compiled to WebAssembly, which crates/node/build.rs
+# builds: install its tools when missing (the wasm32 target, clang and lld, the pinned
+# wasm-bindgen CLI), and make a build without them an error instead of a page that says so.
+./scripts/wasm-tools.sh
+export BEAUFORT_WASM=require
 cargo fmt --all -- --check
 # The fuzz crate is its own workspace (fuzz/Cargo.toml), so the line above does not reach it.
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
+# The crates the browser runs, linted as they are compiled there.
+cargo clippy --release -p beaufort-wasm -p beaufort-receipt --target wasm32-unknown-unknown -- -D warnings
 # Coverage-guided fuzzing of what a hostile peer controls (fuzz/README.md): each target replays its
 # committed corpus, then fuzzes for a few seconds; a crash, a failed assertion or a hang fails the
 # suite (the input is then in fuzz/artifacts/TARGET/). cargo-fuzz passes nightly compiler flags,

@@ -3,10 +3,10 @@
 //!
 //! The requests go through `beaufort-client`, the typed client of the API.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use beaufort_client::{Client, WatchEvent, Write};
-use beaufort_node::api::ValueView;
-use beaufort_node::config::{read_bounded, verify_certified, Config, NetworkSection};
+use beaufort_node::config::{read_bounded, Config};
+use beaufort_receipt::NetworkKeys;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -152,10 +152,11 @@ pub struct VerifyArgs {
     file: PathBuf,
 }
 
-/// Checks a value's certificate offline.
+/// Checks a value's certificate offline, through the same check the browser's `/verify` page runs
+/// (`beaufort-receipt`, compiled to WebAssembly there).
 pub fn verify(args: VerifyArgs) -> Result<()> {
-    let network: NetworkSection = match (&args.config, &args.network) {
-        (Some(config), _) => Config::load(config)?.network,
+    let network: NetworkKeys = match (&args.config, &args.network) {
+        (Some(config), _) => NetworkKeys::from(&Config::load(config)?.network),
         (None, Some(path)) => serde_json::from_str(&read_bounded(path)?)
             .with_context(|| format!("parsing the network description {}", path.display()))?,
         (None, None) => bail!("give --config or --network"),
@@ -165,36 +166,15 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     } else {
         read_bounded(&args.file)?
     };
-    let document: serde_json::Value =
-        serde_json::from_str(&text).context("parsing the receipt JSON")?;
-    if let Some(claimed) = document.get("network_id").and_then(|v| v.as_str()) {
-        if claimed != network.id().to_hex() {
-            bail!(
-                "the receipt is for network {claimed}, not {} ({})",
-                network.id().to_hex(),
-                network.name
-            );
-        }
-    }
-    let view: ValueView = serde_json::from_value(document).context("parsing the receipt JSON")?;
-    let (key, certified) = view
-        .certified()
-        .map_err(|e| anyhow!("refusing the receipt: {e}"))?;
-    verify_certified(&network, &key, &certified)?;
-    // Shown from the verified bytes only, never from the receipt's text fields.
-    let shown = match certified.value.as_data() {
-        None => "<deleted>".to_owned(),
-        Some(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => format!("{text:?}"),
-            Err(_) => format!("0x{}", hex::encode(bytes)),
-        },
-    };
+    let verified = network.checker()?.verify_json(&text)?;
     println!(
-        "OK: {key} = {shown} certified in view {} round {} by {} of {} members",
-        certified.view,
-        certified.round,
-        certified.qc.signers.support_len(),
-        network.members.len()
+        "OK: {} = {} certified in view {} round {} by {} of {} members",
+        verified.key_text(),
+        verified.shown(),
+        verified.certified.view,
+        verified.certified.round,
+        verified.signers,
+        verified.members
     );
     Ok(())
 }

@@ -149,7 +149,7 @@ async fn run(args: DemoArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding {bind}"))?;
         say(format!(
-            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare",
+            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare  receipts http://{bind}/verify",
             nodes.len()
         ));
         tokio::spawn(api::serve(node.clone(), listener));

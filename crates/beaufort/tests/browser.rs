@@ -465,8 +465,12 @@ fn the_web_app_in_a_real_browser_on_a_real_consortium() {
     let customer = Browser::open(&driver, &rt, "customer (wallet at member 0)");
     operator_errors_are_shown(&members, &urls, &merchant);
     println!("error display checked after {:?}", started.elapsed());
-    loyalty_across_merchants(&members, &urls, &merchant, &customer, &shots);
+    let ticket = loyalty_across_merchants(&members, &urls, &merchant, &customer, &shots);
     println!("loyalty checked after {:?}", started.elapsed());
+    receipts_checked_in_the_browser(&members, &customer, &ticket, &shots);
+    println!("receipts checked after {:?}", started.elapsed());
+    wasm_against_native(&customer, &urls[0]);
+    println!("wasm measured after {:?}", started.elapsed());
     eshare_between_neighbours(&driver, &rt, &members, &urls, &merchant, &customer);
     println!("eShare checked after {:?}", started.elapsed());
 
@@ -565,7 +569,7 @@ fn loyalty_across_merchants(
     merchant: &Browser,
     customer: &Browser,
     shots: &Path,
-) {
+) -> String {
     customer.goto(&format!("{}/wallet", urls[0]));
     let pk = customer.public_key();
     customer.wait_text("balance", "0");
@@ -713,6 +717,267 @@ fn loyalty_across_merchants(
             .as_str()
             .is_some_and(|t| t.contains("Issued 50 points") && t.contains("(this shop)")),
         "{issued}"
+    );
+    ticket
+}
+
+/// Waits until /verify has loaded its WebAssembly verifier and the network's keys; fails at once
+/// with the page's words when it could not (a node built without the wasm tools says which).
+fn verifier_ready(browser: &Browser) {
+    let state = browser.wait(
+        "the verifier to load the network's keys",
+        "(() => { const s = document.getElementById('network-state')?.dataset.state; \
+         return s && s !== 'loading' && s; })()",
+        vec![],
+    );
+    assert_eq!(
+        state,
+        json!("ready"),
+        "/verify could not load its verifier: {}",
+        browser.text("network-state")
+    );
+}
+
+/// The verdict `/verify` shows once it has checked a receipt: `verified` or `refused`.
+fn verdict(browser: &Browser, what: &str) -> String {
+    let state = browser.wait(
+        what,
+        "(() => { const r = document.getElementById('verify-result'); \
+         return r && !r.hidden && r.dataset.state; })()",
+        vec![],
+    );
+    state.as_str().unwrap_or_default().to_owned()
+}
+
+/// Pastes `receipt` into /verify (as a person would, replacing what was there) and checks it.
+fn paste_and_check(browser: &Browser, receipt: &str) -> String {
+    browser.js(
+        "const t = document.getElementById('receipt-text'); t.value = arguments[0]; \
+         t.dispatchEvent(new Event('input'));",
+        vec![json!(receipt)],
+    );
+    browser.click("#verify-button");
+    verdict(browser, "the receipt's verdict")
+}
+
+/// (d) The wallet's receipt link opens /verify, which checks the receipt in this browser with the
+/// WebAssembly build of `beaufort verify`'s code against the network's keys and only then shows
+/// the ticket; tampered receipts, pasted or from a file, are refused with the reason and show no
+/// value.
+fn receipts_checked_in_the_browser(
+    members: &[Member],
+    customer: &Browser,
+    ticket: &str,
+    shots: &Path,
+) {
+    let key = format!("loyalty/ticket/{ticket}");
+    let committed = members[3].value(&key).expect("the ticket is committed");
+    customer.wait_for(&format!("#check-{ticket}"));
+    customer.click(&format!("#check-{ticket}"));
+    verifier_ready(customer);
+    assert_eq!(
+        verdict(customer, "the wallet's receipt checked"),
+        "verified"
+    );
+    assert_eq!(customer.text("verified-key"), key);
+    assert_eq!(customer.text("verified-value"), committed);
+    let summary = customer.text("verify-summary");
+    assert!(summary.contains("of 4 members"), "{summary}");
+
+    // The same receipt as another member hands it out, then edited in every field that matters.
+    let (status, genuine) = members[1]
+        .http("GET", &format!("/v1/receipts/{key}"), "")
+        .expect("member 1 answers");
+    assert_eq!(status, 200, "{genuine}");
+    let receipt: Json = serde_json::from_str(&genuine).expect("receipt JSON");
+    let forged_text = committed.replace("\"points\":0", "\"points\":5000");
+    assert_ne!(
+        forged_text, committed,
+        "the ticket's value names its points: {committed}"
+    );
+    let tampered: Vec<(&str, Json, &str)> = vec![
+        (
+            "its text value",
+            {
+                let mut r = receipt.clone();
+                r["value"] = json!(forged_text);
+                r
+            },
+            "is not what its value_hex holds",
+        ),
+        (
+            "its value and value_hex",
+            {
+                let mut r = receipt.clone();
+                r["value"] = json!(forged_text);
+                r["value_hex"] = json!(hex::encode(&forged_text));
+                r
+            },
+            "certificate does not verify",
+        ),
+        (
+            "its signature",
+            {
+                let mut r = receipt.clone();
+                let signature = r["certificate"]["signature"]
+                    .as_str()
+                    .expect("hex")
+                    .to_owned();
+                let flipped = if signature.ends_with('0') { '1' } else { '0' };
+                r["certificate"]["signature"] =
+                    json!(format!("{}{flipped}", &signature[..signature.len() - 1]));
+                r
+            },
+            "",
+        ),
+        (
+            "its signer set",
+            {
+                // Whichever form the signer multiset took, name another set with the same
+                // signature.
+                let mut r = receipt.clone();
+                let signers = &mut r["certificate"]["signers"];
+                if let Some(bits) = signers["Bitmap"]["bits"][0].as_u64() {
+                    signers["Bitmap"]["bits"][0] = json!(bits ^ 1);
+                } else {
+                    let form = if signers["AllBut"].is_object() {
+                        "AllBut"
+                    } else {
+                        "Listed"
+                    };
+                    let gaps = signers[form]["gaps"].as_array_mut().expect("a signer list");
+                    if gaps.pop().is_none() {
+                        gaps.push(json!(0));
+                    }
+                }
+                r
+            },
+            "certificate does not verify",
+        ),
+    ];
+    for (what, forged, reason) in &tampered {
+        assert_eq!(
+            paste_and_check(customer, &forged.to_string()),
+            "refused",
+            "a receipt with edited {what} must be refused"
+        );
+        let summary = customer.text("verify-summary");
+        assert!(
+            summary.starts_with("Refused: ") && summary.contains(reason),
+            "edited {what}: {summary}"
+        );
+        assert_eq!(
+            customer.text("verified-value"),
+            "",
+            "edited {what}: no value shown"
+        );
+        assert!(
+            customer.js("return document.getElementById('verified').hidden;", vec![])
+                == json!(true),
+            "edited {what}: the value's facts stay hidden"
+        );
+    }
+    // From a file, as a customer keeps it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("receipt.json");
+    std::fs::write(&file, tampered[1].1.to_string()).expect("write the receipt file");
+    customer.js(
+        "document.getElementById('receipt-text').value = '';",
+        vec![],
+    );
+    let input = customer.find("#receipt-file");
+    customer
+        .rt
+        .block_on(input.send_keys(&file.display().to_string()))
+        .expect("choose the receipt file");
+    assert_eq!(verdict(customer, "the file's verdict"), "refused");
+    assert_eq!(customer.text("verified-value"), "");
+    // And the genuine receipt pasted: shown again.
+    assert_eq!(paste_and_check(customer, &genuine), "verified");
+    assert_eq!(customer.text("verified-value"), committed);
+    customer.screenshots("verify", shots);
+}
+
+/// BLS in the browser against native code, on identical work (`beaufort_wasm::BenchFixture`, a
+/// committee of 100 with a 67-signer certificate): printed for docs/EVALUATION.md, asserted only
+/// to compute the right answers, never on timings.
+fn wasm_against_native(browser: &Browser, url: &str) {
+    const MEMBERS: u16 = 100;
+    const SIGNERS: u16 = 67;
+    browser.goto(&format!("{url}/verify"));
+    verifier_ready(browser);
+    let script = "const [members, signers, done] = arguments;
+        (async () => {
+          const wasm = await import('/web/beaufort_wasm.js');
+          await wasm.default();
+          const module = await (await fetch('/web/beaufort_wasm_bg.wasm')).arrayBuffer();
+          const gzip = await new Response(new Blob([module]).stream()
+            .pipeThrough(new CompressionStream('gzip'))).arrayBuffer();
+          let start = performance.now();
+          const f = new wasm.BenchFixture(members, signers);
+          const setup = performance.now() - start;
+          const time = (name, op, n) => {
+            op();
+            const s = performance.now();
+            for (let i = 0; i < n; i++) if (!op()) throw new Error(`${name} failed`);
+            return (performance.now() - s) / n;
+          };
+          done({
+            bytes: module.byteLength, gzip: gzip.byteLength, setup,
+            sign: time('sign', () => f.sign(), 30),
+            verify: time('verify', () => f.verifyOne(), 30),
+            certificate: time('certificate', () => f.verifyCertificate(), 30),
+            members: time('members', () => f.loadMembers(), 2),
+          });
+        })().catch((e) => done({ error: String(e) }));";
+    let wasm = browser
+        .rt
+        .block_on(
+            browser
+                .client()
+                .execute_async(script, vec![json!(MEMBERS), json!(SIGNERS)]),
+        )
+        .unwrap_or_else(|e| panic!("the wasm measurement failed to run: {e}"));
+    assert!(wasm.get("error").is_none(), "wasm measurement: {wasm}");
+
+    let fixture = beaufort_wasm::BenchFixture::build(MEMBERS, SIGNERS).expect("fixture");
+    let time = |op: &dyn Fn() -> bool, n: u32| {
+        assert!(op());
+        let start = Instant::now();
+        for _ in 0..n {
+            assert!(op());
+        }
+        start.elapsed().as_secs_f64() * 1000.0 / f64::from(n)
+    };
+    let native = [
+        ("BLS sign (a vote)", "sign", time(&|| fixture.sign(), 300)),
+        (
+            "BLS verify one vote",
+            "verify",
+            time(&|| fixture.verify_one(), 300),
+        ),
+        (
+            "certificate of 67 of 100: verify",
+            "certificate",
+            time(&|| fixture.verify_certificate(), 300),
+        ),
+        (
+            "membership of 100: load (proofs of possession)",
+            "members",
+            time(&|| fixture.load_members(), 5),
+        ),
+    ];
+    println!("wasm vs native (ms per operation):");
+    for (name, field, native_ms) in native {
+        let wasm_ms = wasm[field].as_f64().expect("a number");
+        println!(
+            "  {name}: wasm {wasm_ms:.3} ms, native {native_ms:.3} ms, {:.1}x",
+            wasm_ms / native_ms
+        );
+    }
+    println!(
+        "  wasm module: {} bytes ({} gzipped)",
+        wasm["bytes"], wasm["gzip"]
     );
 }
 

@@ -8,7 +8,7 @@
 //! The `[node]` table is this member's own: its index, key files, data directory, listen
 //! addresses and HTTP API. Relative paths are resolved against the configuration file's directory.
 
-use beaufort_crypto::hash::{hash, Digest, Domain};
+use beaufort_crypto::hash::Digest;
 use beaufort_crypto::membership::{MemberIndex, MemberKey, Membership};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -85,16 +85,13 @@ pub struct NetworkSection {
 impl NetworkSection {
     /// The network id: a hash of the name, the hook rules and every member's keys and peer id.
     pub fn id(&self) -> Digest {
-        let mut parts: Vec<&[u8]> = vec![b"network", self.name.as_bytes()];
-        for prefix in &self.write_once_prefixes {
-            parts.push(b"write-once");
-            parts.push(prefix.as_bytes());
-        }
-        for member in &self.members {
-            parts.push(member.key.public_key.as_bytes());
-            parts.push(member.peer_id.as_bytes());
-        }
-        hash(Domain::NetworkId, &parts)
+        beaufort_receipt::network_id(
+            &self.name,
+            &self.write_once_prefixes,
+            self.members
+                .iter()
+                .map(|m| (&m.key.public_key, m.peer_id.as_str())),
+        )
     }
 
     /// Checks every proof of possession and builds the verified membership.
@@ -118,6 +115,26 @@ impl NetworkSection {
                 Ok((peer_id, addresses))
             })
             .collect()
+    }
+}
+
+impl From<&NetworkSection> for beaufort_receipt::NetworkKeys {
+    /// The part of the network a receipt is checked against, so `beaufort verify --config` goes
+    /// through the same check as `--network` and the browser.
+    fn from(network: &NetworkSection) -> beaufort_receipt::NetworkKeys {
+        beaufort_receipt::NetworkKeys {
+            name: network.name.clone(),
+            write_once_prefixes: network.write_once_prefixes.clone(),
+            members: network
+                .members
+                .iter()
+                .map(|m| beaufort_receipt::NetworkMember {
+                    key: m.key,
+                    peer_id: m.peer_id.clone(),
+                    name: m.name.clone(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -474,8 +491,6 @@ pub fn verify_certified(
     certified: &beaufort_core::state::Certified,
 ) -> Result<(), ConfigError> {
     let membership = network.membership()?;
-    let message = beaufort_core::vote::vote_message(&network.id(), key, &certified.subject());
-    membership
-        .verify_qc(&certified.qc, message.as_bytes())
-        .map_err(|e| ConfigError::Invalid(format!("certificate does not verify: {e}")))
+    beaufort_receipt::verify_certified(&membership, key, certified)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
 }

@@ -1,6 +1,6 @@
 // Customer wallet: the key pair, tickets and balance, multi-ticket redemption at any merchant of
 // the network (the wallet lives at one origin, but the customer shops everywhere), transfers, and
-// receipts that can be verified offline.
+// receipts that the /verify page (or `beaufort verify` offline) checks.
 import {
   $, api, busy, debounce, describeError, downloadText, el, ErrorBox, loadKeyPair, loadNodeInfo,
   normalisePk, parseJsonObject, pkProblem, shortId, shortPk, showMyKey, signChallenge, watchChanges,
@@ -142,6 +142,15 @@ function renderTickets() {
             },
             'Download receipt',
           ),
+          el(
+            'a',
+            {
+              class: 'button secondary small check-link',
+              id: `check-${t.id}`,
+              href: `/verify?key=${encodeURIComponent(ticketKey(t))}`,
+            },
+            'Check receipt',
+          ),
         ),
       ),
     ),
@@ -168,7 +177,7 @@ async function downloadReceipt(t, button) {
       if (!parseJsonObject(text)) throw new Error('The node sent a receipt that is not JSON.');
       downloadText(`receipt-${t.id}.json`, text);
       errors.clear('action');
-      showResult('ok', `Saved receipt-${t.id}.json. Check it with: beaufort verify --network network.json receipt-${t.id}.json`);
+      showResult('ok', `Saved receipt-${t.id}.json. Check it on the Verify page (/verify): choose the file there.`);
     } catch (e) {
       errors.show('action', `Could not download the receipt of ticket ${shortId(t.id)}: ${describeError(e)}`);
     }

@@ -43,7 +43,7 @@ impl ValueView {
         let data = certified.value.as_data();
         ValueView {
             key: crate::key_text(key),
-            value: data.and_then(|d| std::str::from_utf8(d).ok().map(str::to_owned)),
+            value: beaufort_receipt::value_text(data),
             value_hex: data.map(hex::encode),
             deleted: data.is_none(),
             view: certified.view,
@@ -59,28 +59,17 @@ impl ValueView {
     /// exactly what the verified bytes decode to: otherwise a receipt with an edited `value`
     /// would pass verification while showing a value nobody certified.
     pub fn certified(&self) -> Result<(Key, Certified), String> {
-        let key = Key::new(self.key.as_bytes().to_vec()).map_err(|e| e.to_string())?;
-        let value = match (&self.value_hex, self.deleted) {
-            (None, true) => Value::Tombstone,
-            (Some(_), true) => return Err("the receipt is marked deleted but has value_hex".into()),
-            (Some(h), false) => Value::data(hex::decode(h).map_err(|e| format!("value_hex: {e}"))?)
-                .map_err(|e| e.to_string())?,
-            (None, false) => return Err("value_hex missing".into()),
-        };
-        let certified = Certified {
+        beaufort_receipt::ValueFields {
+            key: &self.key,
+            value: self.value.as_deref(),
+            value_hex: self.value_hex.as_deref(),
+            deleted: self.deleted,
             view: self.view,
             round: self.round,
-            value,
-            qc: self.certificate.clone(),
-        };
-        let derived = ValueView::new(&key, &certified);
-        if derived.value != self.value {
-            return Err(format!(
-                "the receipt's value {:?} is not what its value_hex holds ({:?})",
-                self.value, derived.value
-            ));
+            certificate: &self.certificate,
         }
-        Ok((key, certified))
+        .certified()
+        .map_err(|e| e.to_string())
     }
 }
 

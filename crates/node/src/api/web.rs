@@ -1,52 +1,75 @@
-//! The web app each node serves: a merchant dashboard, a customer wallet and the eShare page.
-//! Plain HTML, CSS and JavaScript modules compiled into the binary, so there is no build step
-//! and the pages always match the node's API version.
+//! The web app each node serves: a merchant dashboard, a customer wallet, the eShare page and the
+//! receipt verifier. Plain HTML, CSS and JavaScript modules compiled into the binary, so the pages
+//! always match the node's API version; the verifier's WebAssembly module is built from this
+//! workspace's sources by the crate's build script (build.rs) and compiled in the same way.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// Every file of the app: name, content type, content.
-const FILES: &[(&str, &str, &str)] = &[
+const FILES: &[(&str, &str, &[u8])] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_str!("../../web/index.html"),
+        include_bytes!("../../web/index.html"),
     ),
     (
         "wallet.html",
         "text/html; charset=utf-8",
-        include_str!("../../web/wallet.html"),
+        include_bytes!("../../web/wallet.html"),
     ),
     (
         "eshare.html",
         "text/html; charset=utf-8",
-        include_str!("../../web/eshare.html"),
+        include_bytes!("../../web/eshare.html"),
+    ),
+    (
+        "verify.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/verify.html"),
     ),
     (
         "app.css",
         "text/css; charset=utf-8",
-        include_str!("../../web/app.css"),
+        include_bytes!("../../web/app.css"),
     ),
     (
         "common.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../web/common.js"),
+        include_bytes!("../../web/common.js"),
     ),
     (
         "merchant.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../web/merchant.js"),
+        include_bytes!("../../web/merchant.js"),
     ),
     (
         "wallet.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../web/wallet.js"),
+        include_bytes!("../../web/wallet.js"),
     ),
     (
         "eshare.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../web/eshare.js"),
+        include_bytes!("../../web/eshare.js"),
+    ),
+    (
+        "verify.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/verify.js"),
+    ),
+    // The receipt verifier compiled to WebAssembly and its wasm-bindgen glue, built by build.rs
+    // (a module that throws with the reason when this node was built without the tools).
+    (
+        "beaufort_wasm.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!(concat!(env!("OUT_DIR"), "/wasm/beaufort_wasm.js")),
+    ),
+    (
+        "beaufort_wasm_bg.wasm",
+        "application/wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/wasm/beaufort_wasm_bg.wasm")),
     ),
 ];
 
@@ -55,12 +78,21 @@ const FILES: &[(&str, &str, &str)] = &[
 /// another merchant's node), so `connect-src` allows any http(s) origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The `/verify` page's policy: the same, plus `'wasm-unsafe-eval'`, without which the browser
+/// refuses to compile the verifier's WebAssembly. It still runs no inline or foreign script, and
+/// it reaches only its own node (`connect-src 'self'`): it never needs another.
+const VERIFY_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 fn serve(name: &str) -> Response {
+    serve_with(name, CONTENT_SECURITY_POLICY)
+}
+
+fn serve_with(name: &str, policy: &'static str) -> Response {
     match FILES.iter().find(|(file, _, _)| *file == name) {
         Some((_, content_type, body)) => (
             [
                 (header::CONTENT_TYPE, *content_type),
-                (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+                (header::CONTENT_SECURITY_POLICY, policy),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
@@ -92,7 +124,16 @@ pub(super) async fn eshare() -> Response {
     serve("eshare.html")
 }
 
-/// A file of the web app (scripts, styles).
+/// The receipt verifier: a receipt (pasted, from a file, or this node's for `?key=`) is checked in
+/// the browser by the WebAssembly build of the code `beaufort verify` runs, against the network's
+/// member keys, and its value is shown only when the check passed.
+#[utoipa::path(get, path = "/verify", operation_id = "verifyPage", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub(super) async fn verify() -> Response {
+    serve_with("verify.html", VERIFY_CONTENT_SECURITY_POLICY)
+}
+
+/// A file of the web app (scripts, styles, the receipt verifier's WebAssembly module).
 #[utoipa::path(get, path = "/web/{file}", operation_id = "webFile", tag = "web",
     params(("file" = String, Path, description = "The file's name")),
     responses(
