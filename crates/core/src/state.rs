@@ -455,9 +455,9 @@ impl RegisterState {
     /// Byzantine member drives through many rounds costs bounded memory ([`RETAINED_ROUNDS`]).
     /// Kept: round 0 (the proposals and the round-0 winner), the highest quorum round (every
     /// lock is at or below it, and the next honest vote follows it), the top round and the one
-    /// below it (which proves the top exists), and `me`'s own latest PRE-COMMIT and COMMIT rounds
-    /// (so a member never forgets a round it voted in while it could still be asked to vote
-    /// there). A forgotten round only ever held votes below every round an honest member can
+    /// below it (which proves the top exists), `me`'s own latest PRE-COMMIT round and the one
+    /// below it, and its latest COMMIT round (so a member never forgets a round it voted in while
+    /// it could still be asked to vote there, nor what justified that vote). A forgotten round only ever held votes below every round an honest member can
     /// still vote in. Returns whether anything was dropped.
     pub fn prune(&mut self, quorum: usize, me: MemberIndex) -> bool {
         let mut keep: BTreeSet<Round> = BTreeSet::from([0]);
@@ -473,7 +473,13 @@ impl RegisterState {
                 .find(|(_, b)| b.contains_key(&me))
                 .map(|(r, _)| *r)
         };
-        keep.extend(own_latest(&self.precommits));
+        let own_precommit = own_latest(&self.precommits);
+        keep.extend(own_precommit);
+        // And the round below our own latest PRE-COMMIT: with it, whatever showed that round to
+        // exist when we voted there (a split in it or in the round below, both checked before we
+        // voted) stays, so our own state keeps justifying our vote after unchecked votes in
+        // higher rounds (the top that made us forget it) turn out invalid and are dropped.
+        keep.extend(own_precommit.map(|round| round.saturating_sub(1)));
         keep.extend(own_latest(&self.commits));
         let before = (self.vote_count(), self.values.len(), self.pieces.len());
         self.precommits.retain(|round, _| keep.contains(round));

@@ -32,8 +32,9 @@ pub const MAX_ROUND: Round = Round::MAX - 1;
 /// Most distinct rounds a register's state holds at once: round 0 (the proposals), the highest
 /// round with a PRE-COMMIT quorum (what locks and the next vote follow), and the top two rounds
 /// (the open round and the split that opened it). A member additionally keeps its own latest
-/// PRE-COMMIT and COMMIT rounds, so it never votes twice in a round it forgot.
-pub const RETAINED_ROUNDS: usize = 6;
+/// PRE-COMMIT and COMMIT rounds, so it never votes twice in a round it forgot, and the round
+/// below its latest PRE-COMMIT, so its own state keeps justifying that vote.
+pub const RETAINED_ROUNDS: usize = 7;
 
 /// A register's name.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -361,7 +361,7 @@ fn pieces_survive_the_wire_and_hostile_ones_do_not() {
         verified: false,
         updates: vec![with_pieces(
             Vec::new(),
-            vec![piece(&c, VoteKind::PreCommit, &[1], &x); 2 * N * 6 + 1],
+            vec![piece(&c, VoteKind::PreCommit, &[1], &x); beaufort_core::state::max_votes(N) + 1],
         )],
     };
     assert!(matches!(
