@@ -218,6 +218,32 @@ impl Model {
         update
     }
 
+    /// What the Byzantine member delivers alone: its votes or pieces, with the value's body when
+    /// they are round-0 PRE-COMMITs.
+    fn byzantine_update(
+        &self,
+        kind: VoteKind,
+        round: Round,
+        value: &Value,
+        votes: Vec<WireBallot>,
+        pieces: Vec<Piece>,
+    ) -> KeyUpdate {
+        KeyUpdate {
+            key: self.key.clone(),
+            view: 0,
+            accepted: None,
+            values: if round == 0 && kind == VoteKind::PreCommit {
+                vec![value.clone()]
+            } else {
+                Vec::new()
+            },
+            votes,
+            pieces,
+            complete: false,
+            short_refs: false,
+        }
+    }
+
     /// The Byzantine piece of an action, if `with` has cast the vote it needs.
     fn byzantine_piece(
         &self,
@@ -383,20 +409,7 @@ impl Model {
                 }
                 let value = if y { &self.y } else { &self.x };
                 let piece = self.byzantine_piece(world, kind, round, value, with, forged)?;
-                let update = KeyUpdate {
-                    key: self.key.clone(),
-                    view: 0,
-                    accepted: None,
-                    values: if round == 0 && kind == VoteKind::PreCommit {
-                        vec![value.clone()]
-                    } else {
-                        Vec::new()
-                    },
-                    votes: Vec::new(),
-                    pieces: vec![piece],
-                    complete: false,
-                    short_refs: false,
-                };
+                let update = self.byzantine_update(kind, round, value, Vec::new(), vec![piece]);
                 self.deliver(&mut next, to, update)?;
             }
             Action::Relay {
@@ -442,28 +455,16 @@ impl Model {
                     value: value.hash(),
                 };
                 let message = vote_message(&self.crypto.network_id(), &self.key, &subject);
-                let update = KeyUpdate {
-                    key: self.key.clone(),
-                    view: 0,
-                    accepted: None,
-                    values: if round == 0 && kind == VoteKind::PreCommit {
-                        vec![value.clone()]
-                    } else {
-                        Vec::new()
+                let vote = vec![WireBallot {
+                    kind,
+                    round,
+                    member: BYZANTINE,
+                    ballot: Ballot::Vote {
+                        value: value.hash(),
+                        signature: self.crypto.share(BYZANTINE, &message),
                     },
-                    votes: vec![WireBallot {
-                        kind,
-                        round,
-                        member: BYZANTINE,
-                        ballot: Ballot::Vote {
-                            value: value.hash(),
-                            signature: self.crypto.share(BYZANTINE, &message),
-                        },
-                    }],
-                    pieces: Vec::new(),
-                    complete: false,
-                    short_refs: false,
-                };
+                }];
+                let update = self.byzantine_update(kind, round, value, vote, Vec::new());
                 self.deliver(&mut next, to, update)?;
             }
         }

@@ -216,7 +216,7 @@ pub struct Receipt {
     pub view: u64,
     /// The round it was certified in.
     pub round: u32,
-    /// The quorum certificate (signer bitmap and aggregate BLS signature).
+    /// The quorum certificate (signer multiset and aggregate BLS signature).
     pub certificate: QuorumCertificate,
 }
 

@@ -32,7 +32,7 @@ pub struct ValueView {
     pub view: u64,
     /// The round it was certified in.
     pub round: u32,
-    /// The quorum certificate (signer bitmap and aggregate BLS signature).
+    /// The quorum certificate (signer multiset and aggregate BLS signature).
     #[schema(schema_with = super::schema::certificate)]
     pub certificate: beaufort_crypto::qc::QuorumCertificate,
 }
