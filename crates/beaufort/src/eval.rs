@@ -105,6 +105,11 @@ pub struct PerfArgs {
     /// neighbours (repairs trees cut by crashes); the wait is one to two periods.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     relay_retry: Micros,
+    /// BeauFort's votes travel combined into pieces on one tree per key, each member waiting
+    /// up to this long for its other tree links (docs/AGGREGATION.md §3.6); by default they
+    /// travel as single shares on the relay trees.
+    #[arg(long, value_parser = parse_duration)]
+    aggregate_wait: Option<Micros>,
     /// Model every member on one shared host with this many cores, as `beaufort demo` runs
     /// them (by default each member has its own CPU, as in a deployment).
     #[arg(long)]
@@ -239,6 +244,7 @@ impl PerfArgs {
         cfg.flush_every = self.flush.max(1);
         cfg.relay_parents = self.relay_parents;
         cfg.relay_retry = self.relay_retry.max(MS);
+        cfg.aggregate_wait = self.aggregate_wait;
         cfg.host_cores = self.host_cores.filter(|&cores| cores > 0);
         cfg.cost = match &self.cost_table {
             Some(path) => CostMode::Modelled(load_cost_table(path)?),

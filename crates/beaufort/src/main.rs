@@ -94,6 +94,9 @@ struct RunArgs {
     /// Link model (as for `check`).
     #[arg(long, default_value = "stream")]
     transport: TransportArg,
+    /// Votes travel as pieces on one tree per key (as for `check`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    aggregate_wait: Option<std::time::Duration>,
     /// Also write the run's schedule as a replay file.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -119,6 +122,11 @@ struct CheckArgs {
     /// datagram (independent losses, reordering on one link).
     #[arg(long, default_value = "stream")]
     transport: TransportArg,
+    /// Votes travel combined into pieces on one tree per key, each member waiting up to this
+    /// long for its other tree links (docs/AGGREGATION.md §3.6); by default they travel as
+    /// single shares.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    aggregate_wait: Option<std::time::Duration>,
     /// Worker threads (default: available cores).
     #[arg(long)]
     jobs: Option<usize>,
@@ -142,8 +150,11 @@ fn scenario_config(
     seed: u64,
     adversary: AdversaryMode,
     transport: TransportArg,
+    aggregate_wait: Option<std::time::Duration>,
 ) -> beaufort_sim::SimConfig {
     let mut cfg = scenario::check_config(nodes, seed, adversary);
+    cfg.cadence.aggregate_wait =
+        aggregate_wait.map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
     cfg.network.transport = match transport {
         TransportArg::Stream => Transport::Stream,
         TransportArg::Datagram => Transport::Datagram,
@@ -213,7 +224,8 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
                 let Some(&(n, seed)) = jobs.get(i) else {
                     break;
                 };
-                let cfg = scenario_config(n, seed, args.adversary, args.transport);
+                let cfg =
+                    scenario_config(n, seed, args.adversary, args.transport, args.aggregate_wait);
                 let report = beaufort_sim::Simulation::new(cfg)
                     .map(beaufort_sim::Simulation::run)
                     .map_err(|e| e.to_string());
@@ -260,8 +272,13 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         println!("VIOLATION n={n} seed={seed}: {violation}");
     }
     for (n, seed) in failing.iter().take(5) {
-        let (_, script) =
-            scenario::record(scenario_config(*n, *seed, args.adversary, args.transport))?;
+        let (_, script) = scenario::record(scenario_config(
+            *n,
+            *seed,
+            args.adversary,
+            args.transport,
+            args.aggregate_wait,
+        ))?;
         let path = args
             .replay_dir
             .join(format!("replay-n{n}-seed{seed}-{}.json", args.adversary));
@@ -355,7 +372,13 @@ fn print_summary(args: &CheckArgs, s: &Summary, wall: f64) {
 }
 
 fn run_one(args: RunArgs) -> Result<ExitCode> {
-    let cfg = scenario_config(args.nodes, args.seed, args.adversary, args.transport);
+    let cfg = scenario_config(
+        args.nodes,
+        args.seed,
+        args.adversary,
+        args.transport,
+        args.aggregate_wait,
+    );
     println!("byzantine: {:?}", cfg.byzantine);
     for (at, fault) in &cfg.faults {
         println!("  t={:>8} µs fault {fault:?}", at);

@@ -22,6 +22,15 @@ pub struct Cadence {
     pub second_chance_every: u64,
     /// Parents per origin in the relay trees; 0 floods every vote to every neighbour.
     pub relay_parents: usize,
+    /// `None`: votes travel as single shares on the per-origin relay trees. `Some(wait)`: votes
+    /// travel combined into pieces along one tree per key and view, and a member waits up to
+    /// `wait` for its other tree links before it tells one what it holds (docs/AGGREGATION.md
+    /// §3.6, §3.8): the knob between latency and bytes.
+    pub aggregate_wait: Option<u64>,
+    /// With pieces: how long a neighbour off a key's tree waits for the votes the tree should
+    /// have brought it before we send ours (§3.7); what a withholding or failed tree member
+    /// costs at most.
+    pub aggregate_fallback: u64,
     /// Seeds the timers' phases and jitter.
     pub seed: u64,
 }
@@ -33,6 +42,8 @@ impl Default for Cadence {
             anti_entropy_every: (500, 1_000),
             second_chance_every: 300,
             relay_parents: 1,
+            aggregate_wait: None,
+            aggregate_fallback: 1_000,
             seed: 0,
         }
     }

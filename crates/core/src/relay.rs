@@ -60,6 +60,46 @@ pub struct RelayTrees {
     owed: BTreeSet<MemberIndex>,
 }
 
+/// A member's links in one key's tree (docs/AGGREGATION.md §3.6): the shortest-path tree
+/// towards the key's root, as the relay trees already know it. Pieces of the key's votes travel
+/// only along these links, so they stay disjoint and few.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeLinks {
+    /// Our next hop towards the root; `None` at the root itself.
+    pub parent: Option<MemberIndex>,
+    /// The neighbours whose next hop towards the root is us.
+    pub children: Vec<MemberIndex>,
+}
+
+impl TreeLinks {
+    /// Whether `peer` is one of our links in the tree.
+    pub fn contains(&self, peer: MemberIndex) -> bool {
+        self.parent == Some(peer) || self.children.contains(&peer)
+    }
+
+    /// Every link but `peer`: the ones we hear from before we tell `peer` what we hold.
+    pub fn others(&self, peer: MemberIndex) -> impl Iterator<Item = MemberIndex> + '_ {
+        self.parent
+            .into_iter()
+            .chain(self.children.iter().copied())
+            .filter(move |&link| link != peer)
+    }
+}
+
+/// The root of the tree a key's votes gather on in `view`: a fixed mix of the key's bytes and
+/// the view, so every member picks the same root and the load of being root rotates with each
+/// decision.
+pub fn tree_root(key: &[u8], view: u64, members: usize) -> MemberIndex {
+    let mut x = view ^ 0x6a09_e667_f3bc_c908;
+    for chunk in key.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        x = mix(x ^ u64::from_le_bytes(word));
+    }
+    let members = u64::try_from(members.max(1)).unwrap_or(u64::MAX);
+    member(usize::try_from(mix(x) % members).unwrap_or(0))
+}
+
 /// What a member tells one neighbour (the body of a `Routes` message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advert {
@@ -193,6 +233,33 @@ impl RelayTrees {
             .collect()
     }
 
+    /// Our links in the tree towards `root`, or `None` when we know no route to it or run more
+    /// than one parent per origin (then a neighbour that wants the root from us need not be our
+    /// child, and the links would not be symmetric). A neighbour is our child when its advert
+    /// puts it one hop further from the root than us and wants the root's votes from us.
+    pub fn tree_towards(&self, root: MemberIndex) -> Option<TreeLinks> {
+        let depth = self.hops_to(root);
+        if self.parents != 1 || depth == UNREACHABLE {
+            return None;
+        }
+        let parent = match self.parents_of(root).first() {
+            Some(&parent) => Some(parent),
+            None if depth == 0 => None,
+            None => return None,
+        };
+        let r = usize::from(root);
+        let children = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| {
+                n.hops.as_ref().and_then(|h| h.get(r)) == Some(&(depth + 1))
+                    && n.wants.as_ref().is_some_and(|w| bit(w, r))
+            })
+            .map(|(&u, _)| u)
+            .collect();
+        Some(TreeLinks { parent, children })
+    }
+
     /// The origins we want from `peer` at once: those it is our parent for, and those we know
     /// no parent for (flooding is the fallback).
     fn wants_from(&self, peer: MemberIndex) -> Vec<u8> {
@@ -249,7 +316,10 @@ fn bit(bits: &[u8], index: usize) -> bool {
 /// A fixed mixing function (SplitMix64's finaliser) over the three indices: cheap, the same on
 /// every platform, and well spread, so each member's parents differ from origin to origin.
 fn tie_break(origin: MemberIndex, child: MemberIndex, candidate: MemberIndex) -> u64 {
-    let mut x = (u64::from(origin) << 32) ^ (u64::from(child) << 16) ^ u64::from(candidate);
+    mix((u64::from(origin) << 32) ^ (u64::from(child) << 16) ^ u64::from(candidate))
+}
+
+fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -62,6 +62,7 @@ pub fn members(
                 flush_every: cfg.flush_every.div_ceil(1000).max(1),
                 second_chance_every: cfg.relay_retry.div_ceil(1000).max(1),
                 relay_parents: cfg.relay_parents,
+                aggregate_wait: cfg.aggregate_wait.map(|wait| wait.div_ceil(1000)),
                 seed: cfg.seed,
                 ..Cadence::default()
             };

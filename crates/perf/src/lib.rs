@@ -136,6 +136,10 @@ pub struct PerfConfig {
     pub relay_parents: usize,
     /// BeauFort's grace period before held-back votes are offered to the other neighbours.
     pub relay_retry: Micros,
+    /// BeauFort's votes travel as pieces on one tree per key, each member waiting up to this
+    /// long for its other tree links (`beaufort_core::cadence::Cadence::aggregate_wait`);
+    /// `None` sends single shares on the relay trees.
+    pub aggregate_wait: Option<Micros>,
     /// All members share one host with this many cores (as `beaufort demo` runs them in one
     /// process); `None` gives every member its own CPU, as a deployment does.
     pub host_cores: Option<usize>,
@@ -162,6 +166,7 @@ impl PerfConfig {
             flush_every: 5 * MS,
             relay_parents: 1,
             relay_retry: 300 * MS,
+            aggregate_wait: None,
             host_cores: None,
         }
     }

@@ -1,12 +1,12 @@
 //! What one link carries: our record of what a neighbour holds for each key (slots and bodies
 //! sent either way), and the delta that pushes it only what it may lack (docs/PROTOCOL.md §11.1).
 
+use super::tree_push::{combine, companion, holds_commit_quorum, may_go, Push};
 use crate::register::{KeyUpdate, Register, UpdateCertificate, WireBallot};
-use crate::relay::RelayTrees;
-use crate::state::{Ballot, RegisterState};
+use crate::state::{Ballot, Piece, RegisterState};
 use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, RETAINED_ROUNDS};
 use crate::vote::VoteKind;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What we believe a neighbour holds for one key: what it sent us and what we sent it.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +26,18 @@ pub(super) struct Known {
     pub(super) held_earlier: Vec<SentSlot>,
     /// Held-back votes whose grace period is over, offered by the next flush.
     pub(super) retry: Vec<SentSlot>,
+    /// The (kind, round)s this peer sent us pieces in, in `view`: on a key's tree, a link has
+    /// reported once it did (docs/AGGREGATION.md §3.6). Single votes do not count: with pieces
+    /// they only travel beside a body.
+    pub(super) heard: BTreeSet<(VoteKind, Round)>,
+    /// The (kind, round)s whose pieces we have started sending this peer: later arrivals of
+    /// them go at once.
+    pub(super) opened: BTreeSet<(VoteKind, Round)>,
+    /// Votes held back from this peer while pieces gather on the key's tree.
+    pub(super) tree_held: Vec<SentSlot>,
+    /// When (by the replica's clock) `tree_held` goes regardless: the wait for the other tree
+    /// links, or the fallback for a peer off the tree.
+    pub(super) tree_due: Option<u64>,
 }
 
 impl Known {
@@ -41,6 +53,18 @@ impl Known {
         if self.values.len() > 2 * state.values.len() + 64 {
             self.values.retain(|hash| state.values.contains_key(hash));
         }
+        let held = |&(kind, round): &(VoteKind, Round)| state.ballots(kind).contains_key(&round);
+        if self.heard.len() > 4 * RETAINED_ROUNDS {
+            self.heard.retain(held);
+        }
+        if self.opened.len() > 4 * RETAINED_ROUNDS {
+            self.opened.retain(held);
+        }
+    }
+
+    /// The peer sent us pieces of these (kind, round)s.
+    pub(super) fn heard_from(&mut self, rounds: impl IntoIterator<Item = (VoteKind, Round)>) {
+        self.heard.extend(rounds);
     }
 }
 
@@ -155,26 +179,37 @@ pub(super) fn sent_slot(w: &WireBallot) -> SentSlot {
 /// A peer not known to be in our view gets the certificate and every slot and body of the view;
 /// otherwise only the slots and bodies logged since we last looked are considered, so a flush
 /// costs what changed, plus the held-back votes whose grace period is over. `relay` holds back
-/// single votes whose origin's tree does not go from us to this peer. With `whole` (the peer
-/// asked, or repair found it different) nothing is left out and the update is marked complete.
+/// single votes whose origin's tree does not go from us to this peer; with pieces, votes are
+/// combined per group and held back until the key's tree says they may go. With `whole` (the
+/// peer asked, or repair found it different) nothing is left out and the update is marked
+/// complete.
 pub(super) fn delta(
     key: &Key,
     register: &Register,
     known: &mut Known,
     peer: MemberIndex,
-    quorum: usize,
-    relay: Option<&RelayTrees>,
+    push: &Push<'_>,
     whole: bool,
 ) -> Option<KeyUpdate> {
+    let (quorum, relay) = (push.quorum, push.relay);
     let state = &register.state;
     // The link carried the decided value in the view it closed: the certificate can name it.
     let peer_has_decided_body = state.accepted.as_ref().is_some_and(|cert| {
         known.view == Some(cert.view) && known.values.contains(&cert.value.hash())
     });
+    // With pieces the key's tree brings every member the decision's COMMIT quorum, so a new
+    // view is announced on its own (its certificate alone) only to a tree link that may still
+    // lack that quorum; the others get the certificate with our first vote or body of the view,
+    // and anti-entropy repairs a member the tree failed.
+    let mut announce = true;
     match known.view {
         Some(view) if view > state.view => return None,
         Some(view) if view == state.view => {}
-        _ => {
+        previous => {
+            announce = push.pieces.is_none()
+                || previous.is_none()
+                || !(known.opened.is_empty() && known.heard.is_empty()
+                    || holds_commit_quorum(state, known, quorum));
             *known = Known {
                 view: Some(state.view),
                 ..Known::default()
@@ -195,6 +230,8 @@ pub(super) fn delta(
     let mut votes = Vec::new();
     // Indices into the state's pieces, in the order they are first needed.
     let mut pieces: Vec<usize> = Vec::new();
+    // With pieces: the members of each group to send, combined at the end.
+    let mut bundle: BTreeMap<(VoteKind, Round, ValueHash), Vec<MemberIndex>> = BTreeMap::new();
     let mut saturated = QuorumKnowledge::default();
     let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known, due: bool| {
         let wire = WireBallot {
@@ -205,6 +242,27 @@ pub(super) fn delta(
         };
         let id = sent_slot(&wire);
         if known.slots.contains(&id) {
+            return;
+        }
+        if let (Some(pieces), Some(value)) = (&push.pieces, ballot.vote_value()) {
+            if !whole && saturated.has_quorum(state, known, (kind, round, value), peer, quorum) {
+                return;
+            }
+            if !whole && !due && !may_go(pieces, state, known, peer, (kind, round)) {
+                known.tree_held.push(id);
+                let wait = match pieces.tree {
+                    Some(tree) if tree.links.contains(peer) => pieces.wait,
+                    Some(_) => pieces.fallback,
+                    None => 0,
+                };
+                let due_at = pieces.now.saturating_add(wait);
+                known.tree_due = Some(known.tree_due.map_or(due_at, |d| d.min(due_at)));
+                return;
+            }
+            known.opened.insert((kind, round));
+            known.slots.insert(id);
+            saturated.count_sent((kind, round, value));
+            bundle.entry((kind, round, value)).or_default().push(member);
             return;
         }
         // A covered vote travels inside the pieces that hold it, which then cover their other
@@ -270,21 +328,101 @@ pub(super) fn delta(
             offer(kind, round, member, ballot, known, true);
         }
     }
+    // Votes held for the key's tree: offered again, and sent regardless once their time is up.
+    let released = push
+        .pieces
+        .as_ref()
+        .is_some_and(|p| known.tree_due.is_some_and(|due| due <= p.now));
+    if released {
+        known.tree_due = None;
+    }
+    for (kind, round, member, _) in std::mem::take(&mut known.tree_held) {
+        if let Some(&ballot) = state.ballot(kind, round, member) {
+            offer(kind, round, member, ballot, known, released);
+        }
+    }
+    if known.tree_held.is_empty() {
+        known.tree_due = None;
+    }
     let hashes: Vec<ValueHash> = if fresh {
         state.values.keys().copied().collect()
     } else {
         register.values_since(value_from).to_vec()
     };
+    let mut hashes: Vec<ValueHash> = hashes
+        .into_iter()
+        .filter(|hash| !known.values.contains(hash) && state.values.contains_key(hash))
+        .collect();
+    if let (Some(pieces), false) = (&push.pieces, whole) {
+        // A body is kept only beside a vote that names it, and the key's tree may hold every
+        // such vote back, so a body leaves with one single vote for it: the first one that is
+        // not ours, which is the proposer's as the body spreads, and it spreads along the
+        // proposer's relay tree like that vote would. A body the tree holds back still crosses
+        // this link with the first piece that names it (below).
+        hashes.retain(|&hash| {
+            let named = votes
+                .iter()
+                .any(|w| w.kind == VoteKind::PreCommit && w.ballot.vote_value() == Some(hash))
+                || bundle
+                    .keys()
+                    .any(|&(kind, _, value)| kind == VoteKind::PreCommit && value == hash);
+            if named {
+                return true;
+            }
+            match companion(state, hash, pieces.me) {
+                Some(
+                    wire @ WireBallot {
+                        ballot: Ballot::Vote { .. },
+                        ..
+                    },
+                ) => {
+                    if relay.is_some_and(|trees| !trees.relays(wire.member, peer)) {
+                        return false;
+                    }
+                    known.slots.insert(sent_slot(&wire));
+                    votes.push(wire);
+                }
+                Some(wire) => bundle
+                    .entry((wire.kind, wire.round, hash))
+                    .or_default()
+                    .push(wire.member),
+                None => {}
+            }
+            true
+        });
+        for &(_, _, value) in bundle.keys() {
+            if !hashes.contains(&value)
+                && !known.values.contains(&value)
+                && state.values.contains_key(&value)
+            {
+                hashes.push(value);
+            }
+        }
+    }
+    known.values.extend(hashes.iter().copied());
     let values: Vec<Value> = hashes
         .into_iter()
-        .filter(|hash| known.values.insert(*hash))
         .filter_map(|hash| state.values.get(&hash).cloned())
         .collect();
-    let pieces: Vec<_> = pieces
+    let mut pieces: Vec<Piece> = pieces
         .into_iter()
         .map(|i| state.pieces[i].clone())
         .collect();
+    if let Some(push) = &push.pieces {
+        for ((kind, round, value), members) in bundle {
+            for piece in combine(push.verifier, state, (kind, round, value), &members) {
+                for (covered, _) in piece.aggregate.weights.members() {
+                    known.slots.insert((kind, round, covered, false));
+                }
+                pieces.push(piece);
+            }
+        }
+    }
     let empty = votes.is_empty() && values.is_empty() && pieces.is_empty();
+    if empty && fresh && !announce && !whole {
+        known.in_view = false;
+        return None;
+    }
     if empty && !(fresh && state.accepted.is_some()) {
         return None;
     }

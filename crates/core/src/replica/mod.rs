@@ -31,6 +31,7 @@ use std::sync::Arc;
 mod link;
 mod schedule;
 mod step;
+mod tree_push;
 
 use link::{sent_slot, Known};
 pub use step::{Decision, FaultReason, PeerFault, Step, StepStats};
@@ -67,6 +68,9 @@ struct Peer {
     greeted: bool,
     /// The runtime said the link to this peer is busy: flushes keep its changes for later.
     busy: bool,
+    /// Keys with votes held back from this peer while pieces gather on the key's tree, with
+    /// when the hold ends at the latest. At most one entry per register.
+    tree_wake: BTreeMap<Key, u64>,
 }
 
 /// What every register of a replica shares: who we are, how to check signatures, the
@@ -489,11 +493,28 @@ impl Replica {
                         known.slots.insert(sent_slot(w));
                     }
                 }
+                for piece in &update.pieces {
+                    let weights = &piece.aggregate.weights;
+                    if piece.round <= MAX_ROUND && weights.validate(members).is_ok() {
+                        for (member, _) in weights.members() {
+                            known.slots.insert((piece.kind, piece.round, member, false));
+                        }
+                        known.heard_from([(piece.kind, piece.round)]);
+                    }
+                }
                 known.values.extend(update.values.iter().map(|v| v.hash()));
                 if let Some(register) = self.registers.get(&key) {
                     known.forget_dropped(&register.state);
                 }
             }
+        }
+        // On a key's tree, a link's report may be what other links' pieces wait for, even when
+        // it brings nothing new: the next flush looks again.
+        if !update.pieces.is_empty()
+            && self.cadence.aggregate_wait.is_some()
+            && self.registers.contains_key(&key)
+        {
+            self.dirty.insert(key.clone());
         }
         let mut update = update;
         if update.short_refs && !self.resolve_short_refs(from, &mut update) {

@@ -5,14 +5,15 @@
 //! replays may push or open an exchange at a moment of their choosing.
 
 use super::link::delta;
+use super::tree_push::{KeyTree, PiecePush, Push};
 use super::{Replica, Step, MAX_TRACKED_KEYS_PER_PEER};
 use crate::cadence::Timers;
 use crate::merkle::MerkleDiff;
 use crate::register::Register;
-use crate::relay::Advert;
+use crate::relay::{tree_root, Advert};
 use crate::types::{Key, MemberIndex};
 use crate::wire::{SyncMessage, MAX_KEYS_PER_MESSAGE};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Replica {
     /// The runtime's word on the link to `peer`: while it is not `ready` (its queue is full),
@@ -128,6 +129,8 @@ impl Replica {
         let dirty = std::mem::take(&mut self.dirty);
         let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
         let quorum = self.env.verifier.quorum();
+        let now = self.env.now;
+        let trees = self.key_trees(&dirty, now);
         for peer_id in peers {
             let Some(mut peer) = self.peers.remove(&peer_id) else {
                 continue;
@@ -137,11 +140,19 @@ impl Replica {
                 self.peers.insert(peer_id, peer);
                 continue;
             }
-            let owed = std::mem::take(&mut peer.owed);
+            let mut keys = std::mem::take(&mut peer.owed);
+            keys.extend(dirty.iter().cloned());
+            keys.extend(
+                peer.tree_wake
+                    .iter()
+                    .filter(|(_, &due)| due <= now)
+                    .map(|(key, _)| key.clone()),
+            );
             let mut updates = Vec::new();
             let mut verified = true;
-            for key in dirty.union(&owed) {
+            for key in &keys {
                 let Some(register) = self.registers.get(key) else {
+                    peer.tree_wake.remove(key);
                     continue;
                 };
                 if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER && !peer.known.contains_key(key) {
@@ -149,10 +160,29 @@ impl Replica {
                 }
                 let known = peer.known.entry(key.clone()).or_default();
                 let whole = peer.asked.remove(key);
-                let relay = self.relay.as_ref();
-                let update = delta(key, register, known, peer_id, quorum, relay, whole);
+                let push = Push {
+                    quorum,
+                    relay: self.relay.as_ref(),
+                    pieces: self.cadence.aggregate_wait.map(|wait| PiecePush {
+                        verifier: self.env.verifier.as_ref(),
+                        me: self.env.signer.member(),
+                        now,
+                        wait,
+                        fallback: self.cadence.aggregate_fallback,
+                        tree: trees.get(key).and_then(Option::as_ref),
+                    }),
+                };
+                let update = delta(key, register, known, peer_id, &push, whole);
                 if !known.held_recently.is_empty() {
                     peer.holding.insert(key.clone());
+                }
+                match known.tree_due {
+                    Some(due) if !known.tree_held.is_empty() => {
+                        peer.tree_wake.insert(key.clone(), due);
+                    }
+                    _ => {
+                        peer.tree_wake.remove(key);
+                    }
                 }
                 if let Some(update) = update {
                     verified &= register.is_strict();
@@ -171,6 +201,48 @@ impl Replica {
             self.peers.insert(peer_id, peer);
         }
         step
+    }
+
+    /// The trees of the keys this flush may push, when votes travel as pieces: for each key our
+    /// links in its tree for our open view (`None` when we know no route to its root), and what
+    /// each link has reported in that view.
+    fn key_trees(&self, dirty: &BTreeSet<Key>, now: u64) -> BTreeMap<Key, Option<KeyTree>> {
+        let mut trees = BTreeMap::new();
+        let (Some(_), Some(relay)) = (self.cadence.aggregate_wait, self.relay.as_ref()) else {
+            return trees;
+        };
+        let members = self.env.verifier.members();
+        let woken = self.peers.values().flat_map(|peer| {
+            peer.owed.iter().chain(
+                peer.tree_wake
+                    .iter()
+                    .filter(move |(_, &due)| due <= now)
+                    .map(|(key, _)| key),
+            )
+        });
+        for key in dirty.iter().chain(woken) {
+            if trees.contains_key(key) {
+                continue;
+            }
+            let Some(register) = self.registers.get(key) else {
+                continue;
+            };
+            let view = register.state.view;
+            let tree = relay
+                .tree_towards(tree_root(key.as_bytes(), view, members))
+                .map(|links| {
+                    let heard = links
+                        .others(self.me())
+                        .filter_map(|link| {
+                            let known = self.peers.get(&link)?.known.get(key)?;
+                            (known.view == Some(view)).then(|| (link, known.heard.clone()))
+                        })
+                        .collect();
+                    KeyTree { links, heard }
+                });
+            trees.insert(key.clone(), tree);
+        }
+        trees
     }
 
     /// Opens a Merkle anti-entropy exchange with a neighbour. [`Replica::tick`] does this on its
@@ -247,8 +319,13 @@ impl Replica {
             // eager push (its votes are in flight both ways, so the digests differ for now):
             // trading whole states for it would only repeat those votes. If it stays different
             // once it has gone quiet, the next exchange repairs it.
+            // So is a key whose pieces are still gathering on its tree.
             let busy = busy_since
-                .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since));
+                .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since))
+                || self
+                    .peers
+                    .values()
+                    .any(|peer| peer.tree_wake.contains_key(&key));
             if busy {
                 continue;
             }
