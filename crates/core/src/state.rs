@@ -535,14 +535,7 @@ impl RegisterState {
     /// rounds of a view), so anti-entropy does not trade whole states over them again and again.
     pub fn digest(&self) -> Digest {
         let mut buf: Vec<u8> = Vec::with_capacity(64 + self.vote_count() * 40);
-        buf.extend_from_slice(&self.view.to_le_bytes());
-        if let Some(c) = &self.accepted {
-            buf.push(1);
-            buf.extend_from_slice(&c.view.to_le_bytes());
-            buf.extend_from_slice(c.value.hash().0.as_bytes());
-        } else {
-            buf.push(0);
-        }
+        self.decided_part(&mut buf);
         for (tag, kind) in [(1u8, VoteKind::PreCommit), (2u8, VoteKind::Commit)] {
             for (round, ballots) in self.ballots(kind) {
                 for (member, ballot) in ballots {
@@ -559,6 +552,27 @@ impl RegisterState {
             }
         }
         hash(Domain::RegisterState, &[&buf])
+    }
+
+    /// The digest of the view and the certified value alone, without the open view's votes:
+    /// what a Merkle leaf holds while the eager push is still syncing those votes. Tagged apart
+    /// from [`RegisterState::digest`], so the two never compare equal.
+    pub fn view_digest(&self) -> Digest {
+        let mut buf: Vec<u8> = Vec::with_capacity(64);
+        self.decided_part(&mut buf);
+        buf.push(0xD0);
+        hash(Domain::RegisterState, &[&buf])
+    }
+
+    fn decided_part(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.view.to_le_bytes());
+        if let Some(c) = &self.accepted {
+            buf.push(1);
+            buf.extend_from_slice(&c.view.to_le_bytes());
+            buf.extend_from_slice(c.value.hash().0.as_bytes());
+        } else {
+            buf.push(0);
+        }
     }
 }
 

@@ -1447,6 +1447,9 @@ fn anti_entropy_leaves_keys_the_push_is_still_syncing_alone() {
         pushed(&first, Some(1)).is_empty(),
         "'old' changed since the connection: the push is taken to be bringing it"
     );
+    // Time passes: 'old' has been quiet for longer than any anti-entropy period, so its leaf
+    // now holds its votes. 'new', proposed now, is left out of the index until it settles.
+    let _periodic = a.tick(5_000);
     let (step, _) = a.propose(new.clone(), data("y")).unwrap();
     assert!(step.faults.is_empty());
     anti_entropy_from(&mut b, &mut a);
@@ -1456,6 +1459,39 @@ fn anti_entropy_leaves_keys_the_push_is_still_syncing_alone() {
     assert!(repaired.complete && !repaired.votes.is_empty());
     let pushed_new = update(&new).expect("'new' goes out with the eager push");
     assert!(!pushed_new.complete, "repair left 'new' to the push");
+}
+
+/// While a key's open view is still changing, its Merkle leaf holds only what was decided (a
+/// key in its first view has no leaf yet), so members that hold different parts of its votes
+/// agree on the root and anti-entropy leaves it to the push; once it has been quiet for the
+/// longest anti-entropy period, the leaf holds the votes and a difference shows.
+#[test]
+fn a_key_still_being_voted_on_is_compared_by_what_was_decided_until_it_goes_quiet() {
+    let c = crypto(4);
+    let mut a = pusher(&c, &[1]);
+    let mut b = linked(&c, 1, &[0]);
+    let _ = a.tick(1_000);
+    let _ = b.tick(1_000);
+    let (step, _) = a.propose(key(), data("x")).unwrap();
+    assert!(step.faults.is_empty());
+    assert_eq!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "the open view's votes are left to the push"
+    );
+    let _ = a.tick(1_999);
+    assert_eq!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "not quiet for a period yet"
+    );
+    let _ = a.tick(2_000);
+    let _ = b.tick(2_000);
+    assert_ne!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "quiet for a period: the difference is anti-entropy's to repair"
+    );
 }
 
 /// A neighbour's first update in a view is thinned like any delta (it is not marked complete);

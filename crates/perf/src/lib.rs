@@ -363,6 +363,36 @@ mod tests {
     }
 
     #[test]
+    fn votes_as_pieces_move_fewer_bytes_per_transaction_and_still_decide_everything_through_crashes(
+    ) {
+        // Pieces on one tree per key replace the ~2n single shares each member receives per
+        // transaction; a member crashing at 5 s cuts trees, which the wait, the fallback to the
+        // other neighbours and anti-entropy repair, at no cost in decisions beyond its own
+        // in-flight transactions.
+        for scenario in [Scenario::Optimistic, Scenario::Crash25] {
+            let mut cfg = PerfConfig::new(Protocol::Beaufort, 16, 6);
+            cfg.duration = 7 * SECOND;
+            cfg.scenario = scenario;
+            let shares = run(&cfg, None).expect("run");
+            cfg.aggregate_wait = Some(100 * MS);
+            let pieces = run(&cfg, None).expect("run");
+            let lost = if scenario == Scenario::Crash25 { 2 } else { 0 };
+            assert!(
+                pieces.decided + lost >= pieces.submitted,
+                "{scenario:?}: {} of {} decided",
+                pieces.decided,
+                pieces.submitted
+            );
+            assert!(
+                pieces.bytes_per_tx.received_per_tx < 0.6 * shares.bytes_per_tx.received_per_tx,
+                "{scenario:?}: {:?} vs {:?}",
+                pieces.bytes_per_tx,
+                shares.bytes_per_tx
+            );
+        }
+    }
+
+    #[test]
     fn workload_follows_the_rate() {
         let cfg = small(1);
         let txs = cfg.workload();

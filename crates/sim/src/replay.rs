@@ -90,6 +90,10 @@ pub struct Script {
     /// Seed of the network id and keys.
     #[serde(default)]
     pub key_seed: u64,
+    /// Whether votes travelled as pieces on one tree per key, and each member's wait for its
+    /// other tree links in milliseconds (`Cadence::aggregate_wait`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_wait: Option<u64>,
     /// The schedule.
     pub steps: Vec<ReplayStep>,
 }
@@ -323,7 +327,13 @@ impl Replay {
         let keyring = Arc::new(Keyring::new(script.crypto, n, script.key_seed)?);
         let hook: Arc<dyn beaufort_core::hook::ValidationHook> = Arc::new(ForbiddenPrefixHook);
         let nodes = (0..n)
-            .map(|i| Node::new(index(i), keyring.clone(), hook.clone(), Cadence::default()))
+            .map(|i| {
+                let cadence = Cadence {
+                    aggregate_wait: script.aggregate_wait,
+                    ..Cadence::default()
+                };
+                Node::new(index(i), keyring.clone(), hook.clone(), cadence)
+            })
             .collect();
         Ok(Replay {
             n,

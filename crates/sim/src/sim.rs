@@ -319,6 +319,7 @@ impl Simulation {
             byzantine: self.cfg.byzantine.keys().copied().collect(),
             crypto: self.cfg.crypto,
             key_seed: self.cfg.seed,
+            aggregate_wait: self.cfg.cadence.aggregate_wait,
             steps,
         })
     }

@@ -54,6 +54,33 @@ fn adversarial_check_finds_no_violation() {
     assert!(decided > 0);
 }
 
+/// Votes that travel as pieces on one tree per key keep every promise under the same attacks,
+/// losses, partitions and crash-restarts: no violation, no honest member blamed, nothing stalled.
+#[test]
+fn adversarial_check_with_votes_as_pieces_finds_no_violation() {
+    let mut decided = 0;
+    for n in [4, 7, 10] {
+        for seed in 0..10 {
+            let mut cfg = check_config(n, seed, AdversaryMode::All);
+            cfg.cadence.aggregate_wait = Some(100);
+            let report = Simulation::new(cfg).expect("valid config").run();
+            assert!(
+                report.violations.is_empty(),
+                "n={n} seed={seed}: {:?}",
+                report.violations
+            );
+            assert!(
+                report.honest_faults.is_empty() && report.stalled_keys == 0,
+                "n={n} seed={seed}: {:?}, {} stalled",
+                report.honest_faults,
+                report.stalled_keys
+            );
+            decided += report.decided_instances;
+        }
+    }
+    assert!(decided > 0);
+}
+
 #[test]
 fn every_strategy_on_its_own_is_survived() {
     for strategy in beaufort_sim::byzantine::Strategy::ALL {

@@ -119,7 +119,7 @@ pub struct Replica {
     dirty: BTreeSet<Key>,
     /// Keys whose Merkle leaf is out of date. Digests are recomputed only when the tree is read
     /// (anti-entropy), not on every vote.
-    stale_leaves: BTreeSet<Key>,
+    stale_leaves: BTreeMap<Key, u64>,
     /// Which neighbours get which origins' votes at once; `None` floods them to all.
     relay: Option<RelayTrees>,
     /// How often periodic duties run, and the relay trees' shape.
@@ -165,7 +165,7 @@ impl Replica {
             merkle: MerkleIndex::new(),
             peers: BTreeMap::new(),
             dirty: BTreeSet::new(),
-            stale_leaves: BTreeSet::new(),
+            stale_leaves: BTreeMap::new(),
             relay: None,
             cadence: Cadence::default(),
             timers: None,
@@ -251,13 +251,32 @@ impl Replica {
         self.merkle.root()
     }
 
-    /// Brings the Merkle leaves of changed keys up to date.
+    /// Brings the Merkle leaves of changed keys up to date. A key that changed within the
+    /// longest anti-entropy period is still being synced by the eager push, so its leaf holds
+    /// only its view and certified value ([`RegisterState::view_digest`]; a key still in its
+    /// first view has none yet): replicas that hold different parts of an open view's votes then
+    /// compare equal, and an exchange descends only to keys that differ in what was decided or
+    /// stayed different once quiet (docs/PROTOCOL.md §11.3).
     fn refresh_merkle(&mut self) {
-        for key in std::mem::take(&mut self.stale_leaves) {
-            if let Some(register) = self.registers.get(&key) {
-                self.merkle.insert(key.as_bytes(), register.state.digest());
+        let now = self.env.now;
+        let (lo, hi) = self.cadence.anti_entropy_every;
+        let settle = lo.max(hi);
+        let registers = &self.registers;
+        let merkle = &mut self.merkle;
+        self.stale_leaves.retain(|key, changed| {
+            let Some(register) = registers.get(key) else {
+                return false;
+            };
+            let state = &register.state;
+            if now >= changed.saturating_add(settle) {
+                merkle.insert(key.as_bytes(), state.digest());
+                return false;
             }
-        }
+            if state.view > 0 || merkle.get(key.as_bytes()).is_some() {
+                merkle.insert(key.as_bytes(), state.view_digest());
+            }
+            true
+        });
     }
 
     /// The current neighbours.
@@ -747,7 +766,7 @@ impl Replica {
         if self.registers.contains_key(key) {
             self.changes += 1;
             self.changed_at.insert(key.clone(), self.changes);
-            self.stale_leaves.insert(key.clone());
+            self.stale_leaves.insert(key.clone(), self.env.now);
             step.persist.insert(key.clone());
             self.dirty.insert(key.clone());
         }
