@@ -476,8 +476,15 @@ fn get_json(member: &Member, path: &str) -> Option<Json> {
     }
 }
 
+/// One browser test at a time: each starts a consortium and several Chromiums, which two cores
+/// run better one after the other than at once.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_web_app_in_a_real_browser_on_a_real_consortium() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     // First, so a machine without a browser fails at once and says why.
     let driver = Driver::start();
@@ -1459,4 +1466,173 @@ fn eloan_pledged_once(
                 .is_some_and(|a| a["state"]["name"] == "Released" && a["state"]["value"]["lender"] == json!(lender_pk))
         });
     }
+}
+
+/// `beaufort demo --serve` as a person runs it, killed when dropped: what it printed up to
+/// "press Ctrl-C to stop".
+struct ServedDemo {
+    child: Child,
+    printed: Vec<String>,
+}
+
+impl ServedDemo {
+    fn start(args: &[&str]) -> ServedDemo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_beaufort"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run beaufort demo");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, printed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut demo = ServedDemo {
+            child,
+            printed: Vec::new(),
+        };
+        let deadline = Instant::now() + DEADLINE * 2;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match printed.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line == "press Ctrl-C to stop";
+                    demo.printed.push(line);
+                    if done {
+                        return demo;
+                    }
+                }
+                Err(e) => panic!(
+                    "the demo did not start serving ({e}); it printed:\n{}",
+                    demo.printed.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The first printed line that starts with `prefix` (leading spaces ignored).
+    fn line(&self, prefix: &str) -> &str {
+        self.printed
+            .iter()
+            .map(|l| l.trim_start())
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the demo printed no line starting {prefix:?}:\n{}",
+                    self.printed.join("\n")
+                )
+            })
+    }
+}
+
+impl Drop for ServedDemo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo's pages show something: its printed wallet link opens a customer's wallet with
+/// points at a member (and they can be spent there), eShare lists tools lent out, back and
+/// broken in words, eLoan lists invoices free, pledged and released, and the printed metrics and
+/// OpenAPI addresses answer. Screenshots of these pages are docs/screenshots/demo-*.png.
+#[test]
+fn the_demo_leaves_pages_with_points_tools_and_loans() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let driver = Driver::start();
+    let demo = ServedDemo::start(&["demo", "--nodes", "4", "--duration", "3s", "--serve"]);
+    let (shots, _keep) = screenshot_dir();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    // "  member 0: TOKEN  (dashboard http://ADDRESS/)"
+    let member0 = demo.line("member 0: ").to_owned();
+    let words: Vec<&str> = member0.split_whitespace().collect();
+    let token = words.get(2).copied().expect("a token");
+    let base = words
+        .last()
+        .and_then(|w| w.strip_suffix("/)"))
+        .expect("the dashboard address")
+        .to_owned();
+    let link = demo.line(&format!("{base}/wallet#wallet=")).to_owned();
+    let passphrase = demo
+        .line("Alice's wallet, 215 points in 3 tickets")
+        .split('"')
+        .nth(1)
+        .expect("a quoted passphrase")
+        .to_owned();
+    assert!(demo.line("metrics (Prometheus/OpenMetrics): ").ends_with(&format!("{base}/metrics")));
+    assert!(demo.line("API description (OpenAPI 3.1): ").ends_with(&format!("{base}/openapi.json")));
+    assert!(demo.line("CLI: ").contains(" get --config "));
+
+    // The dashboard first, so its feed shows the redemption below.
+    let merchant = Browser::open(&driver, &rt, "merchant (demo dashboard of member 0)");
+    merchant.goto(&format!("{base}/"));
+    merchant.wait_text("feed-state", "live");
+    merchant.type_into("#token", token);
+    merchant.click("#save-token");
+    merchant.wait_text("token-status", "accepted");
+    let answers = merchant.js(
+        "return Promise.all(['/metrics', '/openapi.json'].map((p) => fetch(p).then((r) => r.status)));",
+        vec![],
+    );
+    assert_eq!(answers, json!([200, 200]), "the printed addresses answer");
+
+    let customer = Browser::open(&driver, &rt, "customer (the demo's wallet link)");
+    customer.goto(&link);
+    customer.wait(
+        "the linked wallet in the import form",
+        "document.getElementById('import-text').value.length > 0 && document.getElementById('import-button').disabled === false",
+        vec![],
+    );
+    customer.type_into("#import-pass", &passphrase);
+    customer.click("#import-button");
+    customer.wait_text("balance", "215");
+    assert_eq!(
+        customer.js("return document.querySelectorAll('#tickets li.ticket').length;", vec![]),
+        json!(3)
+    );
+    customer.select("#redeem-merchant", "1");
+    customer.type_into("#redeem-amount", "20");
+    customer.click("#redeem-button");
+    customer.wait(
+        "the redemption at member 1",
+        "document.getElementById('result').classList.contains('ok')",
+        vec![],
+    );
+    customer.wait_text("balance", "195");
+    customer.screenshots("demo-wallet", &shots);
+    merchant.wait_for("#feed .feed-item.feed-redeem");
+    merchant.screenshots("demo-dashboard", &shots);
+
+    customer.goto(&format!("{base}/eshare"));
+    customer.wait_text("state-ladder-demo", "Lent out");
+    customer.wait_text("state-hammer-drill-demo", "Available");
+    customer.wait_text("state-pressure-washer-demo", "Broken");
+    customer.wait_text("state-lawn-mower-demo", "Available");
+    let washer = customer.text("tool-pressure-washer-demo");
+    assert!(
+        washer.contains("Reported broken by you") && !washer.contains("report_broken"),
+        "{washer}"
+    );
+    customer.screenshots("demo-eshare", &shots);
+
+    customer.goto(&format!("{base}/eloan"));
+    customer.wait_text("state-invoice-be0123_456_789-2026_0108", "Free to pledge");
+    customer.wait_text("state-invoice-be0123_456_789-2026_0107", "Pledged");
+    customer.wait_text("state-invoice-be0123_456_789-2026_0099", "Released");
+    customer.screenshots("demo-eloan", &shots);
 }

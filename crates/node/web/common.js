@@ -317,8 +317,10 @@ export async function replaceKeyPair(record) {
 //
 // The exported wallet is a small JSON object: the public key in the clear (so a person can see
 // whose wallet a file is), and the private key (PKCS #8) encrypted with AES-256-GCM under a key
-// derived from the passphrase by PBKDF2-SHA-256 with a random salt. The public key is the
-// cipher's additional data, so a file whose public key was swapped does not decrypt.
+// derived from the passphrase by PBKDF2-SHA-256 with a random salt; bytes are hex, like every
+// key on these pages. The public key is the cipher's additional data, so a file whose public key
+// was swapped does not decrypt. `beaufort demo --serve` writes the same format for its demo
+// customer (crates/beaufort/src/demo/showcase.rs).
 
 /** The format's name and version, the first field of every exported wallet. */
 const WALLET_FORMAT = 'beaufort-wallet-1';
@@ -330,18 +332,12 @@ const MAX_ITERATIONS = 10000000;
 /** The shortest passphrase an export accepts. */
 export const MIN_PASSPHRASE = 8;
 
-function toBase64Url(bytes) {
-  let bin = '';
-  for (const b of new Uint8Array(bytes)) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-function fromBase64Url(text, what) {
-  if (typeof text !== 'string' || !/^[A-Za-z0-9_-]*$/.test(text)) {
-    throw new Error(`This is not an exported wallet: its ${what} is not base64url.`);
+/** Hex of an exported wallet's field, as bytes; throws in words when it is not hex. */
+function walletBytes(text, what) {
+  if (typeof text !== 'string' || text.length % 2 !== 0 || /[^0-9a-f]/.test(text)) {
+    throw new Error(`This is not an exported wallet: its ${what} is not hexadecimal.`);
   }
-  const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return hexToBytes(text);
 }
 
 async function passphraseKey(passphrase, salt, iterations, usage) {
@@ -380,9 +376,9 @@ export async function exportWallet(keys, passphrase) {
   return JSON.stringify({
     format: WALLET_FORMAT,
     public_key: keys.pk,
-    kdf: { name: 'PBKDF2', hash: 'SHA-256', iterations: WALLET_ITERATIONS, salt: toBase64Url(salt) },
-    cipher: { name: 'AES-GCM', iv: toBase64Url(iv) },
-    ciphertext: toBase64Url(ciphertext),
+    kdf: { name: 'PBKDF2', hash: 'SHA-256', iterations: WALLET_ITERATIONS, salt: bytesToHex(salt) },
+    cipher: { name: 'AES-GCM', iv: bytesToHex(iv) },
+    ciphertext: bytesToHex(ciphertext),
   });
 }
 
@@ -410,9 +406,9 @@ export function parseExportedWallet(text) {
  */
 export async function decryptWallet(text, passphrase) {
   const w = parseExportedWallet(text);
-  const salt = fromBase64Url(w.kdf.salt, 'salt');
-  const iv = fromBase64Url(w.cipher.iv, 'nonce');
-  const ciphertext = fromBase64Url(w.ciphertext, 'ciphertext');
+  const salt = walletBytes(w.kdf.salt, 'salt');
+  const iv = walletBytes(w.cipher.iv, 'nonce');
+  const ciphertext = walletBytes(w.ciphertext, 'ciphertext');
   const aes = await passphraseKey(String(passphrase || ''), salt, w.kdf.iterations, 'decrypt');
   let pkcs8;
   try {
