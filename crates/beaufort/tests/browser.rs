@@ -516,7 +516,10 @@ fn the_web_app_in_a_real_browser_on_a_real_consortium() {
     eshare_between_neighbours(&driver, &rt, &members, &urls, &merchant, &customer);
     println!("eShare checked after {:?}", started.elapsed());
     wallet_kept_across_members(&driver, &rt, &members, &urls, &merchant, &shots);
-    println!("wallet export, import and QR checked after {:?}", started.elapsed());
+    println!(
+        "wallet export, import and QR checked after {:?}",
+        started.elapsed()
+    );
     eloan_pledged_once(&driver, &rt, &members, &urls, &shots);
     println!("eLoan checked after {:?}", started.elapsed());
 
@@ -1162,11 +1165,10 @@ fn eshare_between_neighbours(
         vec![json!(row)],
     );
     assert!(
-        text.as_str().is_some_and(
-            |t| t.contains("eShare: Hammer drill is broken")
+        text.as_str()
+            .is_some_and(|t| t.contains("eShare: Hammer drill is broken")
                 && t.contains("Reported broken by")
-                && !t.contains("report_broken")
-        ),
+                && !t.contains("report_broken")),
         "{text}"
     );
 }
@@ -1287,7 +1289,10 @@ fn wallet_kept_across_members(
     customer.click("#export-links a.import-link[data-member='1']");
     customer.wait_text("node-name", "Merchant B");
     let fresh = customer.public_key();
-    assert_ne!(fresh, pk, "another origin holds another wallet until the import");
+    assert_ne!(
+        fresh, pk,
+        "another origin holds another wallet until the import"
+    );
     customer.wait(
         "the linked wallet in the import form, and out of the address bar",
         "document.getElementById('import-text').value.length > 0 && location.hash === ''",
@@ -1302,7 +1307,11 @@ fn wallet_kept_across_members(
         "document.getElementById('error-list').textContent.includes('Wrong passphrase')",
         vec![],
     );
-    assert_eq!(customer.public_key(), fresh, "a refused import changes nothing");
+    assert_eq!(
+        customer.public_key(),
+        fresh,
+        "a refused import changes nothing"
+    );
 
     customer.type_into("#import-pass", passphrase);
     customer.click("#import-button");
@@ -1443,7 +1452,9 @@ fn eloan_pledged_once(
     lender.wait_text(&format!("state-{id}"), "Released");
     supplier.wait_text(&format!("state-{id}"), "Released");
     assert!(
-        supplier.text(&format!("invoice-{id}")).contains("Released (repaid) by"),
+        supplier
+            .text(&format!("invoice-{id}"))
+            .contains("Released (repaid) by"),
         "the step is named in words: {}",
         supplier.text(&format!("invoice-{id}"))
     );
@@ -1459,12 +1470,20 @@ fn eloan_pledged_once(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(refused.contains("Could not register invoice 2026/0042"), "{refused}");
+    assert!(
+        refused.contains("Could not register invoice 2026/0042"),
+        "{refused}"
+    );
     for (i, m) in members.iter().enumerate() {
-        eventually(&format!("member {i} to hold the invoice as released"), || {
-            get_json(m, &format!("/v1/assets/{id}"))
-                .is_some_and(|a| a["state"]["name"] == "Released" && a["state"]["value"]["lender"] == json!(lender_pk))
-        });
+        eventually(
+            &format!("member {i} to hold the invoice as released"),
+            || {
+                get_json(m, &format!("/v1/assets/{id}")).is_some_and(|a| {
+                    a["state"]["name"] == "Released"
+                        && a["state"]["value"]["lender"] == json!(lender_pk)
+                })
+            },
+        );
     }
 }
 
@@ -1574,8 +1593,12 @@ fn the_demo_leaves_pages_with_points_tools_and_loans() {
         .nth(1)
         .expect("a quoted passphrase")
         .to_owned();
-    assert!(demo.line("metrics (Prometheus/OpenMetrics): ").ends_with(&format!("{base}/metrics")));
-    assert!(demo.line("API description (OpenAPI 3.1): ").ends_with(&format!("{base}/openapi.json")));
+    assert!(demo
+        .line("metrics (Prometheus/OpenMetrics): ")
+        .ends_with(&format!("{base}/metrics")));
+    assert!(demo
+        .line("API description (OpenAPI 3.1): ")
+        .ends_with(&format!("{base}/openapi.json")));
     assert!(demo.line("CLI: ").contains(" get --config "));
 
     // The dashboard first, so its feed shows the redemption below.
@@ -1602,7 +1625,10 @@ fn the_demo_leaves_pages_with_points_tools_and_loans() {
     customer.click("#import-button");
     customer.wait_text("balance", "215");
     assert_eq!(
-        customer.js("return document.querySelectorAll('#tickets li.ticket').length;", vec![]),
+        customer.js(
+            "return document.querySelectorAll('#tickets li.ticket').length;",
+            vec![]
+        ),
         json!(3)
     );
     customer.select("#redeem-merchant", "1");

@@ -162,9 +162,15 @@ const LOG_SPREAD: f64 = 20.0;
 
 /// The value axis: where a value goes (0 at the bottom, 1 at the top) and its ticks.
 enum Scale {
-    Linear { max: f64, step: f64 },
+    Linear {
+        max: f64,
+        step: f64,
+    },
     /// Decades from `10^lo` to `10^hi`.
-    Log { lo: f64, hi: f64 },
+    Log {
+        lo: f64,
+        hi: f64,
+    },
 }
 
 impl Scale {
@@ -454,13 +460,24 @@ mod tests {
                 boxes: vec![(Protocol::Beaufort, vec![210.0, 260.0])],
             },
         ];
-        let svg = box_plot("t", "latency (ms)", "members (n) and failure scenario", &groups);
+        let svg = box_plot(
+            "t",
+            "latency (ms)",
+            "members (n) and failure scenario",
+            &groups,
+        );
         assert!(svg.contains(">members (n) and failure scenario<"), "{svg}");
         assert!(svg.contains(">latency (ms), log scale<"), "{svg}");
         assert!(svg.contains("whiskers: 1st–99th percentile"), "{svg}");
-        assert!(svg.contains(">pbft not run<") && svg.contains(">tendermint not run<"), "{svg}");
+        assert!(
+            svg.contains(">pbft not run<") && svg.contains(">tendermint not run<"),
+            "{svg}"
+        );
         assert!(svg.contains(">no commits<"), "{svg}");
-        assert!(svg.contains(">25 % crashed<") && svg.contains(">1 Byzantine<"), "{svg}");
+        assert!(
+            svg.contains(">25 % crashed<") && svg.contains(">1 Byzantine<"),
+            "{svg}"
+        );
         let close = vec![Group {
             label: "n = 10".into(),
             detail: None,

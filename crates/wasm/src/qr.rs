@@ -113,7 +113,12 @@ mod tests {
     fn rasterise(svg: &str, scale: usize) -> (Vec<u8>, u32, u32) {
         let dimension = |name: &str| -> usize {
             let at = svg.find(&format!("{name}=\"")).expect("a size") + name.len() + 2;
-            svg[at..].split('"').next().expect("a value").parse().expect("a number")
+            svg[at..]
+                .split('"')
+                .next()
+                .expect("a value")
+                .parse()
+                .expect("a number")
         };
         let (w, h) = (dimension("width") * scale, dimension("height") * scale);
         let mut rgba = vec![255u8; w * h * 4];

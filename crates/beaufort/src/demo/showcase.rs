@@ -194,7 +194,8 @@ async fn redeem(
     let old: TicketRecord = serde_json::from_slice(current.value.as_data().context("a ticket")?)?;
     let network = node.membership().network_id();
     let merchant = node.statement_signer().index();
-    let challenge = loyalty::redeem_challenge(&network, &old.id, current.view, merchant, amount, None);
+    let challenge =
+        loyalty::redeem_challenge(&network, &old.id, current.view, merchant, amount, None);
     let record = loyalty::redeem(
         &network,
         &old,
@@ -297,11 +298,7 @@ pub async fn stage(nodes: &[NodeHandle]) -> Result<Showcase> {
                 ("register", json!({ "tool": "Pressure washer" }), &carol),
                 ("lend", json!({ "borrower": alice.pk_hex() }), &carol),
                 ("return", json!({}), &carol),
-                (
-                    "report_broken",
-                    json!({ "note": "the pump leaks" }),
-                    &alice,
-                ),
+                ("report_broken", json!({ "note": "the pump leaks" }), &alice),
             ],
         ),
     ];
