@@ -476,6 +476,12 @@ fn get_json(member: &Member, path: &str) -> Option<Json> {
     }
 }
 
+/// The wallet's summary of its last redemption, once there is one (the result area may still show
+/// an earlier action's outcome until then).
+const AFTER_REDEEM: &str =
+    "(() => { const t = document.getElementById('result-summary')?.textContent ?? ''; \
+    return /^(Redeemed|Nothing redeemed)/.test(t) && t; })()";
+
 /// One browser test at a time: each starts a consortium and several Chromiums, which two cores
 /// run better one after the other than at once.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -1200,8 +1206,20 @@ fn wallet_kept_across_members(
     );
 
     // The merchant reads the customer's key from a picture of the QR code.
+    // Whole in the viewport, as a phone's camera would frame it (a screenshot of an element at
+    // the viewport's edge comes out cut or squeezed).
+    customer.js(
+        "document.getElementById('my-qr').scrollIntoView({ block: 'center' });",
+        vec![],
+    );
+    let png = customer.element_png("#my-qr");
+    let size = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    assert!(
+        png.len() > 24 && size(16) == size(20) && size(16) >= 200,
+        "the picture is the whole square code"
+    );
     let picture = files.path().join("customer-qr.png");
-    std::fs::write(&picture, customer.element_png("#my-qr")).expect("write the picture");
+    std::fs::write(&picture, &png).expect("write the picture");
     merchant.goto(&format!("{}/", urls[0]));
     merchant.wait_text("token-status", "accepted");
     merchant.choose_file("#scan-file", &picture);
@@ -1343,11 +1361,7 @@ fn wallet_kept_across_members(
     customer.type_into("#redeem-amount", "30");
     customer.click("#redeem-button");
     let summary = customer
-        .wait(
-            "the redemption at member B",
-            "document.getElementById('result').classList.contains('ok') && document.getElementById('result-summary')?.textContent",
-            vec![],
-        )
+        .wait("the redemption at member B", AFTER_REDEEM, vec![])
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -1578,7 +1592,13 @@ fn the_demo_leaves_pages_with_points_tools_and_loans() {
         .expect("tokio runtime");
 
     // "  member 0: TOKEN  (dashboard http://ADDRESS/)"
-    let member0 = demo.line("member 0: ").to_owned();
+    let member0 = demo
+        .printed
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("member 0: ") && l.ends_with("/)"))
+        .unwrap_or_else(|| panic!("no token line for member 0:\n{}", demo.printed.join("\n")))
+        .to_owned();
     let words: Vec<&str> = member0.split_whitespace().collect();
     let token = words.get(2).copied().expect("a token");
     let base = words
@@ -1634,10 +1654,12 @@ fn the_demo_leaves_pages_with_points_tools_and_loans() {
     customer.select("#redeem-merchant", "1");
     customer.type_into("#redeem-amount", "20");
     customer.click("#redeem-button");
-    customer.wait(
-        "the redemption at member 1",
-        "document.getElementById('result').classList.contains('ok')",
-        vec![],
+    let summary = customer.wait("the redemption at member 1", AFTER_REDEEM, vec![]);
+    assert!(
+        summary
+            .as_str()
+            .is_some_and(|t| t.starts_with("Redeemed 20 points")),
+        "{summary}"
     );
     customer.wait_text("balance", "195");
     customer.screenshots("demo-wallet", &shots);
