@@ -166,7 +166,7 @@ enum Scale {
         max: f64,
         step: f64,
     },
-    /// Decades from `10^lo` to `10^hi`.
+    /// From `10^lo` to `10^hi`, each a 1-2-5 step.
     Log {
         lo: f64,
         hi: f64,
@@ -177,10 +177,20 @@ impl Scale {
     /// The scale for values whose smallest whisker end is `low` and largest value `high`.
     fn fit(low: f64, high: f64) -> Scale {
         if low > 0.0 && high / low > LOG_SPREAD {
-            Scale::Log {
-                lo: low.log10().floor(),
-                hi: high.log10().ceil(),
-            }
+            // From the 1-2-5 step at or below the lowest value to the one at or above the highest.
+            let steps = |v: f64| {
+                let decade = v.log10().floor();
+                [1.0, 2.0, 5.0, 10.0].map(|m| (m * 10f64.powf(decade)).log10())
+            };
+            let lo = steps(low)
+                .into_iter()
+                .filter(|l| *l <= low.log10() + 1e-9)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let hi = steps(high)
+                .into_iter()
+                .find(|h| *h >= high.log10() - 1e-9)
+                .unwrap_or(high.log10().ceil());
+            Scale::Log { lo, hi }
         } else {
             let (max, step) = axis(high);
             Scale::Linear { max, step }
@@ -192,7 +202,7 @@ impl Scale {
         match *self {
             Scale::Linear { max, .. } => (v / max).clamp(0.0, 1.0),
             Scale::Log { lo, hi } => {
-                ((v.max(10f64.powf(lo)).log10() - lo) / (hi - lo).max(1.0)).clamp(0.0, 1.0)
+                ((v.max(10f64.powf(lo)).log10() - lo) / (hi - lo).max(1e-9)).clamp(0.0, 1.0)
             }
         }
     }
@@ -210,12 +220,13 @@ impl Scale {
                     .collect()
             }
             Scale::Log { lo, hi } => {
+                let (bottom, top) = (10f64.powf(lo) * 0.9999, 10f64.powf(hi) * 1.0001);
                 let mut ticks = Vec::new();
-                let mut decade = lo;
+                let mut decade = lo.floor();
                 while decade <= hi {
                     for m in [1.0, 2.0, 5.0] {
                         let v = m * 10f64.powf(decade);
-                        if v <= 10f64.powf(hi) * 1.0001 {
+                        if (bottom..=top).contains(&v) {
                             ticks.push((v, number(v)));
                         }
                     }
@@ -431,12 +442,13 @@ mod tests {
         let Scale::Log { lo, hi } = Scale::fit(150.0, 44_000.0) else {
             panic!("44 s beside 150 ms needs a log axis")
         };
-        assert_eq!((lo, hi), (2.0, 5.0));
+        assert!((lo - 2.0).abs() < 1e-9 && (hi - 50_000f64.log10()).abs() < 1e-9);
         let log = Scale::fit(150.0, 44_000.0);
         assert!(log.place(150.0) > 0.0 && log.place(44_000.0) < 1.0);
         assert!(log.place(1_000.0) > log.place(500.0));
         let labels: Vec<String> = log.ticks().into_iter().map(|(_, l)| l).collect();
         assert_eq!(labels[..4], ["100", "200", "500", "1k"]);
+        assert_eq!(labels.last().map(String::as_str), Some("50k"));
         assert!(matches!(Scale::fit(200.0, 1_900.0), Scale::Linear { .. }));
     }
 
