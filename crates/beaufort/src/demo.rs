@@ -1,7 +1,9 @@
 //! `beaufort demo`: N members in one process over real libp2p on loopback, with real redb stores
 //! in a temporary directory and each member's HTTP API and web app. It runs a workload (shops
 //! updating customers' balances, or lending tools under the eShare contract), prints commit
-//! latencies, and with `--serve` keeps the consortium up for people to use the web app. With
+//! latencies, and with `--serve` stages a small living consortium for the pages (customers'
+//! tickets, shared tools, pledged invoices: [`showcase`]) and keeps it up for people to use the
+//! web app. With
 //! `--format json` it prints the fields `beaufort sim run --format json` prints for the same
 //! workload (latency percentiles at the submitter, bandwidth per member from the bytes its links
 //! carried), so the deployed program and the simulated one can be compared run for run.
@@ -19,6 +21,8 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+
+mod showcase;
 
 /// Arguments of `beaufort demo`.
 #[derive(Args)]
@@ -134,6 +138,7 @@ async fn run(args: DemoArgs) -> Result<()> {
     ));
     let mut nodes = Vec::new();
     let mut tokens = Vec::new();
+    let mut binds = Vec::new();
     for path in &consortium.config_files {
         let config = beaufort_node::config::Config::load(path)?;
         let bind = config.node.api_bind;
@@ -149,9 +154,10 @@ async fn run(args: DemoArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding {bind}"))?;
         say(format!(
-            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare  receipts http://{bind}/verify",
+            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare  eLoan http://{bind}/eloan  receipts http://{bind}/verify",
             nodes.len()
         ));
+        binds.push(bind);
         tokio::spawn(api::serve(node.clone(), listener));
         nodes.push(node);
     }
@@ -342,9 +348,36 @@ async fn run(args: DemoArgs) -> Result<()> {
         bail!("expected exactly one redemption, got {redeemed}");
     }
     if args.serve {
+        println!("staging customers' tickets, shared tools and pledged invoices for the pages…");
+        let shown = showcase::stage(&nodes).await?;
+        let first = binds.first().context("no members")?;
         println!("serving the web app; operator tokens for the dashboards:");
-        for (m, token) in tokens.iter().enumerate() {
-            println!("  member {m}: {token}");
+        for (m, (token, bind)) in tokens.iter().zip(&binds).enumerate() {
+            println!("  member {m}: {token}  (dashboard http://{bind}/)");
+        }
+        println!(
+            "{}'s wallet, {} points in {} tickets from several shops (the link works at every member's /wallet; passphrase \"{}\"):",
+            shown.customer,
+            shown.balance,
+            shown.customer_tickets,
+            showcase::WALLET_PASSPHRASE
+        );
+        println!(
+            "  http://{first}/wallet#wallet={}",
+            uri_component(&shown.exported_wallet)
+        );
+        println!(
+            "eShare: {} tools at http://{first}/eshare  eLoan: {} invoices at http://{first}/eloan  ({} tickets in all)",
+            shown.tools, shown.invoices, shown.tickets
+        );
+        println!("metrics (Prometheus/OpenMetrics): http://{first}/metrics");
+        println!("API description (OpenAPI 3.1): http://{first}/openapi.json");
+        if let Some(config) = consortium.config_files.first() {
+            println!(
+                "CLI: cargo run --release --bin beaufort -- get --config {} {}",
+                config.display(),
+                shown.ticket_key
+            );
         }
         println!("press Ctrl-C to stop");
         tokio::signal::ctrl_c()
@@ -403,6 +436,20 @@ async fn wait_connected(nodes: &[NodeHandle]) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `text` as a URI component (as JavaScript's `encodeURIComponent` writes it), for the wallet
+/// link's fragment.
+fn uri_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A random number in [0, 1), different per call and per process (std's randomly keyed hasher;

@@ -312,6 +312,41 @@ impl<'a> Browser<'a> {
             .unwrap_or_else(|e| panic!("{}: type into {css}: {e}", self.who));
     }
 
+    /// Chooses `path` in the file input `css`, as a person picking a file does.
+    fn choose_file(&self, css: &str, path: &Path) {
+        let element = self.find(css);
+        let path = path.to_str().expect("a UTF-8 temporary path");
+        self.rt
+            .block_on(element.send_keys(path))
+            .unwrap_or_else(|e| panic!("{}: choose {path} in {css}: {e}", self.who));
+    }
+
+    /// A PNG of the element `css` as the screen shows it (what a phone's camera would see).
+    fn element_png(&self, css: &str) -> Vec<u8> {
+        let element = self.find(css);
+        let png = self
+            .rt
+            .block_on(element.screenshot())
+            .unwrap_or_else(|e| panic!("{}: screenshot of {css}: {e}", self.who));
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{}: the screenshot of {css} is not a PNG",
+            self.who
+        );
+        png
+    }
+
+    /// The text the page's form field `id` holds.
+    fn value(&self, id: &str) -> String {
+        self.js(
+            "return document.getElementById(arguments[0])?.value ?? '';",
+            vec![json!(id)],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
     fn select(&self, css: &str, value: &str) {
         let element = self.find(css);
         self.rt
@@ -441,8 +476,21 @@ fn get_json(member: &Member, path: &str) -> Option<Json> {
     }
 }
 
+/// The wallet's summary of its last redemption, once there is one (the result area may still show
+/// an earlier action's outcome until then).
+const AFTER_REDEEM: &str =
+    "(() => { const t = document.getElementById('result-summary')?.textContent ?? ''; \
+    return /^(Redeemed|Nothing redeemed)/.test(t) && t; })()";
+
+/// One browser test at a time: each starts a consortium and several Chromiums, which two cores
+/// run better one after the other than at once.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_web_app_in_a_real_browser_on_a_real_consortium() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     // First, so a machine without a browser fails at once and says why.
     let driver = Driver::start();
@@ -473,6 +521,13 @@ fn the_web_app_in_a_real_browser_on_a_real_consortium() {
     println!("wasm measured after {:?}", started.elapsed());
     eshare_between_neighbours(&driver, &rt, &members, &urls, &merchant, &customer);
     println!("eShare checked after {:?}", started.elapsed());
+    wallet_kept_across_members(&driver, &rt, &members, &urls, &merchant, &shots);
+    println!(
+        "wallet export, import and QR checked after {:?}",
+        started.elapsed()
+    );
+    eloan_pledged_once(&driver, &rt, &members, &urls, &shots);
+    println!("eLoan checked after {:?}", started.elapsed());
 
     merchant.screenshots("dashboard", &shots);
     customer.screenshots("eshare", &shots);
@@ -519,7 +574,7 @@ fn operator_errors_are_shown(members: &[Member], urls: &[String], merchant: &Bro
         "document.getElementById('error').hidden",
         vec![],
     );
-    merchant.wait_text("status-member", "0 of 4");
+    merchant.wait_text("status-member", "0 (numbered 0–3)");
 
     // Well-formed to the page (130 hex digits, 04 first) but not a point on the curve: only the
     // server can tell, and the person must see what it said.
@@ -1015,7 +1070,7 @@ fn eshare_between_neighbours(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    owner.wait_text(&format!("state-{id}"), "Ready");
+    owner.wait_text(&format!("state-{id}"), "Available");
     owner.wait_text(&format!("owner-{id}"), "you");
     owner.wait_for(&format!("#lend-{id}"));
 
@@ -1040,30 +1095,30 @@ fn eshare_between_neighbours(
             );
         }
     };
-    no_buttons(&stranger, "Ready");
+    no_buttons(&stranger, "Available");
 
     owner.click(&format!("#lend-{id}"));
     owner.type_into(&format!("#lend-to-{id}"), &borrower_pk);
     owner.click(&format!("#lend-confirm-{id}"));
-    owner.wait_text(&format!("state-{id}"), "Offered");
+    owner.wait_text(&format!("state-{id}"), "Lent out");
     owner.wait_for(&format!("#return-{id}"));
 
-    borrower.wait_text(&format!("state-{id}"), "Offered");
+    borrower.wait_text(&format!("state-{id}"), "Lent out");
     borrower.wait_text(&format!("borrower-{id}"), "you");
-    no_buttons(&borrower, "Offered");
-    no_buttons(&stranger, "Offered");
+    no_buttons(&borrower, "Lent out");
+    no_buttons(&stranger, "Lent out");
 
     owner.click(&format!("#return-{id}"));
-    owner.wait_text(&format!("state-{id}"), "Ready");
+    owner.wait_text(&format!("state-{id}"), "Available");
 
     // The last borrower may report it broken (the stranger still may not).
-    borrower.wait_text(&format!("state-{id}"), "Ready");
+    borrower.wait_text(&format!("state-{id}"), "Available");
     borrower.wait_for(&format!("#broken-{id}"));
     assert!(
         !borrower.exists(&format!("#lend-{id}")),
         "only the owner lends"
     );
-    no_buttons(&stranger, "Ready");
+    no_buttons(&stranger, "Available");
     let note = "the chuck wobbles and the motor smells burnt";
     borrower.click(&format!("#broken-{id}"));
     borrower.type_into(&format!("#broken-note-{id}"), note);
@@ -1106,7 +1161,7 @@ fn eshare_between_neighbours(
     owner.click(&format!("#lend-{ladder}"));
     owner.type_into(&format!("#lend-to-{ladder}"), &borrower_pk);
     owner.click(&format!("#lend-confirm-{ladder}"));
-    owner.wait_text(&format!("state-{ladder}"), "Offered");
+    owner.wait_text(&format!("state-{ladder}"), "Lent out");
 
     // The dashboard renders asset changes from the register's own record.
     let row = format!("#feed .feed-item.feed-broken[data-key='asset/{id}']");
@@ -1116,9 +1171,516 @@ fn eshare_between_neighbours(
         vec![json!(row)],
     );
     assert!(
-        text.as_str().is_some_and(
-            |t| t.contains("eshare: Hammer drill is Broken") && t.contains("report_broken by")
-        ),
+        text.as_str()
+            .is_some_and(|t| t.contains("eShare: Hammer drill is broken")
+                && t.contains("Reported broken by")
+                && !t.contains("report_broken")),
         "{text}"
     );
+}
+
+/// The wallet people can keep. The merchant adds a customer by a picture of the QR code their
+/// wallet shows (a screenshot of it, uploaded on the dashboard); the customer exports the wallet
+/// at member A under a passphrase, opens the export's link to member B's wallet page (another
+/// origin, so another, empty wallet until then), is refused with a wrong passphrase, imports it
+/// with the right one, sees the same points and redeems them there. A second browser at member C
+/// imports the same export from a file and sees the same, now spent, ticket.
+fn wallet_kept_across_members(
+    driver: &Driver,
+    rt: &Runtime,
+    members: &[Member],
+    urls: &[String],
+    merchant: &Browser,
+    shots: &Path,
+) {
+    let files = tempfile::tempdir().expect("tempdir");
+    let customer = Browser::open(driver, rt, "customer (wallet kept across members)");
+    customer.goto(&format!("{}/wallet", urls[0]));
+    let pk = customer.public_key();
+    customer.wait_text("live-state", "live");
+    customer.wait(
+        "the key's QR code to be drawn",
+        "(() => { const img = document.getElementById('my-qr'); \
+         return !img.hidden && img.dataset.pk === arguments[0] && img.complete && img.naturalWidth > 0; })()",
+        vec![json!(pk)],
+    );
+
+    // The merchant reads the customer's key from a picture of the QR code.
+    // Whole in the viewport, as a phone's camera would frame it (a screenshot of an element at
+    // the viewport's edge comes out cut or squeezed).
+    customer.js(
+        "document.getElementById('my-qr').scrollIntoView({ block: 'center' });",
+        vec![],
+    );
+    let png = customer.element_png("#my-qr");
+    let size = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    assert!(
+        png.len() > 24 && size(16) == size(20) && size(16) >= 200,
+        "the picture is the whole square code"
+    );
+    let picture = files.path().join("customer-qr.png");
+    std::fs::write(&picture, &png).expect("write the picture");
+    merchant.goto(&format!("{}/", urls[0]));
+    merchant.wait_text("token-status", "accepted");
+    merchant.choose_file("#scan-file", &picture);
+    let scanned = merchant
+        .wait(
+            "the scanned key",
+            "(() => { const s = document.getElementById('scan-status'); \
+             return ['found', 'none', 'error'].includes(s.dataset.state) && s.dataset.state + ': ' + s.textContent; })()",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(scanned.starts_with("found: "), "{scanned}");
+    assert_eq!(
+        merchant.value("issue-owner"),
+        pk,
+        "the QR code gave the customer's key"
+    );
+    merchant.type_into("#issue-points", "30");
+    merchant.click("#issue-button");
+    let ticket = merchant
+        .wait(
+            "the ticket issued to the scanned key",
+            "document.getElementById('issue-result').classList.contains('ok') && document.getElementById('issue-ticket')?.textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    customer.wait_text("balance", "30");
+
+    // A picture without a QR code is told apart from one with a code.
+    let blank = files.path().join("blank.png");
+    std::fs::write(&blank, merchant.element_png("#issue-points")).expect("write the picture");
+    merchant.choose_file("#scan-file", &blank);
+    merchant.wait(
+        "the scanner to find nothing in a picture of a text field",
+        "document.getElementById('scan-status').dataset.state === 'none'",
+        vec![],
+    );
+
+    // Export at member A.
+    let passphrase = "correct horse battery staple";
+    customer.type_into("#export-pass", passphrase);
+    customer.type_into("#export-pass2", "a different passphrase");
+    customer.click("#export-button");
+    customer.wait(
+        "the refusal of two different passphrases",
+        "document.getElementById('error-list').textContent.includes('The two passphrases differ')",
+        vec![],
+    );
+    customer.type_into("#export-pass2", passphrase);
+    customer.click("#export-button");
+    customer.wait(
+        "the exported wallet",
+        "!document.getElementById('export-result').hidden && document.getElementById('export-text').value",
+        vec![],
+    );
+    let exported = customer.value("export-text");
+    let parsed: Json = serde_json::from_str(&exported).expect("the export is JSON");
+    assert_eq!(parsed["format"], "beaufort-wallet-1", "{exported}");
+    assert_eq!(parsed["public_key"], json!(pk), "{exported}");
+    assert_eq!(parsed["kdf"]["name"], "PBKDF2", "{exported}");
+    assert_eq!(parsed["cipher"]["name"], "AES-GCM", "{exported}");
+    assert!(
+        parsed.get("d").is_none() && !exported.contains("\"pkcs8\""),
+        "no key material in the clear: {exported}"
+    );
+
+    // The export's link opens member B's wallet page with the wallet waiting for its passphrase.
+    let link = customer
+        .wait(
+            "the link to Merchant B's wallet page",
+            "document.querySelector('#export-links a.import-link[data-member=\"1\"]')?.href",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        link.starts_with(&format!("{}/wallet#wallet=", urls[1])),
+        "{link}"
+    );
+    customer.click("#export-links a.import-link[data-member='1']");
+    customer.wait_text("node-name", "Merchant B");
+    let fresh = customer.public_key();
+    assert_ne!(
+        fresh, pk,
+        "another origin holds another wallet until the import"
+    );
+    customer.wait(
+        "the linked wallet in the import form, and out of the address bar",
+        "document.getElementById('import-text').value.length > 0 && location.hash === ''",
+        vec![],
+    );
+    assert_eq!(customer.value("import-text"), exported);
+
+    customer.type_into("#import-pass", "not the passphrase");
+    customer.click("#import-button");
+    customer.wait(
+        "the refusal of a wrong passphrase",
+        "document.getElementById('error-list').textContent.includes('Wrong passphrase')",
+        vec![],
+    );
+    assert_eq!(
+        customer.public_key(),
+        fresh,
+        "a refused import changes nothing"
+    );
+
+    customer.type_into("#import-pass", passphrase);
+    customer.click("#import-button");
+    customer.wait(
+        "the imported key",
+        "document.getElementById('my-pk').dataset.pk === arguments[0]",
+        vec![json!(pk)],
+    );
+    customer.wait_text("balance", "30");
+    customer.wait_for(&format!(
+        "#ticket-{ticket}[data-status=live][data-points='30']"
+    ));
+    customer.wait(
+        "the QR code of the imported key",
+        "document.getElementById('my-qr').dataset.pk === arguments[0]",
+        vec![json!(pk)],
+    );
+
+    // Redeemed at member B, where the wallet now lives too.
+    customer.wait_for("#redeem-merchant option[value='1']");
+    assert_eq!(
+        customer.js(
+            "return document.getElementById('redeem-merchant').value;",
+            vec![]
+        ),
+        json!("1"),
+        "member B's page defaults to member B"
+    );
+    customer.type_into("#redeem-amount", "30");
+    customer.click("#redeem-button");
+    let summary = customer
+        .wait("the redemption at member B", AFTER_REDEEM, vec![])
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        summary.contains("Redeemed 30 points at Merchant B"),
+        "{summary}"
+    );
+    customer.wait_text("balance", "0");
+    for (i, m) in members.iter().enumerate() {
+        eventually(
+            &format!("member {i} to hold the scanned customer's ticket as redeemed at member 1"),
+            || {
+                get_json(m, &format!("/v1/loyalty/tickets/{ticket}")).is_some_and(|t| {
+                    t["owner"] == json!(pk)
+                        && t["points"] == 0
+                        && t["last"]["action"] == "redeem"
+                        && t["last"]["merchant"] == 1
+                })
+            },
+        );
+    }
+
+    // The same export, from a file, in another browser at member C: the same wallet.
+    let file = files.path().join("beaufort-wallet.json");
+    std::fs::write(&file, &exported).expect("write the export");
+    let phone = Browser::open(driver, rt, "customer's new phone (wallet at member 2)");
+    phone.goto(&format!("{}/wallet", urls[2]));
+    let other = phone.public_key();
+    assert_ne!(other, pk);
+    phone.choose_file("#import-file", &file);
+    phone.wait(
+        "the file's text in the import form",
+        "document.getElementById('import-text').value.startsWith('{')",
+        vec![],
+    );
+    phone.type_into("#import-pass", passphrase);
+    phone.click("#import-button");
+    phone.wait(
+        "the imported key on the new phone",
+        "document.getElementById('my-pk').dataset.pk === arguments[0]",
+        vec![json!(pk)],
+    );
+    phone.wait_for(&format!(
+        "#ticket-{ticket}[data-status=redeemed][data-points='0']"
+    ));
+    phone.wait_text("balance", "0");
+    customer.screenshots("wallet-imported", shots);
+}
+
+/// The eLoan page: a supplier at member 0 registers an invoice and pledges it to a lender whose
+/// browser is at member 3; the lender releases it; the same invoice cannot be registered again.
+fn eloan_pledged_once(
+    driver: &Driver,
+    rt: &Runtime,
+    members: &[Member],
+    urls: &[String],
+    shots: &Path,
+) {
+    let lender = Browser::open(driver, rt, "lender (eLoan at member 3)");
+    lender.goto(&format!("{}/eloan", urls[3]));
+    let lender_pk = lender.public_key();
+    lender.wait_text("live-state", "live");
+
+    let supplier = Browser::open(driver, rt, "supplier (eLoan at member 0)");
+    supplier.goto(&format!("{}/eloan", urls[0]));
+    supplier.public_key();
+    supplier.wait_text("live-state", "live");
+    supplier.wait(
+        "the register button to be enabled",
+        "!document.getElementById('register-button').disabled",
+        vec![],
+    );
+    let register = |number: &str| {
+        supplier.type_into("#invoice-supplier", "BE0123.456.789");
+        supplier.type_into("#invoice-number", number);
+        supplier.type_into("#invoice-debtor", "Bakery Janssens");
+        supplier.type_into("#invoice-amount", "1250");
+        supplier.click("#register-button");
+    };
+    register("2026/0042");
+    supplier.wait(
+        "the registration's result",
+        "document.getElementById('result').classList.contains('ok')",
+        vec![],
+    );
+    let id = "invoice-be0123_456_789-2026_0042";
+    supplier.wait_text(&format!("state-{id}"), "Free to pledge");
+    supplier.click(&format!("#pledge-{id}"));
+    supplier.type_into(&format!("#pledge-to-{id}"), &lender_pk);
+    supplier.click(&format!("#pledge-confirm-{id}"));
+    supplier.wait_text(&format!("state-{id}"), "Pledged");
+    supplier.wait_text(&format!("lender-{id}"), &format!("{}…", &lender_pk[..12]));
+
+    lender.wait_text(&format!("state-{id}"), "Pledged");
+    lender.wait_text(&format!("lender-{id}"), "you");
+    assert!(
+        !supplier.exists(&format!("#release-{id}")),
+        "only the lender may release"
+    );
+    supplier.screenshots("eloan", shots);
+    lender.click(&format!("#release-{id}"));
+    lender.wait_text(&format!("state-{id}"), "Released");
+    supplier.wait_text(&format!("state-{id}"), "Released");
+    assert!(
+        supplier
+            .text(&format!("invoice-{id}"))
+            .contains("Released (repaid) by"),
+        "the step is named in words: {}",
+        supplier.text(&format!("invoice-{id}"))
+    );
+
+    // The same invoice again: the contract refuses, and the page says so.
+    register("2026/0042");
+    let refused = supplier
+        .wait(
+            "the refusal of a second registration",
+            "document.getElementById('result').classList.contains('fail') && document.getElementById('error-list').textContent",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        refused.contains("Could not register invoice 2026/0042"),
+        "{refused}"
+    );
+    for (i, m) in members.iter().enumerate() {
+        eventually(
+            &format!("member {i} to hold the invoice as released"),
+            || {
+                get_json(m, &format!("/v1/assets/{id}")).is_some_and(|a| {
+                    a["state"]["name"] == "Released"
+                        && a["state"]["value"]["lender"] == json!(lender_pk)
+                })
+            },
+        );
+    }
+}
+
+/// `beaufort demo --serve` as a person runs it, killed when dropped: what it printed up to
+/// "press Ctrl-C to stop".
+struct ServedDemo {
+    child: Child,
+    printed: Vec<String>,
+}
+
+impl ServedDemo {
+    fn start(args: &[&str]) -> ServedDemo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_beaufort"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run beaufort demo");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, printed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut demo = ServedDemo {
+            child,
+            printed: Vec::new(),
+        };
+        let deadline = Instant::now() + DEADLINE * 2;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match printed.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line == "press Ctrl-C to stop";
+                    demo.printed.push(line);
+                    if done {
+                        return demo;
+                    }
+                }
+                Err(e) => panic!(
+                    "the demo did not start serving ({e}); it printed:\n{}",
+                    demo.printed.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The first printed line that starts with `prefix` (leading spaces ignored).
+    fn line(&self, prefix: &str) -> &str {
+        self.printed
+            .iter()
+            .map(|l| l.trim_start())
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the demo printed no line starting {prefix:?}:\n{}",
+                    self.printed.join("\n")
+                )
+            })
+    }
+}
+
+impl Drop for ServedDemo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo's pages show something: its printed wallet link opens a customer's wallet with
+/// points at a member (and they can be spent there), eShare lists tools lent out, back and
+/// broken in words, eLoan lists invoices free, pledged and released, and the printed metrics and
+/// OpenAPI addresses answer. Screenshots of these pages are docs/screenshots/demo-*.png.
+#[test]
+fn the_demo_leaves_pages_with_points_tools_and_loans() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let driver = Driver::start();
+    let demo = ServedDemo::start(&["demo", "--nodes", "4", "--duration", "3s", "--serve"]);
+    let (shots, _keep) = screenshot_dir();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    // "  member 0: TOKEN  (dashboard http://ADDRESS/)"
+    let member0 = demo
+        .printed
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("member 0: ") && l.ends_with("/)"))
+        .unwrap_or_else(|| panic!("no token line for member 0:\n{}", demo.printed.join("\n")))
+        .to_owned();
+    let words: Vec<&str> = member0.split_whitespace().collect();
+    let token = words.get(2).copied().expect("a token");
+    let base = words
+        .last()
+        .and_then(|w| w.strip_suffix("/)"))
+        .expect("the dashboard address")
+        .to_owned();
+    let link = demo.line(&format!("{base}/wallet#wallet=")).to_owned();
+    let passphrase = demo
+        .line("Alice's wallet, 215 points in 3 tickets")
+        .split('"')
+        .nth(1)
+        .expect("a quoted passphrase")
+        .to_owned();
+    assert!(demo
+        .line("metrics (Prometheus/OpenMetrics): ")
+        .ends_with(&format!("{base}/metrics")));
+    assert!(demo
+        .line("API description (OpenAPI 3.1): ")
+        .ends_with(&format!("{base}/openapi.json")));
+    assert!(demo.line("CLI: ").contains(" get --config "));
+
+    // The dashboard first, so its feed shows the redemption below.
+    let merchant = Browser::open(&driver, &rt, "merchant (demo dashboard of member 0)");
+    merchant.goto(&format!("{base}/"));
+    merchant.wait_text("feed-state", "live");
+    merchant.type_into("#token", token);
+    merchant.click("#save-token");
+    merchant.wait_text("token-status", "accepted");
+    let answers = merchant.js(
+        "return Promise.all(['/metrics', '/openapi.json'].map((p) => fetch(p).then((r) => r.status)));",
+        vec![],
+    );
+    assert_eq!(answers, json!([200, 200]), "the printed addresses answer");
+
+    let customer = Browser::open(&driver, &rt, "customer (the demo's wallet link)");
+    customer.goto(&link);
+    customer.wait(
+        "the linked wallet in the import form",
+        "document.getElementById('import-text').value.length > 0 && document.getElementById('import-button').disabled === false",
+        vec![],
+    );
+    customer.type_into("#import-pass", &passphrase);
+    customer.click("#import-button");
+    customer.wait_text("balance", "215");
+    assert_eq!(
+        customer.js(
+            "return document.querySelectorAll('#tickets li.ticket').length;",
+            vec![]
+        ),
+        json!(3)
+    );
+    customer.select("#redeem-merchant", "1");
+    customer.type_into("#redeem-amount", "20");
+    customer.click("#redeem-button");
+    let summary = customer.wait("the redemption at member 1", AFTER_REDEEM, vec![]);
+    assert!(
+        summary
+            .as_str()
+            .is_some_and(|t| t.starts_with("Redeemed 20 points")),
+        "{summary}"
+    );
+    customer.wait_text("balance", "195");
+    customer.screenshots("demo-wallet", &shots);
+    merchant.wait_for("#feed .feed-item.feed-redeem");
+    merchant.screenshots("demo-dashboard", &shots);
+
+    customer.goto(&format!("{base}/eshare"));
+    customer.wait_text("state-ladder-demo", "Lent out");
+    customer.wait_text("state-hammer-drill-demo", "Available");
+    customer.wait_text("state-pressure-washer-demo", "Broken");
+    customer.wait_text("state-lawn-mower-demo", "Available");
+    let washer = customer.text("tool-pressure-washer-demo");
+    assert!(
+        washer.contains("Reported broken by you") && !washer.contains("report_broken"),
+        "{washer}"
+    );
+    customer.screenshots("demo-eshare", &shots);
+
+    customer.goto(&format!("{base}/eloan"));
+    customer.wait_text("state-invoice-be0123_456_789-2026_0108", "Free to pledge");
+    customer.wait_text("state-invoice-be0123_456_789-2026_0107", "Pledged");
+    customer.wait_text("state-invoice-be0123_456_789-2026_0099", "Released");
+    customer.screenshots("demo-eloan", &shots);
 }

@@ -155,7 +155,7 @@ export async function loadNodeInfo(errors) {
     try {
       const info = await api('GET', '/v1/info');
       name.textContent = info.name || `member-${info.member}`;
-      detail.textContent = `member ${info.member} of ${info.members}`;
+      detail.textContent = `one of ${info.members} members`;
       if (info.network_id) name.title = `network ${info.network_id}`;
       if (!document.title.endsWith(name.textContent)) document.title += ` · ${name.textContent}`;
       errors.clear('info');
@@ -167,6 +167,29 @@ export async function loadNodeInfo(errors) {
       await new Promise((r) => setTimeout(r, 5000));
     }
   }
+}
+
+// ---- Words for contract states and steps ----
+
+/** What a person reads for an eShare state (the contract's names are for programs). */
+export const ESHARE_STATE_WORDS = { Ready: 'Available', Offered: 'Lent out', Broken: 'Broken' };
+/** What a person reads for an eShare step, as in "Lent by …". */
+export const ESHARE_STEP_WORDS = {
+  register: 'Registered',
+  lend: 'Lent',
+  return: 'Return confirmed',
+  report_broken: 'Reported broken',
+};
+
+/** What a person reads for an eLoan state. */
+export const ELOAN_STATE_WORDS = { Issued: 'Free to pledge', Pledged: 'Pledged', Released: 'Released' };
+/** What a person reads for an eLoan step. */
+export const ELOAN_STEP_WORDS = { register: 'Registered', pledge: 'Pledged', release: 'Released (repaid)' };
+
+/** A contract's state or step name in words: the table's, else the name with spaces. */
+export function inWords(table, name) {
+  if (typeof name !== 'string' || !name) return '?';
+  return Object.prototype.hasOwnProperty.call(table, name) ? table[name] : name.replace(/_/g, ' ');
 }
 
 // ---- Hex, keys and signatures ----
@@ -229,9 +252,10 @@ function openDb() {
 }
 
 async function freshKeyPair() {
-  // The private key is not extractable: IndexedDB stores the CryptoKey object itself, so no script
-  // (ours included) can ever read its bytes. The public key is always exportable.
-  const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+  // IndexedDB stores the CryptoKey object itself. The private key is extractable so that its
+  // owner can take the wallet along (exportWallet: encrypted under a passphrase, never in the
+  // clear); the pages' CSP lets no script but this node's own run on the origin.
+  const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
   const pk = bytesToHex(await crypto.subtle.exportKey('raw', pair.publicKey));
   return { privateKey: pair.privateKey, publicKey: pair.publicKey, pk, created: Date.now() };
 }
@@ -273,21 +297,176 @@ export async function loadKeyPair() {
   return { ...record, ephemeral: false };
 }
 
+/**
+ * Makes `record` (from decryptWallet) this origin's customer key, replacing the one stored here.
+ * Resolves to the key pair as loadKeyPair returns it.
+ */
+export async function replaceKeyPair(record) {
+  let db;
+  try {
+    db = await openDb();
+  } catch {
+    return { ...record, ephemeral: true };
+  }
+  await idb(db.transaction(STORE, 'readwrite').objectStore(STORE).put(record, KEY_NAME));
+  if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
+  return { ...record, ephemeral: false };
+}
+
+// ---- Wallet export and import ----
+//
+// The exported wallet is a small JSON object: the public key in the clear (so a person can see
+// whose wallet a file is), and the private key (PKCS #8) encrypted with AES-256-GCM under a key
+// derived from the passphrase by PBKDF2-SHA-256 with a random salt; bytes are hex, like every
+// key on these pages. The public key is the cipher's additional data, so a file whose public key
+// was swapped does not decrypt. `beaufort demo --serve` writes the same format for its demo
+// customer (crates/beaufort/src/demo/showcase.rs).
+
+/** The format's name and version, the first field of every exported wallet. */
+const WALLET_FORMAT = 'beaufort-wallet-1';
+/** PBKDF2 rounds for new exports (OWASP's 2023 figure for SHA-256). */
+const WALLET_ITERATIONS = 600000;
+/** What an imported file may ask for: fewer is too weak to accept, more would hang the page. */
+const MIN_ITERATIONS = 100000;
+const MAX_ITERATIONS = 10000000;
+/** The shortest passphrase an export accepts. */
+export const MIN_PASSPHRASE = 8;
+
+/** Hex of an exported wallet's field, as bytes; throws in words when it is not hex. */
+function walletBytes(text, what) {
+  if (typeof text !== 'string' || text.length % 2 !== 0 || /[^0-9a-f]/.test(text)) {
+    throw new Error(`This is not an exported wallet: its ${what} is not hexadecimal.`);
+  }
+  return hexToBytes(text);
+}
+
+async function passphraseKey(passphrase, salt, iterations, usage) {
+  const material = await crypto.subtle.importKey('raw', new TextEncoder().encode(passphrase), 'PBKDF2', false, ['deriveKey']);
+  return crypto.subtle.deriveKey(
+    { name: 'PBKDF2', hash: 'SHA-256', salt, iterations },
+    material,
+    { name: 'AES-GCM', length: 256 },
+    false,
+    [usage],
+  );
+}
+
+/** The wallet's key pair encrypted under `passphrase`, as the JSON text to save or send. */
+export async function exportWallet(keys, passphrase) {
+  if (typeof passphrase !== 'string' || passphrase.length < MIN_PASSPHRASE) {
+    throw new Error(`Choose a passphrase of at least ${MIN_PASSPHRASE} characters.`);
+  }
+  let pkcs8;
+  try {
+    pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.privateKey);
+  } catch {
+    throw new Error(
+      'This wallet was created by an older version of this page, which never let its key leave ' +
+        'the browser, so it cannot be exported. Give its tickets to a new wallet instead ("Give a ticket away").',
+    );
+  }
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const aes = await passphraseKey(passphrase, salt, WALLET_ITERATIONS, 'encrypt');
+  const ciphertext = await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv, additionalData: new TextEncoder().encode(keys.pk) },
+    aes,
+    pkcs8,
+  );
+  return JSON.stringify({
+    format: WALLET_FORMAT,
+    public_key: keys.pk,
+    kdf: { name: 'PBKDF2', hash: 'SHA-256', iterations: WALLET_ITERATIONS, salt: bytesToHex(salt) },
+    cipher: { name: 'AES-GCM', iv: bytesToHex(iv) },
+    ciphertext: bytesToHex(ciphertext),
+  });
+}
+
+/** An exported wallet's JSON, checked for shape; throws in words when it is not one. */
+export function parseExportedWallet(text) {
+  const w = parseJsonObject(typeof text === 'string' ? text.trim() : '');
+  if (!w || w.format !== WALLET_FORMAT) {
+    throw new Error('This is not an exported Beaufort wallet (a file or text made by "Export your wallet").');
+  }
+  const problem =
+    pkProblem(w.public_key, 'the exported wallet') ||
+    (w.kdf?.name !== 'PBKDF2' || w.kdf?.hash !== 'SHA-256' || w.cipher?.name !== 'AES-GCM'
+      ? 'The exported wallet uses an encryption this page does not know.'
+      : null) ||
+    (!Number.isSafeInteger(w.kdf.iterations) || w.kdf.iterations < MIN_ITERATIONS || w.kdf.iterations > MAX_ITERATIONS
+      ? `The exported wallet asks for ${w.kdf.iterations} PBKDF2 rounds; only ${MIN_ITERATIONS} to ${MAX_ITERATIONS} are accepted.`
+      : null);
+  if (problem) throw new Error(problem);
+  return w;
+}
+
+/**
+ * Decrypts an exported wallet with `passphrase` into a key pair record for replaceKeyPair;
+ * throws in words on a wrong passphrase or a damaged file.
+ */
+export async function decryptWallet(text, passphrase) {
+  const w = parseExportedWallet(text);
+  const salt = walletBytes(w.kdf.salt, 'salt');
+  const iv = walletBytes(w.cipher.iv, 'nonce');
+  const ciphertext = walletBytes(w.ciphertext, 'ciphertext');
+  const aes = await passphraseKey(String(passphrase || ''), salt, w.kdf.iterations, 'decrypt');
+  let pkcs8;
+  try {
+    pkcs8 = await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: new TextEncoder().encode(w.public_key) }, aes, ciphertext);
+  } catch {
+    throw new Error('Wrong passphrase, or the exported wallet was changed or cut short.');
+  }
+  const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign']);
+  // The public key is recomputed from the private one, not taken from the file.
+  const jwk = await crypto.subtle.exportKey('jwk', privateKey);
+  const publicKey = await crypto.subtle.importKey(
+    'jwk',
+    { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, ext: true },
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    true,
+    ['verify'],
+  );
+  const pk = bytesToHex(await crypto.subtle.exportKey('raw', publicKey));
+  if (pk !== w.public_key) throw new Error('The exported wallet is damaged: its key pair does not match its public key.');
+  return { privateKey, publicKey, pk, created: Date.now() };
+}
+
+// ---- QR codes (the WebAssembly module, shared with /verify) ----
+
+let wasmModule = null;
+
+/** The node's WebAssembly module (QR codes, receipts); rejects with the reason when it is missing. */
+export async function loadWasm() {
+  if (!wasmModule) {
+    wasmModule = import('/web/beaufort_wasm.js').then(async (wasm) => {
+      await wasm.default();
+      return wasm;
+    });
+    wasmModule.catch(() => (wasmModule = null));
+  }
+  return wasmModule;
+}
+
 /** Signs the exact challenge bytes the node sent; the signature is hex r||s (64 bytes). */
 export async function signChallenge(keys, challengeHex) {
   const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, keys.privateKey, hexToBytes(challengeHex));
   return bytesToHex(sig);
 }
 
-/** Shows the key in `#my-pk` and wires `#copy-pk` / `#copy-status`. */
+/**
+ * Shows the key in `#my-pk` and wires `#copy-pk` / `#copy-status` (once: the button copies
+ * whatever key `#my-pk` shows, so showing another key after an import needs no new wiring).
+ */
 export function showMyKey(keys) {
   $('my-pk').textContent = keys.pk;
   $('my-pk').dataset.pk = keys.pk;
   const button = $('copy-pk');
   const status = $('copy-status');
   button.disabled = false;
+  if (button.dataset.wired) return;
+  button.dataset.wired = 'yes';
   button.addEventListener('click', async () => {
-    const ok = await copyText(keys.pk);
+    const ok = await copyText($('my-pk').dataset.pk);
     status.textContent = ok ? 'Copied.' : 'Could not copy automatically; select the key and copy it by hand.';
     setTimeout(() => (status.textContent = ''), 4000);
   });

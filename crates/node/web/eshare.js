@@ -1,8 +1,9 @@
 // eShare: register tools, lend them, confirm returns, report breakage. Every transition is
 // signed with the same browser key as the wallet; the contract on the nodes is the judge.
 import {
-  $, api, busy, bytesToHex, debounce, describeError, el, ErrorBox, loadKeyPair, loadNodeInfo,
-  normalisePk, pkProblem, shortPk, showMyKey, signChallenge, watchChanges,
+  $, api, busy, bytesToHex, debounce, describeError, el, ErrorBox, ESHARE_STATE_WORDS, ESHARE_STEP_WORDS,
+  inWords, loadKeyPair, loadNodeInfo, normalisePk, pkProblem, shortPk, showMyKey, signChallenge,
+  watchChanges,
 } from '/web/common.js';
 
 const CONTRACT = 'eshare';
@@ -144,7 +145,7 @@ function toolRow(asset) {
           class: 'small',
           id: `return-${id}`,
           onclick: (ev) =>
-            act(ev.currentTarget, 'Confirming…', `confirm the return of ${toolName(asset)}`, () => transition(id, 'return', {}), () => `${toolName(asset)} is back and Ready to lend again.`),
+            act(ev.currentTarget, 'Confirming…', `confirm the return of ${toolName(asset)}`, () => transition(id, 'return', {}), () => `${toolName(asset)} is back and available to lend again.`),
         },
         'Confirm return',
       ),
@@ -167,7 +168,7 @@ function toolRow(asset) {
       'div',
       { class: 'item-head' },
       el('span', { class: 'grow' }, toolName(asset)),
-      el('span', { class: `badge state-${st.toLowerCase()}`, id: `state-${id}` }, st),
+      el('span', { class: `badge state-${st.toLowerCase()}`, id: `state-${id}` }, inWords(ESHARE_STATE_WORDS, st)),
     ),
     el(
       'div',
@@ -181,7 +182,7 @@ function toolRow(asset) {
     el(
       'div',
       { class: 'item-detail' },
-      last?.transition ? `Last: ${last.transition} by ${shortPk(last.actor, me)} · ` : '',
+      last?.transition ? `${inWords(ESHARE_STEP_WORDS, last.transition)} by ${shortPk(last.actor, me)} · ` : '',
       el('code', {}, id),
     ),
     actions,
@@ -244,7 +245,7 @@ function brokenForm(asset) {
       errors.show('action', 'Describe briefly what is broken, so the owner knows.');
       return;
     }
-    act($(`broken-confirm-${id}`), 'Reporting…', `report ${toolName(asset)} as broken`, () => transition(id, 'report_broken', { note: text }), () => `${toolName(asset)} is marked Broken.`);
+    act($(`broken-confirm-${id}`), 'Reporting…', `report ${toolName(asset)} as broken`, () => transition(id, 'report_broken', { note: text }), () => `${toolName(asset)} is marked broken.`);
   });
   return form;
 }
@@ -261,7 +262,7 @@ $('register-form').addEventListener('submit', async (ev) => {
   const id = newAssetId(name);
   await act($('register-button'), 'Registering…', `register "${name}"`, () => transition(id, 'register', { tool: name }), (asset) => {
     $('tool-name').value = '';
-    return `Registered "${name}" as ${asset?.id || id}. It is Ready to lend.`;
+    return `Registered "${name}" as ${asset?.id || id}. It is available to lend.`;
   });
 });
 

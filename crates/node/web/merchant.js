@@ -1,7 +1,8 @@
-// Merchant dashboard: operator token, issuing points, network status (polled) and the live feed.
+// Merchant dashboard: operator token, issuing points (the customer's key scanned from the QR code
+// of their wallet, by camera or from a picture), network status (polled) and the live feed.
 import {
-  $, api, busy, clockTime, describeError, el, ErrorBox, loadNodeInfo, normalisePk, parseJsonObject,
-  pkProblem, shortId, shortPk, watchChanges,
+  $, api, busy, clockTime, describeError, el, ErrorBox, ELOAN_STATE_WORDS, ELOAN_STEP_WORDS, ESHARE_STATE_WORDS,
+  ESHARE_STEP_WORDS, inWords, loadNodeInfo, loadWasm, normalisePk, parseJsonObject, pkProblem, shortId, shortPk, watchChanges,
 } from '/web/common.js';
 
 const TOKEN_KEY = 'beaufort.operator-token';
@@ -76,6 +77,162 @@ if (navigator.clipboard && navigator.clipboard.readText && window.isSecureContex
     } catch (e) {
       errors.show('issue', `Could not read the clipboard (${e.message}); paste into the field instead.`);
     }
+  });
+}
+
+// ---- The customer's QR code ----
+
+/** Pictures are scaled down to this many pixels on their longer side before decoding. */
+const SCAN_MAX_SIDE = 1600;
+/** How often a camera frame is looked at while scanning. */
+const SCAN_EVERY_MS = 250;
+let cameraStream = null;
+
+function setScan(state, text) {
+  $('scan-status').dataset.state = state;
+  $('scan-status').textContent = text;
+}
+
+/** The browser's own QR reader where it has one (it reads live video fastest), else null. */
+const nativeDetector = (async () => {
+  if (typeof window.BarcodeDetector === 'undefined') return null;
+  try {
+    const formats = await window.BarcodeDetector.getSupportedFormats();
+    return formats.includes('qr_code') ? new window.BarcodeDetector({ formats: ['qr_code'] }) : null;
+  } catch {
+    return null;
+  }
+})();
+
+/** Puts a scanned key into the form; false (and the reason shown) when it is not a customer key. */
+function useScanned(text) {
+  const pk = normalisePk(text);
+  const problem = pkProblem(pk);
+  if (problem) {
+    setScan('error', `That QR code does not hold a customer key: ${problem}`);
+    return false;
+  }
+  $('issue-owner').value = pk;
+  setScan('found', `Customer ${shortPk(pk)} scanned. Enter the points and issue them.`);
+  return true;
+}
+
+/**
+ * The text of a QR code in `source` (an ImageBitmap or a playing video), decoded by the node's
+ * WebAssembly module from the pixels; null when there is none. Throws when one is there but
+ * cannot be read.
+ */
+async function decodePixels(source, width, height) {
+  const scale = Math.min(1, SCAN_MAX_SIDE / Math.max(width, height, 1));
+  const w = Math.max(1, Math.round(width * scale));
+  const h = Math.max(1, Math.round(height * scale));
+  const canvas = document.createElement('canvas');
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, w, h);
+  ctx.drawImage(source, 0, 0, w, h);
+  const wasm = await loadWasm();
+  const pixels = ctx.getImageData(0, 0, w, h).data;
+  return wasm.decodeQr(new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength), w, h) ?? null;
+}
+
+/** The QR text in `source` by the WebAssembly decoder, then the browser's reader if it has one. */
+async function readQr(source, width, height) {
+  let failure = null;
+  try {
+    const text = await decodePixels(source, width, height);
+    if (text !== null) return text;
+  } catch (e) {
+    failure = e;
+  }
+  const detector = await nativeDetector;
+  if (detector) {
+    const found = await detector.detect(source);
+    if (found.length > 0 && typeof found[0].rawValue === 'string') return found[0].rawValue;
+  }
+  if (failure) throw failure;
+  return null;
+}
+
+$('scan-file').addEventListener('change', async () => {
+  const file = $('scan-file').files[0];
+  if (!file) return;
+  setScan('scanning', `Reading ${file.name}…`);
+  try {
+    const bitmap = await createImageBitmap(file);
+    let text;
+    try {
+      text = await readQr(bitmap, bitmap.width, bitmap.height);
+    } finally {
+      bitmap.close();
+    }
+    if (text === null) {
+      setScan('none', `No QR code found in ${file.name}. Take the picture closer, with the whole code in it.`);
+    } else {
+      useScanned(text);
+    }
+  } catch (e) {
+    setScan('error', `Could not read a QR code from ${file.name}: ${describeError(e)}`);
+  }
+  $('scan-file').value = ''; // choosing the same file again reads it again
+});
+
+function stopCamera() {
+  if (cameraStream) cameraStream.getTracks().forEach((t) => t.stop());
+  cameraStream = null;
+  const video = $('scan-video');
+  video.pause();
+  video.srcObject = null;
+  video.hidden = true;
+  $('scan-stop').hidden = true;
+  $('scan-camera').hidden = false;
+}
+
+/** Looks at the camera's current frame; schedules the next look until a customer key is read. */
+async function scanFrame(stream) {
+  if (cameraStream !== stream) return; // stopped, or a new scan started
+  const video = $('scan-video');
+  if (video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA && video.videoWidth > 0) {
+    let text = null;
+    try {
+      text = await readQr(video, video.videoWidth, video.videoHeight);
+    } catch {
+      text = null; // a blurred frame: the next one may be sharp
+    }
+    if (cameraStream !== stream) return;
+    if (text !== null && useScanned(text)) {
+      stopCamera();
+      return;
+    }
+  }
+  setTimeout(() => scanFrame(stream), SCAN_EVERY_MS);
+}
+
+if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.isSecureContext) {
+  $('scan-camera').hidden = false;
+  $('scan-camera').addEventListener('click', async () => {
+    setScan('scanning', 'Starting the camera…');
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
+      cameraStream = stream;
+      const video = $('scan-video');
+      video.srcObject = stream;
+      video.hidden = false;
+      $('scan-camera').hidden = true;
+      $('scan-stop').hidden = false;
+      await video.play();
+      setScan('scanning', "Hold the customer's QR code in front of the camera.");
+      scanFrame(stream);
+    } catch (e) {
+      stopCamera();
+      setScan('error', `The camera is not available (${describeError(e)}); read the code from a picture instead.`);
+    }
+  });
+  $('scan-stop').addEventListener('click', () => {
+    stopCamera();
+    setScan('idle', '');
   });
 }
 
@@ -168,7 +325,8 @@ const list = (xs) => (Array.isArray(xs) && xs.length ? xs.join(', ') : 'none');
 function renderStatus(s) {
   $('status').classList.remove('stale');
   $('status-updated').textContent = `updated ${clockTime()}`;
-  $('status-member').textContent = `${s.member} of ${s.members}`;
+  // Members are numbered from 0 (as in the configuration and the CLI): say so.
+  $('status-member').textContent = `${s.member} (numbered 0–${Number(s.members) - 1})`;
   $('status-neighbours').textContent = list(s.neighbours);
   const excluded = Array.isArray(s.excluded) ? s.excluded : [];
   $('status-excluded').textContent = list(excluded);
@@ -232,6 +390,12 @@ api('GET', '/v1/network')
   .catch(() => {});
 const shop = (m) => (m === undefined || m === null ? '?' : shopNames[Number(m)] || `member ${m}`);
 
+/** The compiled-in contracts' names, states and steps in words. */
+const CONTRACT_WORDS = {
+  eshare: { label: 'eShare', states: ESHARE_STATE_WORDS, steps: ESHARE_STEP_WORDS },
+  eloan: { label: 'eLoan', states: ELOAN_STATE_WORDS, steps: ELOAN_STEP_WORDS },
+};
+
 /** Turns a committed change into { tag, title, detail } a shop assistant can read at a glance. */
 function describeChange(ch) {
   if (ch.deleted) return { tag: 'deleted', title: `Deleted ${ch.key}`, detail: '' };
@@ -279,11 +443,20 @@ function describeChange(ch) {
     const stateName = typeof state.name === 'string' ? state.name : '?';
     const value = state.value && typeof state.value === 'object' ? state.value : {};
     const id = ch.key.slice('asset/'.length);
-    const what = typeof value.tool === 'string' && value.tool ? value.tool : id;
+    const what =
+      typeof value.tool === 'string' && value.tool
+        ? value.tool
+        : typeof value.number === 'string' && value.number
+          ? `invoice ${value.number}`
+          : id;
+    const words = CONTRACT_WORDS[record.contract] ?? { label: record.contract ?? 'asset', states: {}, steps: {} };
+    const stateWords = inWords(words.states, stateName);
+    const step = typeof record.transition === 'string' ? inWords(words.steps, record.transition) : null;
     return {
       tag: stateName.toLowerCase(),
-      title: `${record.contract ?? 'asset'}: ${what} is ${stateName}`,
-      detail: typeof record.transition === 'string' ? `${record.transition} by ${shortPk(record.actor)} · asset ${id}` : `asset ${id}`,
+      label: stateWords.toLowerCase(),
+      title: `${words.label}: ${what} is ${stateWords.toLowerCase()}`,
+      detail: step ? `${step} by ${shortPk(record.actor)} · asset ${id}` : `asset ${id}`,
     };
   }
 
@@ -301,7 +474,7 @@ function addFeedRow(ch) {
     el(
       'div',
       { class: 'feed-top' },
-      el('span', { class: `tag tag-${d.tag}` }, d.tag),
+      el('span', { class: `tag tag-${d.tag}` }, d.label ?? d.tag),
       el('span', { class: 'feed-title' }, d.title),
       el('time', { class: 'feed-time', datetime: new Date().toISOString() }, clockTime()),
     ),

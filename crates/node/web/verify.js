@@ -3,17 +3,10 @@
 // network's member keys, and its value is shown only from what that check returns. Nothing here
 // parses or trusts the receipt's fields itself.
 
-import { $, api, describeError, el, ErrorBox, loadNodeInfo } from './common.js';
+import { $, api, describeError, el, ErrorBox, loadNodeInfo, loadWasm } from './common.js';
 
 const errors = new ErrorBox($('error'));
 let verifier = null;
-
-/** Loads the WebAssembly module; rejects with the reason when the node was built without it. */
-async function loadWasm() {
-  const wasm = await import('/web/beaufort_wasm.js');
-  await wasm.default();
-  return wasm;
-}
 
 function setNetworkState(state, text) {
   const status = $('network-state');

@@ -1,9 +1,12 @@
-// Customer wallet: the key pair, tickets and balance, multi-ticket redemption at any merchant of
-// the network (the wallet lives at one origin, but the customer shops everywhere), transfers, and
-// receipts that the /verify page (or `beaufort verify` offline) checks.
+// Customer wallet: the key pair (shown as a QR code; exported and imported under a passphrase, so
+// one wallet works at every shop's page and survives a lost browser), tickets and balance,
+// multi-ticket redemption at any merchant of the network (the wallet lives at one origin, but the
+// customer shops everywhere), transfers, and receipts that the /verify page (or `beaufort verify`
+// offline) checks.
 import {
-  $, api, busy, debounce, describeError, downloadText, el, ErrorBox, loadKeyPair, loadNodeInfo,
-  normalisePk, parseJsonObject, pkProblem, shortId, shortPk, showMyKey, signChallenge, watchChanges,
+  $, api, busy, copyText, debounce, decryptWallet, describeError, downloadText, el, ErrorBox,
+  exportWallet, loadKeyPair, loadNodeInfo, loadWasm, MIN_PASSPHRASE, normalisePk, parseExportedWallet,
+  parseJsonObject, pkProblem, replaceKeyPair, shortId, shortPk, showMyKey, signChallenge, watchChanges,
 } from '/web/common.js';
 
 const errors = new ErrorBox($('error'));
@@ -156,6 +159,8 @@ function renderTickets() {
     ),
   );
   $('tickets-empty').hidden = tickets.length > 0;
+  // Importing another wallet over one that holds tickets needs a deliberate tick.
+  $('import-replace-box').hidden = tickets.length === 0;
 
   // Keep the transfer choice across refreshes when that ticket is still live.
   const select = $('transfer-ticket');
@@ -201,6 +206,7 @@ async function loadMerchants() {
       }));
       errors.clear('merchants');
       if (keys) renderTickets(); // names instead of member numbers
+      if (exported) renderExportLinks();
       break;
     } catch (e) {
       // Redeeming here still works without the list: offer this shop alone meanwhile.
@@ -432,6 +438,156 @@ $('transfer-form').addEventListener('submit', async (ev) => {
   });
 });
 
+// ---- The key as a QR code ----
+
+/** Shows `keys.pk` as a QR code in #my-qr, drawn by the node's WebAssembly module. */
+async function showQr() {
+  const img = $('my-qr');
+  const pk = keys.pk;
+  try {
+    const wasm = await loadWasm();
+    if (keys.pk !== pk) return; // another key was imported meanwhile
+    img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(wasm.qrSvg(pk))}`;
+    img.dataset.pk = pk;
+    img.hidden = false;
+    $('qr-note').hidden = true;
+  } catch (e) {
+    img.hidden = true;
+    $('qr-note').hidden = false;
+    $('qr-note').textContent = `No QR code: ${describeError(e)} Copy the key instead.`;
+  }
+}
+
+// ---- Keeping the wallet: export, import, import links ----
+
+/** The prefix of an import link's fragment; the fragment never reaches any server. */
+const LINK_PREFIX = '#wallet=';
+let exported = '';
+
+$('export-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const pass = $('export-pass').value;
+  const problem =
+    pass.length < MIN_PASSPHRASE
+      ? `Choose a passphrase of at least ${MIN_PASSPHRASE} characters.`
+      : pass !== $('export-pass2').value
+        ? 'The two passphrases differ; type the same one twice.'
+        : null;
+  if (problem) {
+    errors.show('keep', problem);
+    return;
+  }
+  await busy($('export-button'), 'Encrypting…', async () => {
+    try {
+      exported = await exportWallet(keys, pass);
+    } catch (e) {
+      errors.show('keep', `Could not export your wallet: ${describeError(e)}`);
+      return;
+    }
+    errors.clear('keep');
+    $('export-pass').value = '';
+    $('export-pass2').value = '';
+    $('export-text').value = exported;
+    renderExportLinks();
+    $('export-result').hidden = false;
+    showResult('ok', 'Your wallet is exported. Keep the file or text and its passphrase; together they open your wallet in any browser, at any shop.');
+  });
+});
+
+/** One link per other shop that opens its wallet page with this export waiting for the passphrase. */
+function renderExportLinks() {
+  const own = info ? Number(info.member) : -1;
+  const links = merchants
+    .filter((m) => m.url && m.index !== own)
+    .map((m) => {
+      let href;
+      try {
+        href = new URL('/wallet', m.url);
+      } catch {
+        return null;
+      }
+      href.hash = `${LINK_PREFIX.slice(1)}${encodeURIComponent(exported)}`;
+      return el('li', {}, el('a', { class: 'import-link', href: href.href, dataset: { member: String(m.index) } }, m.name));
+    })
+    .filter(Boolean);
+  $('export-links').replaceChildren(...(links.length ? links : [el('li', { class: 'muted' }, 'no other shop publishes its address')]));
+}
+
+$('export-download').addEventListener('click', () => downloadText(`beaufort-wallet-${keys.pk.slice(2, 10)}.json`, exported));
+$('export-copy').addEventListener('click', async () => {
+  const ok = await copyText(exported);
+  showResult(ok ? 'ok' : 'fail', ok ? 'The exported wallet is copied.' : 'Could not copy; select the text and copy it by hand.');
+});
+
+$('import-file').addEventListener('change', async () => {
+  const file = $('import-file').files[0];
+  if (!file) return;
+  if (file.size > 64 * 1024) {
+    errors.show('keep', `${file.name} is too large to be an exported wallet.`);
+    return;
+  }
+  $('import-text').value = await file.text();
+  errors.clear('keep');
+});
+
+$('import-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  let wallet;
+  try {
+    wallet = parseExportedWallet($('import-text').value);
+  } catch (e) {
+    errors.show('keep', describeError(e));
+    return;
+  }
+  if (wallet.public_key === keys.pk) {
+    errors.clear('keep');
+    showResult('ok', 'This browser already holds that wallet here.');
+    return;
+  }
+  if (tickets.length > 0 && !$('import-replace').checked) {
+    errors.show('keep', 'This browser holds another wallet here, with tickets. Tick "Replace the wallet…" (after exporting it if you want to keep it).');
+    return;
+  }
+  await busy($('import-button'), 'Decrypting…', async () => {
+    try {
+      const record = await decryptWallet($('import-text').value, $('import-pass').value);
+      keys = await replaceKeyPair(record);
+    } catch (e) {
+      errors.show('keep', `Could not open the exported wallet: ${describeError(e)}`);
+      return;
+    }
+    errors.clear('keep');
+    $('import-text').value = '';
+    $('import-pass').value = '';
+    $('import-file').value = '';
+    $('import-replace').checked = false;
+    $('export-result').hidden = true;
+    exported = '';
+    fresher.clear();
+    tickets = [];
+    showMyKey(keys);
+    $('key-warning').hidden = !keys.ephemeral;
+    showQr();
+    const balance = await refresh();
+    showResult('ok', `This is now your wallet here: key ${shortPk(keys.pk)}${balance === null || balance === undefined ? '' : `, ${balance} points`}.`);
+  });
+});
+
+/** An import link's wallet, moved into the import form and out of the address bar. */
+function takeLinkedWallet() {
+  if (!window.location.hash.startsWith(LINK_PREFIX)) return;
+  let text = '';
+  try {
+    text = decodeURIComponent(window.location.hash.slice(LINK_PREFIX.length));
+  } catch {
+    text = '';
+  }
+  history.replaceState(null, '', window.location.pathname + window.location.search);
+  $('import-text').value = text;
+  showResult('ok', 'The link carries an exported wallet. Enter its passphrase under "Use a wallet you exported" to use it at this shop.');
+  $('import-pass').focus();
+}
+
 // ---- Start ----
 
 $('refresh-button').addEventListener('click', () => busy($('refresh-button'), 'Refreshing…', refresh));
@@ -440,6 +596,7 @@ loadNodeInfo(errors).then((i) => {
   info = i;
   loadMerchants();
 });
+takeLinkedWallet();
 
 (async () => {
   try {
@@ -450,6 +607,7 @@ loadNodeInfo(errors).then((i) => {
     return; // forms stay disabled: nothing can be signed
   }
   showMyKey(keys);
+  showQr();
   if (keys.ephemeral) {
     $('key-warning').hidden = false;
     $('key-warning').textContent =
@@ -457,6 +615,8 @@ loadNodeInfo(errors).then((i) => {
   }
   $('redeem-button').disabled = false;
   $('transfer-button').disabled = false;
+  $('export-button').disabled = false;
+  $('import-button').disabled = false;
   await refresh();
   // Refresh when a change touches our tickets: points issued to us, or one of ours spent elsewhere.
   watchChanges(

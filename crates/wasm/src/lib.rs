@@ -1,5 +1,5 @@
-//! Beaufort in the browser: the receipt verifier of the node's `/verify` page, compiled to
-//! WebAssembly with wasm-bindgen.
+//! Beaufort in the browser: the receipt verifier of the node's `/verify` page, and the QR codes
+//! of the wallet and the dashboard ([`qr`]), compiled to WebAssembly with wasm-bindgen.
 //!
 //! A customer should not have to trust the shop's page to believe a receipt: the page hands the
 //! receipt and the network's member keys to this module, which runs the very check
@@ -17,6 +17,8 @@ use beaufort_crypto::{
 };
 use beaufort_receipt::{NetworkKeys, ReceiptChecker, ReceiptError, Verified};
 use wasm_bindgen::prelude::*;
+
+pub mod qr;
 
 /// The receipt checker of one network, built once from its description (`GET /v1/network`):
 /// loading checks every member's proof of possession, which is the expensive part.
@@ -253,4 +255,18 @@ impl BenchFixture {
 
 fn js_error(error: ReceiptError) -> JsError {
     JsError::new(&error.to_string())
+}
+
+/// [`qr::qr_svg`] for the wallet page: the customer's key as an SVG QR code; throws when the text
+/// cannot fit.
+#[wasm_bindgen(js_name = qrSvg)]
+pub fn qr_svg_js(text: &str) -> Result<String, JsError> {
+    qr::qr_svg(text).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// [`qr::decode_qr`] for the dashboard: the text of a QR code in a camera frame or an uploaded
+/// picture (canvas RGBA), `undefined` when there is none; throws when one is there but unreadable.
+#[wasm_bindgen(js_name = decodeQr)]
+pub fn decode_qr_js(rgba: &[u8], width: u32, height: u32) -> Result<Option<String>, JsError> {
+    qr::decode_qr(rgba, width, height).map_err(|e| JsError::new(&e.to_string()))
 }

@@ -159,6 +159,7 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(web::dashboard))
         .routes(routes!(web::wallet))
         .routes(routes!(web::eshare))
+        .routes(routes!(web::eloan))
         .routes(routes!(web::verify))
         .routes(routes!(web::file))
         .routes(routes!(ops::metrics))

@@ -1,5 +1,5 @@
-//! The web app each node serves: a merchant dashboard, a customer wallet, the eShare page and the
-//! receipt verifier. Plain HTML, CSS and JavaScript modules compiled into the binary, so the pages
+//! The web app each node serves: a merchant dashboard, a customer wallet, the eShare and eLoan
+//! pages and the receipt verifier. Plain HTML, CSS and JavaScript modules compiled into the binary, so the pages
 //! always match the node's API version; the verifier's WebAssembly module is built from this
 //! workspace's sources by the crate's build script (build.rs) and compiled in the same way.
 
@@ -23,6 +23,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "eshare.html",
         "text/html; charset=utf-8",
         include_bytes!("../../web/eshare.html"),
+    ),
+    (
+        "eloan.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/eloan.html"),
     ),
     (
         "verify.html",
@@ -55,6 +60,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../web/eshare.js"),
     ),
     (
+        "eloan.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/eloan.js"),
+    ),
+    (
         "verify.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/verify.js"),
@@ -77,6 +87,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
 /// string can never run as code. The API calls may go to other members (a wallet redeems at
 /// another merchant's node), so `connect-src` allows any http(s) origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The wallet's and the dashboard's policy: the same, plus `'wasm-unsafe-eval'`, without which the
+/// browser refuses to compile the WebAssembly module that draws the wallet's QR code and reads it
+/// back on the dashboard. Still no inline or foreign script.
+const WASM_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The `/verify` page's policy: the same, plus `'wasm-unsafe-eval'`, without which the browser
 /// refuses to compile the verifier's WebAssembly. It still runs no inline or foreign script, and
@@ -103,18 +118,20 @@ fn serve_with(name: &str, policy: &'static str) -> Response {
     }
 }
 
-/// The merchant dashboard: issue points, the live feed of commits, the network's status.
+/// The merchant dashboard: issue points (the customer's key scanned from a QR code), the live
+/// feed of commits, the network's status.
 #[utoipa::path(get, path = "/", operation_id = "dashboardPage", tag = "web",
     responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub(super) async fn dashboard() -> Response {
-    serve("index.html")
+    serve_with("index.html", WASM_CONTENT_SECURITY_POLICY)
 }
 
-/// The customer wallet: a key pair in the browser, tickets, balance, redemption at any member.
+/// The customer wallet: a key pair in the browser (shown as a QR code, exported and imported
+/// under a passphrase), tickets, balance, redemption at any member.
 #[utoipa::path(get, path = "/wallet", operation_id = "walletPage", tag = "web",
     responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub(super) async fn wallet() -> Response {
-    serve("wallet.html")
+    serve_with("wallet.html", WASM_CONTENT_SECURITY_POLICY)
 }
 
 /// The eShare page: tools and their states.
@@ -122,6 +139,13 @@ pub(super) async fn wallet() -> Response {
     responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub(super) async fn eshare() -> Response {
     serve("eshare.html")
+}
+
+/// The eLoan page: invoices registered once, pledged to one lender, released when repaid.
+#[utoipa::path(get, path = "/eloan", operation_id = "eloanPage", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub(super) async fn eloan() -> Response {
+    serve("eloan.html")
 }
 
 /// The receipt verifier: a receipt (pasted, from a file, or this node's for `?key=`) is checked in
