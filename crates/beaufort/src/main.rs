@@ -3,6 +3,7 @@
 //! a receipt offline, `demo` runs a consortium in one process, and `sim` drives the
 //! deterministic simulator (`check`, `replay`, `run`, `paper`, `model-check`).
 
+mod backup_cmd;
 mod client;
 mod demo;
 mod eval;
@@ -51,6 +52,11 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Checks a value's certificate offline against the network configuration.
     Verify(client::VerifyArgs),
+    /// Downloads a consistent backup of a running member's store (operator token).
+    Backup(backup_cmd::BackupArgs),
+    /// Rebuilds a stopped member's store from a backup; it then sits out every view it may have
+    /// voted in since, so it never votes twice.
+    Restore(backup_cmd::RestoreArgs),
     /// Talks to a node's HTTP API.
     #[command(flatten)]
     Client(client::ClientCommand),
@@ -179,6 +185,8 @@ fn run() -> Result<ExitCode> {
         Command::Discovery(args) => node_cmd::discovery(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::demo(args).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => client::verify(args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => backup_cmd::backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Restore(args) => backup_cmd::restore(args).map(|()| ExitCode::SUCCESS),
         Command::Client(command) => client::run(command).map(|()| ExitCode::SUCCESS),
     }
 }

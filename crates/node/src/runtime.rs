@@ -11,13 +11,14 @@
 //! one disk commit covers a burst of incoming votes.
 
 use crate::changes::ChangeLog;
+use crate::fence::Fence;
 use crate::metrics::Metrics;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
 use beaufort_core::input::Input;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::Certified;
-use beaufort_core::types::{Key, MemberIndex, Value, ValueHash};
+use beaufort_core::types::{Key, MemberIndex, Value, ValueHash, View};
 use beaufort_core::wire::{decode, encode};
 use beaufort_net::{NetEvent, Network};
 use beaufort_store::Store;
@@ -67,6 +68,7 @@ pub(crate) type WriteReply = oneshot::Sender<Result<Certified, NodeError>>;
 pub(crate) enum Request {
     Get(Key, oneshot::Sender<Option<Certified>>),
     List(ListQuery, oneshot::Sender<Vec<(Key, Certified)>>),
+    Views(Option<Key>, usize, oneshot::Sender<Vec<(Key, View)>>),
     Write(Key, Value, WriteReply),
     Status(oneshot::Sender<Status>),
     Recording(oneshot::Sender<Option<Recording>>),
@@ -100,6 +102,7 @@ pub(crate) struct Runtime {
     pending: usize,
     recent_commits: VecDeque<RecentCommit>,
     recording: Option<Recording>,
+    fence: Fence,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -127,7 +130,14 @@ impl Runtime {
             pending: 0,
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
             recording: None,
+            fence: Fence::default(),
         }
+    }
+
+    /// The same runtime behind a restored store's fence.
+    pub fn fenced(mut self, fence: Fence) -> Runtime {
+        self.fence = fence;
+        self
     }
 
     /// The same runtime, logging a [`Recording`] when `on`.
@@ -197,9 +207,23 @@ impl Runtime {
                     .collect();
                 let _ = reply.send(items);
             }
+            Request::Views(after, limit, reply) => {
+                let views = self
+                    .replica
+                    .states()
+                    .filter(|(k, _)| after.as_ref().is_none_or(|after| *k > after))
+                    .map(|(k, s)| (k.clone(), s.view))
+                    .take(limit.min(MAX_LIST))
+                    .collect();
+                let _ = reply.send(views);
+            }
             Request::Write(key, value, reply) => {
                 if self.pending >= MAX_PENDING_WRITES {
                     let _ = reply.send(Err(NodeError::Busy));
+                    return;
+                }
+                if let Some(view) = self.fence.holds(&key, &self.replica) {
+                    let _ = reply.send(Err(NodeError::SittingOut { view }));
                     return;
                 }
                 let hash = value.hash();
@@ -237,7 +261,10 @@ impl Runtime {
             NetEvent::PeerUp(peer) => step.absorb(self.input(Input::PeerUp(peer))),
             NetEvent::PeerDown(peer) => step.absorb(self.input(Input::PeerDown(peer))),
             NetEvent::Message { from, bytes } => match decode(&bytes, self.members) {
-                Ok(message) => step.absorb(self.input(Input::Receive { from, message })),
+                Ok(message) => {
+                    let message = self.fence.admit(message, &self.replica);
+                    step.absorb(self.input(Input::Receive { from, message }));
+                }
                 Err(error) => {
                     tracing::warn!(peer = from, %error, "undecodable message");
                     self.drop_peer(from);
@@ -404,6 +431,7 @@ impl Runtime {
             excluded: self.replica.excluded().keys().copied().collect(),
             keys: self.replica.states().count(),
             pending_writes: self.pending,
+            fenced_keys: self.fence.len(),
             in_progress,
             recent_commits: self.recent_commits.iter().cloned().collect(),
         }

@@ -16,6 +16,7 @@
 //! compile, the validation hook).
 
 mod assets;
+mod backup;
 mod conn;
 mod kv;
 mod loyalty;
@@ -24,6 +25,7 @@ mod ops;
 pub(crate) mod schema;
 mod web;
 
+pub use backup::OpenView;
 pub use kv::{Receipt, ValueView};
 pub use loyalty::TicketView;
 
@@ -138,6 +140,7 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(assets::propose_contract))
         .routes(routes!(assets::endorse_contract))
         .routes(routes!(ops::isolate))
+        .routes(routes!(backup::backup))
         .route_layer(middleware::from_fn(require_token));
     OpenApiRouter::default()
         .routes(routes!(kv::get_value))
@@ -165,6 +168,7 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(openapi::serve))
         .routes(routes!(ops::livez))
         .routes(routes!(ops::readyz))
+        .routes(routes!(backup::views))
         .merge(operator)
 }
 
