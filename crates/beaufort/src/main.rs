@@ -6,6 +6,7 @@
 mod backup_cmd;
 mod client;
 mod demo;
+mod doctor;
 mod eval;
 mod keygen;
 mod model_check;
@@ -54,6 +55,9 @@ enum Command {
     Verify(client::VerifyArgs),
     /// Downloads a consistent backup of a running member's store (operator token).
     Backup(backup_cmd::BackupArgs),
+    /// Asks every member named in the network file how it is, compares what they hold, and
+    /// names the member that needs its operator (exit status 1 if any).
+    Doctor(doctor::DoctorArgs),
     /// Rebuilds a stopped member's store from a backup; it then sits out every view it may have
     /// voted in since, so it never votes twice.
     Restore(backup_cmd::RestoreArgs),
@@ -186,6 +190,7 @@ fn run() -> Result<ExitCode> {
         Command::Demo(args) => demo::demo(args).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => client::verify(args).map(|()| ExitCode::SUCCESS),
         Command::Backup(args) => backup_cmd::backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor::doctor(args),
         Command::Restore(args) => backup_cmd::restore(args).map(|()| ExitCode::SUCCESS),
         Command::Client(command) => client::run(command).map(|()| ExitCode::SUCCESS),
     }

@@ -19,7 +19,8 @@
 //! # Ok(()) }
 //! ```
 
-use beaufort_node::api::{OpenView, Receipt, ValueView};
+use beaufort_node::api::{Info, OpenView, Receipt, ValueView};
+use beaufort_node::digest::StoreDigest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -232,6 +233,16 @@ impl Client {
             }
         }
         Ok(written)
+    }
+
+    /// Which member this is: version, index, names, network id (`GET /v1/info`).
+    pub async fn info(&self) -> Result<Info, ClientError> {
+        parse(&success(self.call("GET", "/v1/info", &[]).await?)?)
+    }
+
+    /// The member's holdings summarised for comparison with the others (`GET /v1/digest`).
+    pub async fn digest(&self) -> Result<StoreDigest, ClientError> {
+        parse(&success(self.call("GET", "/v1/digest", &[]).await?)?)
     }
 
     /// Every key the member holds with the view it has open for it (`GET /v1/views`, all

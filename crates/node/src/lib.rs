@@ -5,6 +5,7 @@
 pub mod api;
 mod changes;
 pub mod config;
+pub mod digest;
 mod fence;
 pub mod metrics;
 mod runtime;
@@ -511,6 +512,11 @@ impl NodeHandle {
         limit: usize,
     ) -> Result<Vec<(Key, View)>, NodeError> {
         self.ask(|tx| Request::Views(after, limit, tx)).await
+    }
+
+    /// What this member holds, summarised for comparison with the others (`beaufort doctor`).
+    pub async fn digest(&self) -> Result<digest::StoreDigest, NodeError> {
+        self.ask(Request::Digest).await
     }
 
     /// Writes a consistent backup of this member's store to `out` while the node keeps running

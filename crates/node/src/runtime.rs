@@ -69,6 +69,7 @@ pub(crate) enum Request {
     Get(Key, oneshot::Sender<Option<Certified>>),
     List(ListQuery, oneshot::Sender<Vec<(Key, Certified)>>),
     Views(Option<Key>, usize, oneshot::Sender<Vec<(Key, View)>>),
+    Digest(oneshot::Sender<crate::digest::StoreDigest>),
     Write(Key, Value, WriteReply),
     Status(oneshot::Sender<Status>),
     Recording(oneshot::Sender<Option<Recording>>),
@@ -216,6 +217,12 @@ impl Runtime {
                     .take(limit.min(MAX_LIST))
                     .collect();
                 let _ = reply.send(views);
+            }
+            Request::Digest(reply) => {
+                let _ = reply.send(crate::digest::StoreDigest::of(
+                    &mut self.replica,
+                    self.fence.len(),
+                ));
             }
             Request::Write(key, value, reply) => {
                 if self.pending >= MAX_PENDING_WRITES {

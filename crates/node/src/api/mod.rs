@@ -28,6 +28,7 @@ mod web;
 pub use backup::OpenView;
 pub use kv::{Receipt, ValueView};
 pub use loyalty::TicketView;
+pub use ops::Info;
 
 use crate::{NodeError, NodeHandle};
 use axum::extract::rejection::JsonRejection;
@@ -169,6 +170,7 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(ops::livez))
         .routes(routes!(ops::readyz))
         .routes(routes!(backup::views))
+        .routes(routes!(ops::digest))
         .merge(operator)
 }
 

@@ -15,21 +15,21 @@ use utoipa::ToSchema;
 
 /// What `GET /v1/info` shows: which member this node is, for every page's header, and which
 /// build and network, so an operator comparing members sees a mismatch at once.
-#[derive(Serialize, ToSchema)]
-pub(super) struct Info {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Info {
     /// The node's version.
-    version: &'static str,
+    pub version: String,
     /// This member's index (from 0).
     #[schema(value_type = u16)]
-    member: MemberIndex,
+    pub member: MemberIndex,
     /// Number of members.
-    members: usize,
+    pub members: usize,
     /// This member's display name.
-    name: String,
+    pub name: String,
     /// The consortium's name.
-    network: String,
+    pub network: String,
     /// The network id in hex.
-    network_id: String,
+    pub network_id: String,
 }
 
 /// Which member this node is: version, member index, display name, network and its id.
@@ -39,7 +39,7 @@ pub(super) async fn info(State(node): State<NodeHandle>) -> Json<Info> {
     let member = node.config().node.index;
     let entry = node.config().network.members.get(usize::from(member));
     Json(Info {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         member,
         members: node.membership().n(),
         name: entry
@@ -63,6 +63,20 @@ pub(super) async fn network(State(node): State<NodeHandle>) -> Response {
         Json(node.config().network.clone()),
     )
         .into_response()
+}
+
+/// What this member holds, summarised for comparison with the other members: certified state
+/// per key prefix (keys, decisions learnt, digest), its Merkle root, neighbours, the members it
+/// holds proof against, and keys it sits out after a restore. No token: `beaufort doctor` reads
+/// it from every member with nothing but the network file.
+#[utoipa::path(get, path = "/v1/digest", operation_id = "getDigest", tag = "meta",
+    responses(
+        (status = 200, description = "This member's holdings, summarised", body = crate::digest::StoreDigest),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
+pub(super) async fn digest(
+    State(node): State<NodeHandle>,
+) -> Result<Json<crate::digest::StoreDigest>, ApiError> {
+    Ok(Json(node.digest().await?))
 }
 
 /// Members, neighbours, excluded members and the progress of pending writes.
