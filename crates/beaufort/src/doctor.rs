@@ -288,6 +288,30 @@ pub fn diagnose(network_id: &str, seen: &[Seen]) -> Vec<Finding> {
         ));
     }
 
+    // A member that writes a version another cannot read loses every link to it.
+    for (writer, info, _) in &answering {
+        let unable: BTreeSet<usize> = answering
+            .iter()
+            .filter(|(_, reader, _)| {
+                !(reader.wire_reads_from..=reader.wire_reads_to).contains(&info.wire_writes)
+            })
+            .map(|(reader, _, _)| reader.index)
+            .collect();
+        if !unable.is_empty() {
+            findings.push(Finding::problem(
+                Some(writer.index),
+                format!(
+                    "{} writes wire version {}, which members {} cannot read: set \
+                     `wire_version` in its [node] table to a version every member reads, until \
+                     they all run the new build.",
+                    name(writer.index),
+                    info.wire_writes,
+                    list(&unable)
+                ),
+            ));
+        }
+    }
+
     for (member, _, digest) in &answering {
         if digest.neighbours.is_empty() && seen.len() > 1 {
             findings.push(Finding::problem(
@@ -394,6 +418,9 @@ mod tests {
             name: format!("shop-{index}"),
             network: "test".into(),
             network_id: NETWORK.into(),
+            wire_reads_from: 5,
+            wire_reads_to: 5,
+            wire_writes: 5,
         };
         let digest = StoreDigest {
             member: index,
@@ -480,5 +507,29 @@ mod tests {
         assert!(note
             .text
             .contains("0.1.0 (members 2, 3), 0.2.0 (members 1)"));
+    }
+
+    #[test]
+    fn a_member_writing_a_wire_version_others_cannot_read_is_told_to_pin_it() {
+        let mut seen: Vec<Seen> = (0..4).map(|i| answer(i, 5, vec![])).collect();
+        // Member 3 runs a newer build that reads 5 and 6 and writes 6; member 2 reads 5 and 6
+        // and still writes 5, as a rolling upgrade has it.
+        for (index, writes) in [(2, 5), (3, 6)] {
+            if let Ok((info, _)) = &mut seen[index].answer {
+                info.version = "0.2.0".into();
+                info.wire_reads_to = 6;
+                info.wire_writes = writes;
+            }
+        }
+        let findings = diagnose(NETWORK, &seen);
+        assert_eq!(problems_about(&findings), [Some(3)]);
+        let problem = findings.iter().find(|f| f.problem).expect("a problem");
+        assert!(
+            problem
+                .text
+                .contains("writes wire version 6, which members 0, 1 cannot read"),
+            "{}",
+            problem.text
+        );
     }
 }

@@ -171,6 +171,11 @@ pub struct NodeSection {
     /// default; never enable it in production.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test_controls: bool,
+    /// The wire encoding version this member writes, while some members still run a build that
+    /// reads only an older one (docs/OPERATING.md, "Upgrading"); absent: the newest this build
+    /// writes. Must be one this build reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_version: Option<u16>,
 }
 
 fn default_api_bind() -> SocketAddr {
@@ -179,6 +184,14 @@ fn default_api_bind() -> SocketAddr {
 
 fn default_neighbours() -> usize {
     DEFAULT_NEIGHBOURS
+}
+
+impl NodeSection {
+    /// The wire encoding version this member writes: the configured one, or the newest.
+    pub fn writes_wire(&self) -> u16 {
+        self.wire_version
+            .unwrap_or(beaufort_core::wire::WIRE_VERSION)
+    }
 }
 
 /// A member's whole configuration file.
@@ -253,7 +266,7 @@ impl Config {
     }
 
     /// Checks what can be checked without touching keys: the index, the listen addresses, the
-    /// peer ids and a non-empty token.
+    /// peer ids, a non-empty token and the wire version.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if usize::from(self.node.index) >= self.network.members.len() {
             return Err(ConfigError::Invalid(format!(
@@ -268,6 +281,16 @@ impl Config {
             ));
         }
         parse_addresses(&self.node.listen).map_err(ConfigError::Invalid)?;
+        if let Some(version) = self.node.wire_version {
+            let reads = beaufort_core::wire::MIN_WIRE_VERSION..=beaufort_core::wire::WIRE_VERSION;
+            if !reads.contains(&version) {
+                return Err(ConfigError::Invalid(format!(
+                    "node.wire_version {version}: this build writes versions {} to {}",
+                    reads.start(),
+                    reads.end()
+                )));
+            }
+        }
         self.discovery_servers()?;
         self.network.peers()?;
         Ok(())
@@ -422,6 +445,7 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
             discovery: Vec::new(),
             mdns: false,
             test_controls: false,
+            wire_version: None,
         });
     }
     let network = NetworkSection {

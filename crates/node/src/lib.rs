@@ -413,7 +413,8 @@ impl NodeHandle {
             apps.clone(),
         )
         .recording(options.record)
-        .fenced(fence);
+        .fenced(fence)
+        .writing_wire(config.node.writes_wire());
         // The runtime gets its own OS thread and single-threaded tokio runtime: its protocol steps
         // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
         // a burst of votes) and would otherwise hold a worker of the caller's runtime, where the

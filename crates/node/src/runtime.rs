@@ -19,7 +19,7 @@ use beaufort_core::input::Input;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::Certified;
 use beaufort_core::types::{Key, MemberIndex, Value, ValueHash, View};
-use beaufort_core::wire::{decode, encode};
+use beaufort_core::wire::{decode, encode_as, WireError};
 use beaufort_net::{NetEvent, Network};
 use beaufort_store::Store;
 use std::collections::{HashMap, VecDeque};
@@ -104,6 +104,8 @@ pub(crate) struct Runtime {
     recent_commits: VecDeque<RecentCommit>,
     recording: Option<Recording>,
     fence: Fence,
+    /// The wire encoding version this member writes (`node.wire_version`).
+    wire_version: u16,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -132,7 +134,14 @@ impl Runtime {
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
             recording: None,
             fence: Fence::default(),
+            wire_version: beaufort_core::wire::WIRE_VERSION,
         }
+    }
+
+    /// The same runtime writing messages in `version` (one this build reads).
+    pub fn writing_wire(mut self, version: u16) -> Runtime {
+        self.wire_version = version;
+        self
     }
 
     /// The same runtime behind a restored store's fence.
@@ -272,6 +281,15 @@ impl Runtime {
                     let message = self.fence.admit(message, &self.replica);
                     step.absorb(self.input(Input::Receive { from, message }));
                 }
+                Err(WireError::Version(version)) => {
+                    tracing::warn!(
+                        peer = from,
+                        version,
+                        "this member writes a wire version this build does not read: upgrade \
+                         this member, or pin node.wire_version on that one (docs/OPERATING.md)"
+                    );
+                    self.drop_peer(from);
+                }
                 Err(error) => {
                     tracing::warn!(peer = from, %error, "undecodable message");
                     self.drop_peer(from);
@@ -298,7 +316,7 @@ impl Runtime {
 
     fn send(&mut self, messages: Vec<(MemberIndex, beaufort_core::wire::SyncMessage)>) {
         for (to, message) in messages {
-            match encode(&message) {
+            match encode_as(&message, self.wire_version) {
                 Ok(bytes) => {
                     if let Some(recording) = &mut self.recording {
                         if recording.room() {

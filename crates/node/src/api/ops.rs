@@ -30,6 +30,12 @@ pub struct Info {
     pub network: String,
     /// The network id in hex.
     pub network_id: String,
+    /// The oldest wire encoding version this build reads.
+    pub wire_reads_from: u16,
+    /// The newest wire encoding version this build reads.
+    pub wire_reads_to: u16,
+    /// The wire encoding version this member writes (`node.wire_version`, or the newest).
+    pub wire_writes: u16,
 }
 
 /// Which member this node is: version, member index, display name, network and its id.
@@ -47,6 +53,9 @@ pub(super) async fn info(State(node): State<NodeHandle>) -> Json<Info> {
             .unwrap_or_else(|| format!("member-{member}")),
         network: node.config().network.name.clone(),
         network_id: node.membership().network_id().to_hex(),
+        wire_reads_from: beaufort_core::wire::MIN_WIRE_VERSION,
+        wire_reads_to: beaufort_core::wire::WIRE_VERSION,
+        wire_writes: node.config().node.writes_wire(),
     })
 }
 
