@@ -137,6 +137,9 @@ pub struct Status {
     /// Keys this member sits out since it was restored from a backup, until the views it may
     /// have voted in before are decided (0 for a member never restored).
     pub fenced_keys: usize,
+    /// Milliseconds since a neighbour last sent anything (or the latest one connected); each
+    /// neighbour sends at least once a second, so seconds of silence mean the member is cut off.
+    pub silent_ms: u64,
     /// Progress of keys with pending own writes.
     pub in_progress: Vec<KeyProgress>,
     /// This member's most recent own writes and how long each took to commit, newest first.

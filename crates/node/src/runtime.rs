@@ -106,6 +106,10 @@ pub(crate) struct Runtime {
     fence: Fence,
     /// The wire encoding version this member writes (`node.wire_version`).
     wire_version: u16,
+    /// When a neighbour last sent anything, or the latest neighbour connected: anti-entropy
+    /// makes every neighbour send at least once a second, so a long silence means this member
+    /// no longer hears the consortium.
+    heard: Instant,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -135,6 +139,7 @@ impl Runtime {
             recording: None,
             fence: Fence::default(),
             wire_version: beaufort_core::wire::WIRE_VERSION,
+            heard: Instant::now(),
         }
     }
 
@@ -274,27 +279,37 @@ impl Runtime {
     fn on_event(&mut self, event: NetEvent, step: &mut Step) {
         match event {
             // The replica opens anti-entropy with a new neighbour at its next tick.
-            NetEvent::PeerUp(peer) => step.absorb(self.input(Input::PeerUp(peer))),
+            NetEvent::PeerUp(peer) => {
+                self.heard = Instant::now();
+                step.absorb(self.input(Input::PeerUp(peer)));
+            }
             NetEvent::PeerDown(peer) => step.absorb(self.input(Input::PeerDown(peer))),
-            NetEvent::Message { from, bytes } => match decode(&bytes, self.members) {
-                Ok(message) => {
-                    let message = self.fence.admit(message, &self.replica);
-                    step.absorb(self.input(Input::Receive { from, message }));
-                }
-                Err(WireError::Version(version)) => {
-                    tracing::warn!(
-                        peer = from,
-                        version,
-                        "this member writes a wire version this build does not read: upgrade \
+            NetEvent::Message { from, bytes } => {
+                self.heard = Instant::now();
+                self.on_message(from, &bytes, step);
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: MemberIndex, bytes: &[u8], step: &mut Step) {
+        match decode(bytes, self.members) {
+            Ok(message) => {
+                let message = self.fence.admit(message, &self.replica);
+                step.absorb(self.input(Input::Receive { from, message }));
+            }
+            Err(WireError::Version(version)) => {
+                tracing::warn!(
+                    peer = from,
+                    version,
+                    "this member writes a wire version this build does not read: upgrade \
                          this member, or pin node.wire_version on that one (docs/OPERATING.md)"
-                    );
-                    self.drop_peer(from);
-                }
-                Err(error) => {
-                    tracing::warn!(peer = from, %error, "undecodable message");
-                    self.drop_peer(from);
-                }
-            },
+                );
+                self.drop_peer(from);
+            }
+            Err(error) => {
+                tracing::warn!(peer = from, %error, "undecodable message");
+                self.drop_peer(from);
+            }
         }
     }
 
@@ -457,6 +472,7 @@ impl Runtime {
             keys: self.replica.states().count(),
             pending_writes: self.pending,
             fenced_keys: self.fence.len(),
+            silent_ms: u64::try_from(self.heard.elapsed().as_millis()).unwrap_or(u64::MAX),
             in_progress,
             recent_commits: self.recent_commits.iter().cloned().collect(),
         }

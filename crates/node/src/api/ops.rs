@@ -165,6 +165,9 @@ pub(super) async fn metrics(State(node): State<NodeHandle>) -> Response {
 
 /// How long `/readyz` waits for the runtime's answer before calling the node not ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Silence from every neighbour after which `/readyz` calls the member lagging: each neighbour
+/// sends at least one message a second (anti-entropy), so five seconds is no hiccup.
+const LAGGING_AFTER: Duration = Duration::from_secs(5);
 
 /// The answer of `/livez`.
 #[derive(Serialize, ToSchema)]
@@ -195,15 +198,16 @@ pub(super) struct Ready {
 pub(super) struct NotReady {
     /// Always false.
     ready: bool,
-    /// `no_neighbours`, `stopped` or `unresponsive`.
+    /// `no_neighbours`, `lagging`, `stopped` or `unresponsive`.
     reason: &'static str,
     /// The reason in words.
     error: String,
 }
 
-/// Readiness: the runtime answers (so the store is open: the runtime stops when it fails) and
-/// the member has at least one neighbour (without one, no write can commit and reads may be
-/// stale). 503 with a reason code and an `error` text otherwise. No token: load balancers and
+/// Readiness: the runtime answers (so the store is open: the runtime stops when it fails), the
+/// member has at least one neighbour (without one, no write can commit and reads may be
+/// stale), and it is not lagging: some neighbour sent something within the last five seconds
+/// (each sends at least once a second). 503 with a reason code and an `error` text otherwise. No token: load balancers and
 /// orchestrators probe it.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "meta",
     responses(
@@ -222,15 +226,24 @@ pub(super) async fn readyz(State(node): State<NodeHandle>) -> Response {
             .into_response()
     };
     match tokio::time::timeout(READY_TIMEOUT, node.status()).await {
-        Ok(Ok(status)) if !status.neighbours.is_empty() => Json(Ready {
+        Ok(Ok(status)) if status.neighbours.is_empty() => not_ready(
+            "no_neighbours",
+            "not connected to any other member yet".into(),
+        ),
+        Ok(Ok(status)) if status.silent_ms > LAGGING_AFTER.as_millis() as u64 => not_ready(
+            "lagging",
+            format!(
+                "connected to {} members but none has sent anything for {} s: this member no \
+                 longer hears the consortium",
+                status.neighbours.len(),
+                status.silent_ms / 1000
+            ),
+        ),
+        Ok(Ok(status)) => Json(Ready {
             ready: true,
             neighbours: status.neighbours.len(),
         })
         .into_response(),
-        Ok(Ok(_)) => not_ready(
-            "no_neighbours",
-            "not connected to any other member yet".into(),
-        ),
         Ok(Err(e)) => not_ready("stopped", format!("the node's runtime is not running: {e}")),
         Err(_) => not_ready(
             "unresponsive",
