@@ -225,8 +225,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes the configuration as TOML, readable only by its owner: it holds the operator
-    /// token. An existing file is replaced (atomically, by renaming a new owner-only file over
+    /// Writes the configuration as TOML with a comment on each setting, readable only by its
+    /// owner: it holds the operator token. An existing file is replaced (atomically, by renaming a new owner-only file over
     /// it), so the token is never in a file others can read, not even for a moment.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = toml::to_string_pretty(self)
@@ -244,7 +244,7 @@ impl Config {
                 })
             }
         }
-        write_secret(&staging, text.as_bytes())?;
+        write_secret(&staging, crate::config_doc::commented(&text).as_bytes())?;
         std::fs::rename(&staging, path).map_err(|error| ConfigError::Io {
             path: path.to_path_buf(),
             error,

@@ -5,6 +5,7 @@
 pub mod api;
 mod changes;
 pub mod config;
+mod config_doc;
 pub mod digest;
 mod fence;
 pub mod metrics;
