@@ -40,8 +40,11 @@ enum Command {
     #[command(subcommand)]
     Sim(SimCommand),
     /// Generates a member's BLS key: writes the secret to a file, prints the public key and its
-    /// proof of possession.
+    /// proof of possession; with --p2p-out also its libp2p identity and whole member entry.
     Keygen(keygen::KeygenArgs),
+    /// Writes the `[network]` table of a consortium across hosts from every party's member entry
+    /// (`keygen --p2p-out`).
+    Assemble(keygen::AssembleArgs),
     /// Creates a local consortium: every member's keys and one configuration file per member.
     Init(node_cmd::InitArgs),
     /// Runs one member: durable store, libp2p network and HTTP API.
@@ -184,6 +187,7 @@ fn run() -> Result<ExitCode> {
         Command::Sim(SimCommand::Replay { file }) => replay_file(file),
         Command::Sim(SimCommand::ModelCheck(args)) => model_check::model_check(args),
         Command::Keygen(args) => keygen::keygen(args).map(|()| ExitCode::SUCCESS),
+        Command::Assemble(args) => keygen::assemble(args).map(|()| ExitCode::SUCCESS),
         Command::Init(args) => node_cmd::init(args).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node_cmd::node(args).map(|()| ExitCode::SUCCESS),
         Command::Discovery(args) => node_cmd::discovery(args).map(|()| ExitCode::SUCCESS),

@@ -100,6 +100,17 @@ impl NetworkSection {
             .map_err(|e| ConfigError::Invalid(format!("member keys: {e}")))
     }
 
+    /// This section as the `[network]` table of a configuration file (what `beaufort
+    /// assemble` writes for every party to paste into its own file).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        #[derive(Serialize)]
+        struct Table<'a> {
+            network: &'a NetworkSection,
+        }
+        toml::to_string_pretty(&Table { network: self })
+            .map_err(|e| ConfigError::Invalid(format!("serialising: {e}")))
+    }
+
     /// The members' peer ids and addresses, parsed.
     pub fn peers(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, ConfigError> {
         self.members
