@@ -43,7 +43,7 @@ impl Target {
     }
 
     /// The client of the target's API, with its token when there is one.
-    fn client(&self) -> Result<Client> {
+    pub(crate) fn client(&self) -> Result<Client> {
         let (api, token) = self.resolve()?;
         let client = Client::new(api);
         Ok(match token {

@@ -3,8 +3,10 @@
 //! a receipt offline, `demo` runs a consortium in one process, and `sim` drives the
 //! deterministic simulator (`check`, `replay`, `run`, `paper`, `model-check`).
 
+mod backup_cmd;
 mod client;
 mod demo;
+mod doctor;
 mod eval;
 mod keygen;
 mod model_check;
@@ -38,8 +40,11 @@ enum Command {
     #[command(subcommand)]
     Sim(SimCommand),
     /// Generates a member's BLS key: writes the secret to a file, prints the public key and its
-    /// proof of possession.
+    /// proof of possession; with --p2p-out also its libp2p identity and whole member entry.
     Keygen(keygen::KeygenArgs),
+    /// Writes the `[network]` table of a consortium across hosts from every party's member entry
+    /// (`keygen --p2p-out`).
+    Assemble(keygen::AssembleArgs),
     /// Creates a local consortium: every member's keys and one configuration file per member.
     Init(node_cmd::InitArgs),
     /// Runs one member: durable store, libp2p network and HTTP API.
@@ -51,6 +56,14 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Checks a value's certificate offline against the network configuration.
     Verify(client::VerifyArgs),
+    /// Downloads a consistent backup of a running member's store (operator token).
+    Backup(backup_cmd::BackupArgs),
+    /// Asks every member named in the network file how it is, compares what they hold, and
+    /// names the member that needs its operator (exit status 1 if any).
+    Doctor(doctor::DoctorArgs),
+    /// Rebuilds a stopped member's store from a backup; it then sits out every view it may have
+    /// voted in since, so it never votes twice.
+    Restore(backup_cmd::RestoreArgs),
     /// Talks to a node's HTTP API.
     #[command(flatten)]
     Client(client::ClientCommand),
@@ -185,11 +198,15 @@ fn run() -> Result<ExitCode> {
         Command::Sim(SimCommand::Replay { file }) => replay_file(file),
         Command::Sim(SimCommand::ModelCheck(args)) => model_check::model_check(args),
         Command::Keygen(args) => keygen::keygen(args).map(|()| ExitCode::SUCCESS),
+        Command::Assemble(args) => keygen::assemble(args).map(|()| ExitCode::SUCCESS),
         Command::Init(args) => node_cmd::init(args).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node_cmd::node(args).map(|()| ExitCode::SUCCESS),
         Command::Discovery(args) => node_cmd::discovery(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::demo(args).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => client::verify(args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => backup_cmd::backup(args).map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => doctor::doctor(args),
+        Command::Restore(args) => backup_cmd::restore(args).map(|()| ExitCode::SUCCESS),
         Command::Client(command) => client::run(command).map(|()| ExitCode::SUCCESS),
     }
 }

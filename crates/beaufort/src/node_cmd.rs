@@ -96,6 +96,12 @@ pub fn node(args: NodeArgs) -> Result<()> {
             network = %config.network.name,
             network_id = %config.network.id().to_hex(),
             member = config.node.index,
+            wire_reads = %format!(
+                "{}..={}",
+                beaufort_core::wire::MIN_WIRE_VERSION,
+                beaufort_core::wire::WIRE_VERSION
+            ),
+            wire_writes = config.node.writes_wire(),
             "starting"
         );
         let node = NodeHandle::start(

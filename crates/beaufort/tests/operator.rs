@@ -381,6 +381,28 @@ fn livez_and_readyz_answer_without_a_token() {
 }
 
 #[test]
+fn readyz_calls_a_member_lagging_when_its_neighbours_fall_silent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members = consortium_with(dir.path(), 2, true);
+    let api = api_of(&members[0].config);
+    eventually(
+        "readyz to answer 200",
+        || matches!(get_json(api, "/readyz"), Some((200, body)) if body["ready"] == true),
+    );
+    // Connected, but every message from member 1 is dropped: it hears nothing.
+    members[0].isolate(&[1]);
+    eventually("readyz to call it lagging", || {
+        matches!(get_json(api, "/readyz"),
+            Some((503, body)) if body["reason"] == "lagging" && body["error"].is_string())
+    });
+    members[0].isolate(&[]);
+    eventually(
+        "readyz to answer 200 again",
+        || matches!(get_json(api, "/readyz"), Some((200, body)) if body["ready"] == true),
+    );
+}
+
+#[test]
 fn errors_below_the_handlers_carry_the_json_error_body() {
     let dir = tempfile::tempdir().expect("tempdir");
     init(dir.path(), 4);

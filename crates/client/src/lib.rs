@@ -19,7 +19,8 @@
 //! # Ok(()) }
 //! ```
 
-use beaufort_node::api::{Receipt, ValueView};
+use beaufort_node::api::{Info, OpenView, Receipt, ValueView};
+use beaufort_node::digest::StoreDigest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -201,6 +202,65 @@ impl Client {
             body: response.into_body(),
             buffer: Vec::new(),
         })
+    }
+
+    /// Downloads a backup of the member's store (operator token) into `out`, chunk by chunk;
+    /// returns the bytes written. Check the file with `beaufort_store::backup::check` before
+    /// relying on it: a connection cut half-way leaves an incomplete file, which the check
+    /// refuses.
+    pub async fn backup(&self, out: &mut impl std::io::Write) -> Result<u64, ClientError> {
+        let response = self
+            .send(Method::GET, "/v1/backup", None, Bytes::new())
+            .await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = self.read_body(response.into_body()).await?;
+            return Err(success((status, body)).err().unwrap_or(ClientError::Http {
+                status,
+                message: "the backup was refused".into(),
+            }));
+        }
+        let mut body = response.into_body();
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.io(e))?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data).map_err(|e| ClientError::Io {
+                    api: self.api.clone(),
+                    error: format!("writing the backup: {e}"),
+                })?;
+                written += data.len() as u64;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Which member this is: version, index, names, network id (`GET /v1/info`).
+    pub async fn info(&self) -> Result<Info, ClientError> {
+        parse(&success(self.call("GET", "/v1/info", &[]).await?)?)
+    }
+
+    /// The member's holdings summarised for comparison with the others (`GET /v1/digest`).
+    pub async fn digest(&self) -> Result<StoreDigest, ClientError> {
+        parse(&success(self.call("GET", "/v1/digest", &[]).await?)?)
+    }
+
+    /// Every key the member holds with the view it has open for it (`GET /v1/views`, all
+    /// pages), in key order.
+    pub async fn open_views(&self) -> Result<Vec<OpenView>, ClientError> {
+        let mut all: Vec<OpenView> = Vec::new();
+        loop {
+            let mut path = format!("/v1/views?limit={PAGE}");
+            if let Some(last) = all.last() {
+                path.push_str(&format!("&after={}", last.key_hex));
+            }
+            let page: Vec<OpenView> = parse(&success(self.call("GET", &path, &[]).await?)?)?;
+            let complete = page.len() < PAGE;
+            all.extend(page);
+            if complete {
+                return Ok(all);
+            }
+        }
     }
 
     fn io(&self, error: impl std::error::Error) -> ClientError {

@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 /// multiplicities).
 pub const WIRE_VERSION: u16 = 5;
 
+/// The oldest encoding version this build still reads (and can be told to write, see
+/// [`encode_as`]). A consortium upgrades member by member when the new build's range covers the
+/// old build's version: every member first runs the new build while writing the old version,
+/// then, once all read the new one, switches to writing it. Versions 4 and 5 share no layout of
+/// their updates, so this build reads only 5.
+pub const MIN_WIRE_VERSION: u16 = 5;
+
 /// Largest encoded message. A full state of a busy key with 100 members and a few rounds is tens
 /// of kilobytes; values are at most 64 KiB each.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -90,7 +97,9 @@ pub enum WireError {
     #[error("message of {0} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")]
     TooLarge(usize),
     /// Not a message this build understands.
-    #[error("unsupported wire version {0} (this build speaks {WIRE_VERSION})")]
+    #[error(
+        "unsupported wire version {0} (this build reads {MIN_WIRE_VERSION} to {WIRE_VERSION})"
+    )]
     Version(u16),
     /// The bytes do not decode.
     #[error("undecodable message: {0}")]
@@ -102,8 +111,17 @@ pub enum WireError {
 
 /// Encodes a message with its version header.
 pub fn encode(message: &SyncMessage) -> Result<Vec<u8>, WireError> {
+    encode_as(message, WIRE_VERSION)
+}
+
+/// Encodes a message in an encoding version this build reads
+/// ([`MIN_WIRE_VERSION`]`..=`[`WIRE_VERSION`]), for neighbours that do not read the newest yet.
+pub fn encode_as(message: &SyncMessage, version: u16) -> Result<Vec<u8>, WireError> {
+    if !(MIN_WIRE_VERSION..=WIRE_VERSION).contains(&version) {
+        return Err(WireError::Version(version));
+    }
     let bytes = postcard::to_stdvec(&Envelope {
-        version: WIRE_VERSION,
+        version,
         message: message.clone(),
     })
     .map_err(|e| WireError::Decode(e.to_string()))?;
@@ -121,7 +139,7 @@ pub fn decode(bytes: &[u8], members: usize) -> Result<SyncMessage, WireError> {
     // The version comes first, so an incompatible peer gets a version error, not a decode error.
     let (version, _) =
         postcard::take_from_bytes::<u16>(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
-    if version != WIRE_VERSION {
+    if !(MIN_WIRE_VERSION..=WIRE_VERSION).contains(&version) {
         return Err(WireError::Version(version));
     }
     let envelope: Envelope =

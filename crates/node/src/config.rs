@@ -100,6 +100,17 @@ impl NetworkSection {
             .map_err(|e| ConfigError::Invalid(format!("member keys: {e}")))
     }
 
+    /// This section as the `[network]` table of a configuration file (what `beaufort
+    /// assemble` writes for every party to paste into its own file).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        #[derive(Serialize)]
+        struct Table<'a> {
+            network: &'a NetworkSection,
+        }
+        toml::to_string_pretty(&Table { network: self })
+            .map_err(|e| ConfigError::Invalid(format!("serialising: {e}")))
+    }
+
     /// The members' peer ids and addresses, parsed.
     pub fn peers(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, ConfigError> {
         self.members
@@ -171,6 +182,11 @@ pub struct NodeSection {
     /// default; never enable it in production.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test_controls: bool,
+    /// The wire encoding version this member writes, while some members still run a build that
+    /// reads only an older one (docs/OPERATING.md, "Upgrading"); absent: the newest this build
+    /// writes. Must be one this build reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_version: Option<u16>,
 }
 
 fn default_api_bind() -> SocketAddr {
@@ -179,6 +195,14 @@ fn default_api_bind() -> SocketAddr {
 
 fn default_neighbours() -> usize {
     DEFAULT_NEIGHBOURS
+}
+
+impl NodeSection {
+    /// The wire encoding version this member writes: the configured one, or the newest.
+    pub fn writes_wire(&self) -> u16 {
+        self.wire_version
+            .unwrap_or(beaufort_core::wire::WIRE_VERSION)
+    }
 }
 
 /// A member's whole configuration file.
@@ -212,8 +236,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes the configuration as TOML, readable only by its owner: it holds the operator
-    /// token. An existing file is replaced (atomically, by renaming a new owner-only file over
+    /// Writes the configuration as TOML with a comment on each setting, readable only by its
+    /// owner: it holds the operator token. An existing file is replaced (atomically, by renaming a new owner-only file over
     /// it), so the token is never in a file others can read, not even for a moment.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = toml::to_string_pretty(self)
@@ -231,7 +255,7 @@ impl Config {
                 })
             }
         }
-        write_secret(&staging, text.as_bytes())?;
+        write_secret(&staging, crate::config_doc::commented(&text).as_bytes())?;
         std::fs::rename(&staging, path).map_err(|error| ConfigError::Io {
             path: path.to_path_buf(),
             error,
@@ -253,7 +277,7 @@ impl Config {
     }
 
     /// Checks what can be checked without touching keys: the index, the listen addresses, the
-    /// peer ids and a non-empty token.
+    /// peer ids, a non-empty token and the wire version.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if usize::from(self.node.index) >= self.network.members.len() {
             return Err(ConfigError::Invalid(format!(
@@ -268,6 +292,16 @@ impl Config {
             ));
         }
         parse_addresses(&self.node.listen).map_err(ConfigError::Invalid)?;
+        if let Some(version) = self.node.wire_version {
+            let reads = beaufort_core::wire::MIN_WIRE_VERSION..=beaufort_core::wire::WIRE_VERSION;
+            if !reads.contains(&version) {
+                return Err(ConfigError::Invalid(format!(
+                    "node.wire_version {version}: this build writes versions {} to {}",
+                    reads.start(),
+                    reads.end()
+                )));
+            }
+        }
         self.discovery_servers()?;
         self.network.peers()?;
         Ok(())
@@ -422,6 +456,7 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
             discovery: Vec::new(),
             mdns: false,
             test_controls: false,
+            wire_version: None,
         });
     }
     let network = NetworkSection {

@@ -5,6 +5,9 @@
 pub mod api;
 mod changes;
 pub mod config;
+mod config_doc;
+pub mod digest;
+mod fence;
 pub mod metrics;
 mod runtime;
 
@@ -71,6 +74,16 @@ pub enum NodeError {
     /// Another value won and ours may not be proposed again (the hook refuses it now).
     #[error("another value was committed")]
     Lost(Option<Certified>),
+    /// This member was restored from a backup and sits out the key's view it may have voted in
+    /// before (docs/OPERATING.md, "Backup and restore").
+    #[error(
+        "this member was restored from a backup and sits out view {view} of this key until the \
+         others decide it; write at another member, or here once that view is decided"
+    )]
+    SittingOut {
+        /// The last view it sits out.
+        view: View,
+    },
 }
 
 /// A key as the API and the web app show it: its bytes as text, without quotes (`Key`'s
@@ -122,6 +135,12 @@ pub struct Status {
     pub keys: usize,
     /// Own writes waiting for their commit.
     pub pending_writes: usize,
+    /// Keys this member sits out since it was restored from a backup, until the views it may
+    /// have voted in before are decided (0 for a member never restored).
+    pub fenced_keys: usize,
+    /// Milliseconds since a neighbour last sent anything (or the latest one connected); each
+    /// neighbour sends at least once a second, so seconds of silence mean the member is cut off.
+    pub silent_ms: u64,
     /// Progress of keys with pending own writes.
     pub in_progress: Vec<KeyProgress>,
     /// This member's most recent own writes and how long each took to commit, newest first.
@@ -357,6 +376,17 @@ impl NodeHandle {
             loaded.states,
             loaded.evidence,
         );
+        let (fence, passed) = fence::Fence::new(store.fence()?, &replica);
+        if !passed.is_empty() {
+            store.lift_fence(&passed)?;
+        }
+        if fence.len() > 0 {
+            tracing::warn!(
+                keys = fence.len(),
+                "restored from a backup: sitting out every view this member may have voted in \
+                 before, until the others decide it"
+            );
+        }
         let (network, events) = Network::start(NetConfig {
             keypair,
             me,
@@ -386,7 +416,9 @@ impl NodeHandle {
             metrics.clone(),
             apps.clone(),
         )
-        .recording(options.record);
+        .recording(options.record)
+        .fenced(fence)
+        .writing_wire(config.node.writes_wire());
         // The runtime gets its own OS thread and single-threaded tokio runtime: its protocol steps
         // are CPU-bound (BLS signing, batch and aggregate verification, several milliseconds for
         // a burst of votes) and would otherwise hold a worker of the caller's runtime, where the
@@ -475,6 +507,30 @@ impl NodeHandle {
             )
         })
         .await
+    }
+
+    /// Up to `limit` keys after `after` (at most 1,000), each with the view this member has
+    /// open for it, in key order: what a restore elsewhere must sit out (`beaufort restore`).
+    pub async fn open_views(
+        &self,
+        after: Option<Key>,
+        limit: usize,
+    ) -> Result<Vec<(Key, View)>, NodeError> {
+        self.ask(|tx| Request::Views(after, limit, tx)).await
+    }
+
+    /// What this member holds, summarised for comparison with the others (`beaufort doctor`).
+    pub async fn digest(&self) -> Result<digest::StoreDigest, NodeError> {
+        self.ask(Request::Digest).await
+    }
+
+    /// Writes a consistent backup of this member's store to `out` while the node keeps running
+    /// (`beaufort_store::backup`). Blocking: call it off the async runtime.
+    pub fn backup(
+        &self,
+        out: impl std::io::Write,
+    ) -> Result<beaufort_store::backup::BackupInfo, NodeError> {
+        Ok(self.store.backup(out)?)
     }
 
     /// Proposes a value and returns a handle to wait for its commit.

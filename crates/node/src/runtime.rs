@@ -11,14 +11,15 @@
 //! one disk commit covers a burst of incoming votes.
 
 use crate::changes::ChangeLog;
+use crate::fence::Fence;
 use crate::metrics::Metrics;
 use crate::{Change, NodeError, RecentCommit, Status};
 use beaufort_apps::AppHook;
 use beaufort_core::input::Input;
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::Certified;
-use beaufort_core::types::{Key, MemberIndex, Value, ValueHash};
-use beaufort_core::wire::{decode, encode};
+use beaufort_core::types::{Key, MemberIndex, Value, ValueHash, View};
+use beaufort_core::wire::{decode, encode_as, WireError};
 use beaufort_net::{NetEvent, Network};
 use beaufort_store::Store;
 use std::collections::{HashMap, VecDeque};
@@ -67,6 +68,8 @@ pub(crate) type WriteReply = oneshot::Sender<Result<Certified, NodeError>>;
 pub(crate) enum Request {
     Get(Key, oneshot::Sender<Option<Certified>>),
     List(ListQuery, oneshot::Sender<Vec<(Key, Certified)>>),
+    Views(Option<Key>, usize, oneshot::Sender<Vec<(Key, View)>>),
+    Digest(oneshot::Sender<crate::digest::StoreDigest>),
     Write(Key, Value, WriteReply),
     Status(oneshot::Sender<Status>),
     Recording(oneshot::Sender<Option<Recording>>),
@@ -100,6 +103,13 @@ pub(crate) struct Runtime {
     pending: usize,
     recent_commits: VecDeque<RecentCommit>,
     recording: Option<Recording>,
+    fence: Fence,
+    /// The wire encoding version this member writes (`node.wire_version`).
+    wire_version: u16,
+    /// When a neighbour last sent anything, or the latest neighbour connected: anti-entropy
+    /// makes every neighbour send at least once a second, so a long silence means this member
+    /// no longer hears the consortium.
+    heard: Instant,
 }
 
 /// How many of its own recent commits a member remembers for the status page.
@@ -127,7 +137,22 @@ impl Runtime {
             pending: 0,
             recent_commits: VecDeque::with_capacity(RECENT_COMMITS),
             recording: None,
+            fence: Fence::default(),
+            wire_version: beaufort_core::wire::WIRE_VERSION,
+            heard: Instant::now(),
         }
+    }
+
+    /// The same runtime writing messages in `version` (one this build reads).
+    pub fn writing_wire(mut self, version: u16) -> Runtime {
+        self.wire_version = version;
+        self
+    }
+
+    /// The same runtime behind a restored store's fence.
+    pub fn fenced(mut self, fence: Fence) -> Runtime {
+        self.fence = fence;
+        self
     }
 
     /// The same runtime, logging a [`Recording`] when `on`.
@@ -197,9 +222,29 @@ impl Runtime {
                     .collect();
                 let _ = reply.send(items);
             }
+            Request::Views(after, limit, reply) => {
+                let views = self
+                    .replica
+                    .states()
+                    .filter(|(k, _)| after.as_ref().is_none_or(|after| *k > after))
+                    .map(|(k, s)| (k.clone(), s.view))
+                    .take(limit.min(MAX_LIST))
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Request::Digest(reply) => {
+                let _ = reply.send(crate::digest::StoreDigest::of(
+                    &mut self.replica,
+                    self.fence.len(),
+                ));
+            }
             Request::Write(key, value, reply) => {
                 if self.pending >= MAX_PENDING_WRITES {
                     let _ = reply.send(Err(NodeError::Busy));
+                    return;
+                }
+                if let Some(view) = self.fence.holds(&key, &self.replica) {
+                    let _ = reply.send(Err(NodeError::SittingOut { view }));
                     return;
                 }
                 let hash = value.hash();
@@ -234,15 +279,37 @@ impl Runtime {
     fn on_event(&mut self, event: NetEvent, step: &mut Step) {
         match event {
             // The replica opens anti-entropy with a new neighbour at its next tick.
-            NetEvent::PeerUp(peer) => step.absorb(self.input(Input::PeerUp(peer))),
+            NetEvent::PeerUp(peer) => {
+                self.heard = Instant::now();
+                step.absorb(self.input(Input::PeerUp(peer)));
+            }
             NetEvent::PeerDown(peer) => step.absorb(self.input(Input::PeerDown(peer))),
-            NetEvent::Message { from, bytes } => match decode(&bytes, self.members) {
-                Ok(message) => step.absorb(self.input(Input::Receive { from, message })),
-                Err(error) => {
-                    tracing::warn!(peer = from, %error, "undecodable message");
-                    self.drop_peer(from);
-                }
-            },
+            NetEvent::Message { from, bytes } => {
+                self.heard = Instant::now();
+                self.on_message(from, &bytes, step);
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: MemberIndex, bytes: &[u8], step: &mut Step) {
+        match decode(bytes, self.members) {
+            Ok(message) => {
+                let message = self.fence.admit(message, &self.replica);
+                step.absorb(self.input(Input::Receive { from, message }));
+            }
+            Err(WireError::Version(version)) => {
+                tracing::warn!(
+                    peer = from,
+                    version,
+                    "this member writes a wire version this build does not read: upgrade \
+                         this member, or pin node.wire_version on that one (docs/OPERATING.md)"
+                );
+                self.drop_peer(from);
+            }
+            Err(error) => {
+                tracing::warn!(peer = from, %error, "undecodable message");
+                self.drop_peer(from);
+            }
         }
     }
 
@@ -264,7 +331,7 @@ impl Runtime {
 
     fn send(&mut self, messages: Vec<(MemberIndex, beaufort_core::wire::SyncMessage)>) {
         for (to, message) in messages {
-            match encode(&message) {
+            match encode_as(&message, self.wire_version) {
                 Ok(bytes) => {
                     if let Some(recording) = &mut self.recording {
                         if recording.room() {
@@ -404,6 +471,8 @@ impl Runtime {
             excluded: self.replica.excluded().keys().copied().collect(),
             keys: self.replica.states().count(),
             pending_writes: self.pending,
+            fenced_keys: self.fence.len(),
+            silent_ms: u64::try_from(self.heard.elapsed().as_millis()).unwrap_or(u64::MAX),
             in_progress,
             recent_commits: self.recent_commits.iter().cloned().collect(),
         }

@@ -11,18 +11,23 @@
 //! `Replica::restore` in one pass, which keeps a single source of truth on disk.
 
 use beaufort_core::state::RegisterState;
-use beaufort_core::types::{Key, MemberIndex};
+use beaufort_core::types::{Key, MemberIndex, View};
 use beaufort_core::vote::Equivocation;
 use beaufort_crypto::hash::Digest;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod backup;
 mod migrate;
 
 /// Register states: key bytes → postcard-encoded [`RegisterState`].
 const REGISTERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("registers");
 /// Equivocation proofs: the excluded member's index → postcard-encoded [`Equivocation`].
 const EVIDENCE: TableDefinition<u16, &[u8]> = TableDefinition::new("evidence");
+/// The fence of a restored store (see [`backup`]): key bytes → the highest view of that key the
+/// member may have voted in before the backup was restored, which it therefore sits out.
+const FENCE: TableDefinition<&[u8], u64> = TableDefinition::new("fence");
 /// Store metadata: the schema version and the network the store belongs to.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -70,6 +75,9 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("encoding a record: {0}")]
     Encode(String),
+    /// A backup could not be written, read or restored.
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 /// Converts any redb error (they are many distinct types) into [`StoreError::Database`].
@@ -158,6 +166,7 @@ impl Store {
             }
             txn.open_table(REGISTERS).map_err(db_error)?;
             txn.open_table(EVIDENCE).map_err(db_error)?;
+            txn.open_table(FENCE).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
         Ok(Store { db, path })
@@ -216,6 +225,39 @@ impl Store {
                 let member: MemberIndex = proof.member();
                 let bytes = encode(proof)?;
                 table.insert(member, bytes.as_slice()).map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// The fence left by a restore ([`backup::restore`]): each key with the highest view the
+    /// member must sit out. Empty for a store that was never restored, or once every key passed.
+    pub fn fence(&self) -> Result<BTreeMap<Key, View>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(FENCE).map_err(db_error)?;
+        let mut fence = BTreeMap::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (key, view) = entry.map_err(db_error)?;
+            let key = Key::new(key.value().to_vec()).map_err(|e| StoreError::Corrupt {
+                table: "fence",
+                error: e.to_string(),
+            })?;
+            fence.insert(key, view.value());
+        }
+        Ok(fence)
+    }
+
+    /// Removes the fence of keys the member has moved past (a certificate took it beyond the
+    /// fenced view), so a later start does not check them again.
+    pub fn lift_fence<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a Key>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(FENCE).map_err(db_error)?;
+            for key in keys {
+                table.remove(key.as_bytes()).map_err(db_error)?;
             }
         }
         txn.commit().map_err(db_error)

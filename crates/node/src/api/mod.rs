@@ -16,6 +16,7 @@
 //! compile, the validation hook).
 
 mod assets;
+mod backup;
 mod conn;
 mod kv;
 mod loyalty;
@@ -24,8 +25,10 @@ mod ops;
 pub(crate) mod schema;
 mod web;
 
+pub use backup::OpenView;
 pub use kv::{Receipt, ValueView};
 pub use loyalty::TicketView;
+pub use ops::Info;
 
 use crate::{NodeError, NodeHandle};
 use axum::extract::rejection::JsonRejection;
@@ -138,6 +141,7 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(assets::propose_contract))
         .routes(routes!(assets::endorse_contract))
         .routes(routes!(ops::isolate))
+        .routes(routes!(backup::backup))
         .route_layer(middleware::from_fn(require_token));
     OpenApiRouter::default()
         .routes(routes!(kv::get_value))
@@ -166,6 +170,8 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(openapi::serve))
         .routes(routes!(ops::livez))
         .routes(routes!(ops::readyz))
+        .routes(routes!(backup::views))
+        .routes(routes!(ops::digest))
         .merge(operator)
 }
 

@@ -15,21 +15,27 @@ use utoipa::ToSchema;
 
 /// What `GET /v1/info` shows: which member this node is, for every page's header, and which
 /// build and network, so an operator comparing members sees a mismatch at once.
-#[derive(Serialize, ToSchema)]
-pub(super) struct Info {
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Info {
     /// The node's version.
-    version: &'static str,
+    pub version: String,
     /// This member's index (from 0).
     #[schema(value_type = u16)]
-    member: MemberIndex,
+    pub member: MemberIndex,
     /// Number of members.
-    members: usize,
+    pub members: usize,
     /// This member's display name.
-    name: String,
+    pub name: String,
     /// The consortium's name.
-    network: String,
+    pub network: String,
     /// The network id in hex.
-    network_id: String,
+    pub network_id: String,
+    /// The oldest wire encoding version this build reads.
+    pub wire_reads_from: u16,
+    /// The newest wire encoding version this build reads.
+    pub wire_reads_to: u16,
+    /// The wire encoding version this member writes (`node.wire_version`, or the newest).
+    pub wire_writes: u16,
 }
 
 /// Which member this node is: version, member index, display name, network and its id.
@@ -39,7 +45,7 @@ pub(super) async fn info(State(node): State<NodeHandle>) -> Json<Info> {
     let member = node.config().node.index;
     let entry = node.config().network.members.get(usize::from(member));
     Json(Info {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         member,
         members: node.membership().n(),
         name: entry
@@ -47,6 +53,9 @@ pub(super) async fn info(State(node): State<NodeHandle>) -> Json<Info> {
             .unwrap_or_else(|| format!("member-{member}")),
         network: node.config().network.name.clone(),
         network_id: node.membership().network_id().to_hex(),
+        wire_reads_from: beaufort_core::wire::MIN_WIRE_VERSION,
+        wire_reads_to: beaufort_core::wire::WIRE_VERSION,
+        wire_writes: node.config().node.writes_wire(),
     })
 }
 
@@ -63,6 +72,20 @@ pub(super) async fn network(State(node): State<NodeHandle>) -> Response {
         Json(node.config().network.clone()),
     )
         .into_response()
+}
+
+/// What this member holds, summarised for comparison with the other members: certified state
+/// per key prefix (keys, decisions learnt, digest), its Merkle root, neighbours, the members it
+/// holds proof against, and keys it sits out after a restore. No token: `beaufort doctor` reads
+/// it from every member with nothing but the network file.
+#[utoipa::path(get, path = "/v1/digest", operation_id = "getDigest", tag = "meta",
+    responses(
+        (status = 200, description = "This member's holdings, summarised", body = crate::digest::StoreDigest),
+        (status = 503, description = "The runtime has stopped", body = ErrorBody)))]
+pub(super) async fn digest(
+    State(node): State<NodeHandle>,
+) -> Result<Json<crate::digest::StoreDigest>, ApiError> {
+    Ok(Json(node.digest().await?))
 }
 
 /// Members, neighbours, excluded members and the progress of pending writes.
@@ -142,6 +165,9 @@ pub(super) async fn metrics(State(node): State<NodeHandle>) -> Response {
 
 /// How long `/readyz` waits for the runtime's answer before calling the node not ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Silence from every neighbour after which `/readyz` calls the member lagging: each neighbour
+/// sends at least one message a second (anti-entropy), so five seconds is no hiccup.
+const LAGGING_AFTER: Duration = Duration::from_secs(5);
 
 /// The answer of `/livez`.
 #[derive(Serialize, ToSchema)]
@@ -172,15 +198,16 @@ pub(super) struct Ready {
 pub(super) struct NotReady {
     /// Always false.
     ready: bool,
-    /// `no_neighbours`, `stopped` or `unresponsive`.
+    /// `no_neighbours`, `lagging`, `stopped` or `unresponsive`.
     reason: &'static str,
     /// The reason in words.
     error: String,
 }
 
-/// Readiness: the runtime answers (so the store is open: the runtime stops when it fails) and
-/// the member has at least one neighbour (without one, no write can commit and reads may be
-/// stale). 503 with a reason code and an `error` text otherwise. No token: load balancers and
+/// Readiness: the runtime answers (so the store is open: the runtime stops when it fails), the
+/// member has at least one neighbour (without one, no write can commit and reads may be
+/// stale), and it is not lagging: some neighbour sent something within the last five seconds
+/// (each sends at least once a second). 503 with a reason code and an `error` text otherwise. No token: load balancers and
 /// orchestrators probe it.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "meta",
     responses(
@@ -199,15 +226,24 @@ pub(super) async fn readyz(State(node): State<NodeHandle>) -> Response {
             .into_response()
     };
     match tokio::time::timeout(READY_TIMEOUT, node.status()).await {
-        Ok(Ok(status)) if !status.neighbours.is_empty() => Json(Ready {
+        Ok(Ok(status)) if status.neighbours.is_empty() => not_ready(
+            "no_neighbours",
+            "not connected to any other member yet".into(),
+        ),
+        Ok(Ok(status)) if status.silent_ms > LAGGING_AFTER.as_millis() as u64 => not_ready(
+            "lagging",
+            format!(
+                "connected to {} members but none has sent anything for {} s: this member no \
+                 longer hears the consortium",
+                status.neighbours.len(),
+                status.silent_ms / 1000
+            ),
+        ),
+        Ok(Ok(status)) => Json(Ready {
             ready: true,
             neighbours: status.neighbours.len(),
         })
         .into_response(),
-        Ok(Ok(_)) => not_ready(
-            "no_neighbours",
-            "not connected to any other member yet".into(),
-        ),
         Ok(Err(e)) => not_ready("stopped", format!("the node's runtime is not running: {e}")),
         Err(_) => not_ready(
             "unresponsive",

@@ -1,0 +1,198 @@
+//! Comments for a configuration file as `beaufort init` writes it, so an operator who opens
+//! `member-N.toml` reads what each setting does there rather than in the source. The file is
+//! serialised by serde (one source of truth for its shape); this only inserts `#` lines above
+//! the tables and keys it knows, so a setting without a comment is still written.
+
+/// The comment above each table header or key (`table`, `key`; an empty key is the table's own
+/// header).
+const COMMENTS: &[(&str, &str, &str)] = &[
+    (
+        "network",
+        "",
+        "Identical in every member's file: its hash is the network id, so members\n\
+        with different [network] tables cannot talk.",
+    ),
+    ("network", "name", "The consortium's name."),
+    (
+        "network",
+        "write_once_prefixes",
+        "Keys under these prefixes can be written once only.",
+    ),
+    (
+        "network.members",
+        "",
+        "One entry per member, in index order: BLS public key and proof of\n\
+        possession, libp2p peer id and addresses; name and api_url (its public API URL, which\n\
+        wallets, `beaufort doctor` and `beaufort restore` use) are not part of the network id.",
+    ),
+    (
+        "node",
+        "",
+        "This member's own settings. Relative paths are relative to this file.",
+    ),
+    (
+        "node",
+        "index",
+        "This member's index in [[network.members]].",
+    ),
+    (
+        "node",
+        "bls_key_file",
+        "The BLS secret key that signs votes (mode 0600).",
+    ),
+    (
+        "node",
+        "p2p_key_file",
+        "The libp2p identity seed (mode 0600).",
+    ),
+    (
+        "node",
+        "data_dir",
+        "The store (redb). Back it up with `beaufort backup`, never by copying\n\
+        it while the member runs.",
+    ),
+    ("node", "listen", "libp2p listen addresses (TCP and QUIC)."),
+    (
+        "node",
+        "api_bind",
+        "Where the HTTP API and web app listen; localhost unless you put a proxy\n\
+        or firewall in front.",
+    ),
+    (
+        "node",
+        "api_token",
+        "The operator token: `Authorization: Bearer <token>` for writes,\n\
+        /v1/status and /v1/backup. Keep this file private (mode 0600).",
+    ),
+    (
+        "node",
+        "neighbours",
+        "How many members to keep connections to.",
+    ),
+    (
+        "node",
+        "discovery",
+        "Rendezvous servers (`beaufort discovery`), .../p2p/<peer id>.",
+    ),
+    (
+        "node",
+        "mdns",
+        "Find members on the local network with mDNS.",
+    ),
+    ("node", "test_controls", "Tests only; never in production."),
+    (
+        "node",
+        "wire_version",
+        "The wire version this member writes during a rolling upgrade\n\
+        (docs/OPERATING.md, \"Upgrading\").",
+    ),
+];
+
+/// `text` (a serialised configuration) with each known table and key preceded by its comment.
+pub(crate) fn commented(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    out.push_str("# A Beaufort member's configuration (docs/OPERATING.md).\n");
+    let mut table = String::new();
+    let mut members_seen = 0;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let header = trimmed
+            .strip_prefix("[[")
+            .and_then(|rest| rest.strip_suffix("]]"))
+            .or_else(|| {
+                trimmed
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.strip_suffix(']'))
+            });
+        let comment = match header {
+            Some(name) => {
+                table = name.to_owned();
+                if table == "network.members" {
+                    members_seen += 1;
+                }
+                // The members' header is explained above the first member only.
+                (table != "network.members" || members_seen == 1)
+                    .then(|| find(&table, ""))
+                    .flatten()
+            }
+            None => trimmed
+                .split_once('=')
+                .and_then(|(key, _)| find(&table, key.trim())),
+        };
+        if let Some(comment) = comment {
+            if header.is_some() && !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+            for part in comment.lines() {
+                out.push_str("# ");
+                out.push_str(part.trim());
+                out.push('\n');
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn find(table: &str, key: &str) -> Option<&'static str> {
+    COMMENTS
+        .iter()
+        .find(|(t, k, _)| *t == table && *k == key)
+        .map(|(_, _, comment)| *comment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{init_local, Config, InitOptions};
+
+    #[test]
+    fn an_initialised_configuration_explains_its_settings_and_reads_back_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let consortium = init_local(
+            dir.path(),
+            &InitOptions {
+                members: 3,
+                name: "comments".into(),
+                p2p_base_port: 0,
+                api_base_port: 0,
+                write_once_prefixes: vec!["voucher/".into()],
+                neighbours: 7,
+            },
+        )
+        .expect("init");
+        let path = &consortium.config_files[0];
+        let text = std::fs::read_to_string(path).expect("read");
+        for (table, key, comment) in COMMENTS {
+            let first = comment.lines().next().expect("a line").trim();
+            let written = text.contains(&format!("# {first}\n"));
+            let present = if key.is_empty() {
+                text.contains(&format!("[{table}]"))
+            } else {
+                text.lines().any(|l| l.starts_with(&format!("{key} =")))
+            };
+            assert!(
+                !present || written,
+                "[{table}] {key} has no comment:\n{text}"
+            );
+        }
+        assert!(text.contains("# The operator token"));
+        assert_eq!(
+            text.matches("# One entry per member").count(),
+            1,
+            "the members' comment comes once"
+        );
+        let loaded = Config::load(path).expect("loads");
+        let uncommented: Config = toml::from_str(
+            &text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .expect("parses");
+        assert_eq!(loaded.network, uncommented.network);
+        assert_eq!(loaded.node.api_token, uncommented.node.api_token);
+    }
+}
