@@ -77,12 +77,14 @@ impl TreeLinks {
         self.parent == Some(peer) || self.children.contains(&peer)
     }
 
+    /// Every link: the parent first, then the children.
+    pub fn all(&self) -> impl Iterator<Item = MemberIndex> + '_ {
+        self.parent.into_iter().chain(self.children.iter().copied())
+    }
+
     /// Every link but `peer`: the ones we hear from before we tell `peer` what we hold.
     pub fn others(&self, peer: MemberIndex) -> impl Iterator<Item = MemberIndex> + '_ {
-        self.parent
-            .into_iter()
-            .chain(self.children.iter().copied())
-            .filter(move |&link| link != peer)
+        self.all().filter(move |&link| link != peer)
     }
 }
 

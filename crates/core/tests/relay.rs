@@ -187,3 +187,40 @@ fn a_broken_link_reroutes_and_a_lying_neighbour_is_believed_only_about_itself() 
     );
     assert_eq!(lied_to.hops_to(2), 2);
 }
+
+/// A key's tree (`tree_towards`) is one spanning tree once adverts settle: every member but the
+/// root has a parent one hop closer to the root, each member's children are exactly the members
+/// that name it as parent, so both ends of every link agree on it (what saturation relies on),
+/// and there are n − 1 links. With more than one parent per origin no key tree is claimed.
+#[test]
+fn a_keys_tree_is_one_spanning_tree_whose_links_both_ends_agree_on() {
+    let n = 30;
+    let adjacency = circulant(n, &[1, 4, 11]);
+    let trees = settled(&adjacency, 1);
+    for root in [0usize, 7, 29] {
+        let distances = bfs(&adjacency, root);
+        let root_index = MemberIndex::try_from(root).unwrap();
+        let mut links = 0;
+        for (m, t) in trees.iter().enumerate() {
+            let tree = t.tree_towards(root_index).expect("a route to the root");
+            match tree.parent {
+                None => assert_eq!(m, root, "only the root has no parent"),
+                Some(parent) => {
+                    let parent = usize::from(parent);
+                    assert!(adjacency[m].contains(&(parent as MemberIndex)));
+                    assert_eq!(distances[parent].unwrap() + 1, distances[m].unwrap());
+                    links += 1;
+                }
+            }
+            for &child in &tree.children {
+                let theirs = trees[usize::from(child)]
+                    .tree_towards(root_index)
+                    .expect("a route to the root");
+                assert_eq!(theirs.parent, Some(m as MemberIndex), "{child} names {m}");
+            }
+        }
+        assert_eq!(links, n - 1);
+    }
+    let two_parents = settled(&adjacency, 2);
+    assert!(two_parents[3].tree_towards(0).is_none());
+}

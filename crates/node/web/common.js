@@ -1,4 +1,4 @@
-// Shared by the dashboard, the wallet and eShare: API calls that fail with readable messages, the
+// Shared by the dashboard, the wallet, eShare and eLoan: API calls that fail with readable messages, the
 // page's error box, the customer's key pair (kept in IndexedDB), signing, downloads, live updates.
 // Server data only ever reaches the page through textContent / text nodes (see `el`), never HTML.
 
@@ -571,6 +571,68 @@ export function watchChanges(prefix, onChange, { stateEl, errors, onOpen } = {})
     };
   };
   connect();
+}
+
+/**
+ * What a contract's page (eShare, eLoan) does with the nodes: one signed transition (challenge,
+ * sign, submit), a user action run with its button busy and its outcome in #result and #error,
+ * and the reload of the contract's assets, the latest load winning. `app` and `noun` put the
+ * contract and its assets into the messages ("the eShare contract refused", "the tool changed
+ * meanwhile"); `keys()` is the signing key pair once loaded; `onAsset` gets each asset a
+ * transition returns and `onAssets` the whole list, keyed by id, after each load.
+ */
+export function contractPage({ contract, app, noun, errors, keys, onAsset, onAssets }) {
+  let loadSeq = 0;
+
+  function showResult(kind, text) {
+    const result = $('result');
+    result.className = `result ${kind}`;
+    result.textContent = text;
+  }
+
+  async function transition(id, name, input) {
+    const pair = keys();
+    const body = { contract, transition: name, input, actor: pair.pk };
+    const path = `/v1/assets/${encodeURIComponent(id)}`;
+    const ch = await api('POST', `${path}/challenge`, { body });
+    const signature = await signChallenge(pair, ch.challenge_hex);
+    const asset = await api('POST', `${path}/transitions`, { body: { ...body, view: ch.view, signature } });
+    if (asset && asset.id) onAsset(asset);
+    return asset;
+  }
+
+  async function load() {
+    const seq = ++loadSeq;
+    try {
+      const data = await api('GET', `/v1/assets?contract=${contract}`);
+      if (seq !== loadSeq) return;
+      const list = Array.isArray(data) ? data : Array.isArray(data?.assets) ? data.assets : [];
+      onAssets(new Map(list.filter((a) => a && a.id && (!a.contract || a.contract === contract)).map((a) => [a.id, a])));
+      errors.clear('load');
+    } catch (e) {
+      if (seq === loadSeq) errors.show('load', `Could not load the ${noun}s: ${describeError(e)}`);
+    }
+  }
+
+  async function act(button, busyLabel, what, fn, success) {
+    await busy(button, busyLabel, async () => {
+      try {
+        const asset = await fn();
+        errors.clear('action');
+        showResult('ok', success(asset));
+      } catch (e) {
+        let why = describeError(e);
+        if (e?.status === 422) why = `the ${app} contract refused: ${why}`;
+        else if (e?.status === 409) why = `the ${noun} changed meanwhile (list refreshed; try again): ${why}`;
+        else if (e?.status === 403) why = `the signature was not accepted: ${why}`;
+        errors.show('action', `Could not ${what}: ${why}`);
+        showResult('fail', `Could not ${what}.`);
+        load();
+      }
+    });
+  }
+
+  return { transition, act, load, scheduleLoad: debounce(load, 300), showResult };
 }
 
 /** Runs `fn` once after a burst of calls, so a flurry of commits costs one refresh. */

@@ -2,24 +2,17 @@
 // releases it once repaid. Every step is signed with the same browser key as the wallet; the
 // eLoan contract on the nodes is the judge (one register per invoice, so it is pledged once).
 import {
-  $, api, busy, debounce, describeError, el, ErrorBox, ELOAN_STATE_WORDS, ELOAN_STEP_WORDS, inWords,
-  loadKeyPair, loadNodeInfo, normalisePk, pkProblem, shortPk, showMyKey, signChallenge, watchChanges,
+  $, busy, contractPage, describeError, el, ErrorBox, ELOAN_STATE_WORDS, ELOAN_STEP_WORDS, inWords,
+  loadKeyPair, loadNodeInfo, normalisePk, pkProblem, shortPk, showMyKey, watchChanges,
 } from '/web/common.js';
 
 const CONTRACT = 'eloan';
 const errors = new ErrorBox($('error'));
 let keys = null;
 let invoices = new Map(); // asset id -> Asset
-let loadSeq = 0;
 
 const stateOf = (a) => (a.state && typeof a.state === 'object' ? a.state : {});
 const valueOf = (a) => (stateOf(a).value && typeof stateOf(a).value === 'object' ? stateOf(a).value : {});
-
-function showResult(kind, text) {
-  const result = $('result');
-  result.className = `result ${kind}`;
-  result.textContent = text;
-}
 
 /**
  * The asset id the contract requires for an invoice (the same rule as the contract's
@@ -30,54 +23,21 @@ function invoiceAssetId(supplierId, number) {
   return `invoice-${slug(supplierId)}-${slug(number)}`;
 }
 
-/** Challenge, sign, submit: one signed step. Resolves to the new Asset. */
-async function transition(id, name, input) {
-  const body = { contract: CONTRACT, transition: name, input, actor: keys.pk };
-  const path = `/v1/assets/${encodeURIComponent(id)}`;
-  const ch = await api('POST', `${path}/challenge`, { body });
-  const signature = await signChallenge(keys, ch.challenge_hex);
-  const asset = await api('POST', `${path}/transitions`, { body: { ...body, view: ch.view, signature } });
-  if (asset && asset.id) {
+const { transition, act, load, scheduleLoad } = contractPage({
+  contract: CONTRACT,
+  app: 'eLoan',
+  noun: 'invoice',
+  errors,
+  keys: () => keys,
+  onAsset: (asset) => {
     invoices.set(asset.id, asset);
     render();
-  }
-  return asset;
-}
-
-/** Runs a user action with its button busy, and reports the outcome in #result and #error. */
-async function act(button, busyLabel, what, fn, success) {
-  await busy(button, busyLabel, async () => {
-    try {
-      const asset = await fn();
-      errors.clear('action');
-      showResult('ok', success(asset));
-    } catch (e) {
-      let why = describeError(e);
-      if (e?.status === 422) why = `the eLoan contract refused: ${why}`;
-      else if (e?.status === 409) why = `the invoice changed meanwhile (list refreshed; try again): ${why}`;
-      else if (e?.status === 403) why = `the signature was not accepted: ${why}`;
-      errors.show('action', `Could not ${what}: ${why}`);
-      showResult('fail', `Could not ${what}.`);
-      load();
-    }
-  });
-}
-
-async function load() {
-  const seq = ++loadSeq;
-  try {
-    const data = await api('GET', `/v1/assets?contract=${CONTRACT}`);
-    if (seq !== loadSeq) return;
-    const list = Array.isArray(data) ? data : Array.isArray(data?.assets) ? data.assets : [];
-    invoices = new Map(list.filter((a) => a && a.id && (!a.contract || a.contract === CONTRACT)).map((a) => [a.id, a]));
+  },
+  onAssets: (all) => {
+    invoices = all;
     render();
-    errors.clear('load');
-  } catch (e) {
-    if (seq === loadSeq) errors.show('load', `Could not load the invoices: ${describeError(e)}`);
-  }
-}
-
-const scheduleLoad = debounce(load, 300);
+  },
+});
 
 // ---- Rendering ----
 

@@ -1,8 +1,8 @@
 // eShare: register tools, lend them, confirm returns, report breakage. Every transition is
 // signed with the same browser key as the wallet; the contract on the nodes is the judge.
 import {
-  $, api, busy, bytesToHex, debounce, describeError, el, ErrorBox, ESHARE_STATE_WORDS, ESHARE_STEP_WORDS,
-  inWords, loadKeyPair, loadNodeInfo, normalisePk, pkProblem, shortPk, showMyKey, signChallenge,
+  $, busy, contractPage, bytesToHex, describeError, el, ErrorBox, ESHARE_STATE_WORDS, ESHARE_STEP_WORDS,
+  inWords, loadKeyPair, loadNodeInfo, normalisePk, pkProblem, shortPk, showMyKey,
   watchChanges,
 } from '/web/common.js';
 
@@ -10,17 +10,10 @@ const CONTRACT = 'eshare';
 const errors = new ErrorBox($('error'));
 let keys = null;
 let assets = new Map(); // asset id -> Asset
-let loadSeq = 0;
 
 const stateOf = (a) => (a.state && typeof a.state === 'object' ? a.state : {});
 const valueOf = (a) => (stateOf(a).value && typeof stateOf(a).value === 'object' ? stateOf(a).value : {});
 const toolName = (a) => valueOf(a).tool || a.id;
-
-function showResult(kind, text) {
-  const result = $('result');
-  result.className = `result ${kind}`;
-  result.textContent = text;
-}
 
 /** An id the contract accepts ([a-z0-9-]{1,64}): readable slug plus randomness against clashes. */
 function newAssetId(name) {
@@ -37,54 +30,21 @@ function newAssetId(name) {
 
 // ---- Talking to the contract ----
 
-/** Challenge, sign, submit: one signed transition. Resolves to the new Asset. */
-async function transition(id, name, input) {
-  const body = { contract: CONTRACT, transition: name, input, actor: keys.pk };
-  const path = `/v1/assets/${encodeURIComponent(id)}`;
-  const ch = await api('POST', `${path}/challenge`, { body });
-  const signature = await signChallenge(keys, ch.challenge_hex);
-  const asset = await api('POST', `${path}/transitions`, { body: { ...body, view: ch.view, signature } });
-  if (asset && asset.id) {
+const { transition, act, load, scheduleLoad } = contractPage({
+  contract: CONTRACT,
+  app: 'eShare',
+  noun: 'tool',
+  errors,
+  keys: () => keys,
+  onAsset: (asset) => {
     assets.set(asset.id, asset);
     render();
-  }
-  return asset;
-}
-
-/** Runs a user action with its button busy, and reports the outcome in #result and #error. */
-async function act(button, busyLabel, what, fn, success) {
-  await busy(button, busyLabel, async () => {
-    try {
-      const asset = await fn();
-      errors.clear('action');
-      showResult('ok', success(asset));
-    } catch (e) {
-      let why = describeError(e);
-      if (e?.status === 422) why = `the eShare contract refused: ${why}`;
-      else if (e?.status === 409) why = `the tool changed meanwhile (list refreshed; try again): ${why}`;
-      else if (e?.status === 403) why = `the signature was not accepted: ${why}`;
-      errors.show('action', `Could not ${what}: ${why}`);
-      showResult('fail', `Could not ${what}.`);
-      load();
-    }
-  });
-}
-
-async function load() {
-  const seq = ++loadSeq;
-  try {
-    const data = await api('GET', `/v1/assets?contract=${CONTRACT}`);
-    if (seq !== loadSeq) return;
-    const list = Array.isArray(data) ? data : Array.isArray(data?.assets) ? data.assets : [];
-    assets = new Map(list.filter((a) => a && a.id && (!a.contract || a.contract === CONTRACT)).map((a) => [a.id, a]));
+  },
+  onAssets: (all) => {
+    assets = all;
     render();
-    errors.clear('load');
-  } catch (e) {
-    if (seq === loadSeq) errors.show('load', `Could not load the tools: ${describeError(e)}`);
-  }
-}
-
-const scheduleLoad = debounce(load, 300);
+  },
+});
 
 // ---- Rendering ----
 

@@ -232,7 +232,7 @@ impl Replica {
                 .tree_towards(tree_root(key.as_bytes(), view, members))
                 .map(|links| {
                     let heard = links
-                        .others(self.me())
+                        .all()
                         .filter_map(|link| {
                             let known = self.peers.get(&link)?.known.get(key)?;
                             (known.view == Some(view)).then(|| (link, known.heard.clone()))
