@@ -31,9 +31,14 @@ impl Fence {
         (Fence { views }, passed.into_keys().collect())
     }
 
-    /// Keys still fenced.
-    pub fn len(&self) -> usize {
-        self.views.len()
+    /// Keys still fenced. A key leaves the fence once the replica is past its fenced view,
+    /// which an update may do without any later message naming the key again, so the count
+    /// looks at the replica rather than waiting for the key's next update or write.
+    pub fn len(&self, replica: &Replica) -> usize {
+        self.views
+            .iter()
+            .filter(|(key, view)| !beyond(replica, key, **view))
+            .count()
     }
 
     /// The view an own write to `key` would have to sit out, if any.
@@ -207,6 +212,6 @@ mod tests {
         assert_eq!(passed, [key("a")], "view 2 is past a fence at view 1");
         assert_eq!(fence.holds(&key("a"), &replica), None);
         assert_eq!(fence.holds(&key("b"), &replica), Some(2));
-        assert_eq!(fence.len(), 1);
+        assert_eq!(fence.len(&replica), 1);
     }
 }

@@ -380,9 +380,10 @@ impl NodeHandle {
         if !passed.is_empty() {
             store.lift_fence(&passed)?;
         }
-        if fence.len() > 0 {
+        let fenced = fence.len(&replica);
+        if fenced > 0 {
             tracing::warn!(
-                keys = fence.len(),
+                keys = fenced,
                 "restored from a backup: sitting out every view this member may have voted in \
                  before, until the others decide it"
             );

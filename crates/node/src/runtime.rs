@@ -233,10 +233,8 @@ impl Runtime {
                 let _ = reply.send(views);
             }
             Request::Digest(reply) => {
-                let _ = reply.send(crate::digest::StoreDigest::of(
-                    &mut self.replica,
-                    self.fence.len(),
-                ));
+                let fenced = self.fence.len(&self.replica);
+                let _ = reply.send(crate::digest::StoreDigest::of(&mut self.replica, fenced));
             }
             Request::Write(key, value, reply) => {
                 if self.pending >= MAX_PENDING_WRITES {
@@ -471,7 +469,7 @@ impl Runtime {
             excluded: self.replica.excluded().keys().copied().collect(),
             keys: self.replica.states().count(),
             pending_writes: self.pending,
-            fenced_keys: self.fence.len(),
+            fenced_keys: self.fence.len(&self.replica),
             silent_ms: u64::try_from(self.heard.elapsed().as_millis()).unwrap_or(u64::MAX),
             in_progress,
             recent_commits: self.recent_commits.iter().cloned().collect(),
