@@ -251,7 +251,7 @@ impl Replica {
         self.merkle.root()
     }
 
-    /// Brings the Merkle leaves of changed keys up to date. A key that changed within the
+    /// Brings the Merkle leaves of changed keys up to date. A key that first changed within the
     /// longest anti-entropy period is still being synced by the eager push, so its leaf holds
     /// only its view and certified value ([`RegisterState::view_digest`]; a key still in its
     /// first view has none yet): replicas that hold different parts of an open view's votes then
@@ -766,7 +766,10 @@ impl Replica {
         if self.registers.contains_key(key) {
             self.changes += 1;
             self.changed_at.insert(key.clone(), self.changes);
-            self.stale_leaves.insert(key.clone(), self.env.now);
+            // The first change since the leaf last held the votes starts the window: a key that
+            // keeps changing (a Byzantine member can make it) still shows its votes to
+            // anti-entropy once per period, so a stuck view is repaired.
+            self.stale_leaves.entry(key.clone()).or_insert(self.env.now);
             step.persist.insert(key.clone());
             self.dirty.insert(key.clone());
         }
