@@ -2,8 +2,8 @@
 //! they carry it, batch digests, quorum sizes and the compact wire encoding (postcard, so the
 //! engine's bandwidth accounting sees realistic byte counts).
 
-use super::engine::{Tx, TxId};
 use beaufort_crypto::hash::{hash, Domain};
+use beaufort_sim::engine::{Tx, TxId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

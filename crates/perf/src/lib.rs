@@ -1,34 +1,42 @@
 //! Performance evaluation: latency and bandwidth of BeauFort and of PBFT and Tendermint-style
 //! baselines under one network and CPU cost model (`beaufort sim run`, `beaufort sim paper`).
 //!
-//! Unlike `beaufort_sim::sim`, which hunts for safety bugs under adversarial schedules, this engine
-//! measures: each member has its own CPU clock charged by [`cost`], its own upload and download
-//! capacity, 60 ms links with jitter, and submits transactions at a set rate. Everything except
-//! measured-cost mode is deterministic for a seed.
+//! The runs use the simulator's one event loop (`beaufort_sim::engine`), the loop the adversarial
+//! checker runs too, and the same Beaufort member (`beaufort_sim::member::SimMember`). Where the
+//! checker gives handlers free CPU and unlimited links, a performance run charges each member's
+//! CPU clock from a cost table ([`cost`]), gives it 20 Mbit/s access links and 60 ms links with
+//! jitter, and submits transactions at a set rate. Everything except measured-cost mode is
+//! deterministic for a seed.
 //!
 //! * [`cost`]: the cost table, its calibration, and the counting signature decorators.
-//! * [`engine`]: the event loop, links, CPU clocks, faults and critical-path attribution.
-//! * [`beaufort`]: the real core as a simulated member.
+//! * [`beaufort`]: the real core's members, counted for the cost table.
+//! * [`scenario`]: each scenario's disruptions as scheduled faults.
 //! * [`pbft`] and [`tendermint`]: the baselines, sharing [`baseline`].
 //! * [`report`]: the JSON report; [`paper`]: the matrix as CSV and SVG box plots.
 
 pub mod baseline;
 pub mod beaufort;
 pub mod cost;
-pub mod engine;
 pub mod paper;
 pub mod pbft;
 pub mod report;
+pub mod scenario;
 pub mod tendermint;
 
 use beaufort_core::types::MemberIndex;
 use beaufort_sim::config::{Micros, MS, SECOND};
+use beaufort_sim::config::{NetworkConfig, Transport};
+use beaufort_sim::engine::{Engine, EngineConfig, EngineResult, Member, Stop, Topology, Tx};
 use beaufort_sim::network::index;
 use beaufort_sim::SimError;
 use cost::{CostMode, CostTable};
-use engine::{Engine, Member, Topology, Tx};
 use serde::Serialize;
 use std::collections::BTreeSet;
+
+/// Extra virtual time after the workload ends for late transactions to commit.
+const DRAIN: Micros = 30 * SECOND;
+/// How often a run checks whether everything has committed (after the workload).
+const CHECK_EVERY: Micros = 100 * MS;
 
 /// When the first crash of [`Scenario::Crash25`] happens.
 pub const CRASH_START: Micros = 5 * SECOND;
@@ -224,6 +232,56 @@ impl PerfConfig {
     }
 }
 
+/// Runs `members` on the simulator's engine with the configuration's links, CPU cost and
+/// scenario, until every transaction has committed everywhere or the drain time is over.
+fn measure<M: Member>(
+    cfg: &PerfConfig,
+    members: Vec<M>,
+    topology: Topology,
+    txs: &[Tx],
+    byzantine: BTreeSet<MemberIndex>,
+    progress: Option<&dyn Fn(Micros)>,
+) -> EngineResult {
+    let world = EngineConfig {
+        seed: cfg.seed ^ 0x005e_ed0f_7e57,
+        network: NetworkConfig {
+            delay_mean: cfg.latency,
+            delay_jitter: cfg.jitter,
+            loss: cfg.loss,
+            transport: Transport::Stream,
+            degree: cfg.degree,
+            ensure_honest_connected: false,
+            ..NetworkConfig::default()
+        },
+        upload_mbit: cfg.upload_mbit,
+        download_mbit: cfg.download_mbit,
+        host_cores: cfg.host_cores,
+        measure_until: cfg.duration,
+        topology,
+    };
+    let n = members.len();
+    let mut engine = Engine::new(
+        world,
+        Box::new(cfg.cost),
+        members,
+        txs.to_vec(),
+        Vec::new(),
+        byzantine.clone(),
+    );
+    let faults = cfg.scenario.faults(cfg, &byzantine, n, engine.halves());
+    engine.add_faults(faults);
+    if let Some(progress) = progress {
+        engine.on_progress(progress);
+    }
+    let stop = Stop {
+        first_check: cfg.duration,
+        every: CHECK_EVERY,
+        deadline: cfg.duration + DRAIN,
+    };
+    engine.run(&stop, Engine::all_committed);
+    engine.into_result()
+}
+
 /// Runs one configuration and reports it. `progress` is called with the virtual time.
 pub fn run(
     cfg: &PerfConfig,
@@ -242,16 +300,28 @@ pub fn run(
     }
     let byzantine = cfg.byzantine();
     let txs = cfg.workload();
-    let (members, topology): (Vec<Box<dyn Member>>, Topology) = match cfg.protocol {
-        Protocol::Beaufort => (beaufort::members(cfg, &byzantine)?, Topology::Overlay),
-        Protocol::Pbft => (pbft::members(cfg.members), Topology::Full),
-        Protocol::Tendermint => (tendermint::members(cfg.members), Topology::Overlay),
+    let result = match cfg.protocol {
+        Protocol::Beaufort => {
+            let members = beaufort::members(cfg, &txs, &byzantine)?;
+            measure(cfg, members, Topology::Overlay, &txs, byzantine, progress)
+        }
+        Protocol::Pbft => measure(
+            cfg,
+            pbft::members(cfg.members),
+            Topology::Full,
+            &txs,
+            byzantine,
+            progress,
+        ),
+        Protocol::Tendermint => measure(
+            cfg,
+            tendermint::members(cfg.members),
+            Topology::Overlay,
+            &txs,
+            byzantine,
+            progress,
+        ),
     };
-    let mut engine = Engine::new(cfg, members, topology, txs.clone(), byzantine);
-    if let Some(progress) = progress {
-        engine.on_progress(progress);
-    }
-    let result = engine.run();
     Ok(report::PerfReport::new(cfg, &txs, &result))
 }
 

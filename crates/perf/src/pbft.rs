@@ -9,7 +9,7 @@
 //!   PREPAREs it sends COMMIT to all; with a quorum of COMMITs it executes in sequence order.
 //! * Every message carries a MAC (HMAC-SHA256 over the channel, as BFT-SMaRt authenticates
 //!   replica links): one MAC computed per copy sent and one checked per message received.
-//! * The links are all-to-all ([`super::engine::Topology::Full`]), so a broadcast puts `n - 1`
+//! * The links are all-to-all ([`beaufort_sim::engine::Topology::Full`]), so a broadcast puts `n - 1`
 //!   copies on the sender's upload link.
 //! * View change: a replica holding a request unordered for [`REQUEST_TIMEOUT`] sends
 //!   VIEW-CHANGE (with what it prepared) to all; a replica that sees f + 1 VIEW-CHANGEs for a
@@ -18,11 +18,11 @@
 //!   replicas move on to the next view with the timeout doubled (PBFT's liveness rule).
 
 use super::baseline::{decode, digest, encode, faults, quorum, Request};
-use super::cost::OpCounts;
-use super::engine::{Ctx, Member, Tx, TxId};
 use beaufort_core::types::MemberIndex;
 use beaufort_sim::byzantine::Strategy;
 use beaufort_sim::config::{Micros, MS, SECOND};
+use beaufort_sim::engine::ops::OpCounts;
+use beaufort_sim::engine::{Ctx, Member, Tx, TxId};
 use beaufort_sim::network::index;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -503,6 +503,14 @@ impl Member for Replica {
     fn link_down(&mut self, _: MemberIndex) {}
 
     fn switch_strategy(&mut self, _: Strategy) {}
+
+    /// The scenarios crash baseline members for good; nothing is kept.
+    fn crash(&mut self) {}
+
+    /// A baseline keeps no disk: it would start afresh (no scenario restarts one).
+    fn restart(&mut self, ctx: &mut Ctx) {
+        self.start(ctx);
+    }
 
     fn drain_crypto(&mut self) -> OpCounts {
         OpCounts::default()

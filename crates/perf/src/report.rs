@@ -1,8 +1,9 @@
 //! The measurements of one performance run, as `beaufort sim run --format json` prints them.
 
-use super::engine::{attribute, mean_path, EngineResult, Path, Tx};
 use super::{PerfConfig, Protocol, Scenario};
 use beaufort_sim::config::Micros;
+use beaufort_sim::engine::path::{attribute, mean_path, Path};
+use beaufort_sim::engine::{EngineResult, Tx};
 use serde::Serialize;
 
 /// Percentiles of a latency distribution, in milliseconds.
@@ -211,8 +212,8 @@ impl PerfReport {
             bytes_per_tx: TransactionBytes::of(&received, samples.len(), floor),
             cpu_utilisation: MeanMax::of(&cpu),
             breakdown_ms: mean_path(&paths),
-            messages: r.messages,
-            events: r.events,
+            messages: r.stats.messages_delivered,
+            events: r.stats.events,
             virtual_s: r.end as f64 / 1e6,
             wall_s: r.wall_seconds,
             cost_table: match cfg.cost {

@@ -21,11 +21,11 @@
 //!   P-256 signature is checked once, when the mempool first sees it.
 
 use super::baseline::{decode, digest, encode, faults, quorum, Request};
-use super::cost::OpCounts;
-use super::engine::{Ctx, Member, Tx, TxId};
 use beaufort_core::types::MemberIndex;
 use beaufort_sim::byzantine::Strategy;
 use beaufort_sim::config::{Micros, MS, SECOND};
+use beaufort_sim::engine::ops::OpCounts;
+use beaufort_sim::engine::{Ctx, Member, Tx, TxId};
 use beaufort_sim::network::index;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -486,6 +486,14 @@ impl Member for Validator {
     }
 
     fn switch_strategy(&mut self, _: Strategy) {}
+
+    /// The scenarios crash baseline members for good; nothing is kept.
+    fn crash(&mut self) {}
+
+    /// A baseline keeps no disk: it would start afresh (no scenario restarts one).
+    fn restart(&mut self, ctx: &mut Ctx) {
+        self.start(ctx);
+    }
 
     fn drain_crypto(&mut self) -> OpCounts {
         OpCounts::default()

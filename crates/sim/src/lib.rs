@@ -17,21 +17,27 @@
 //! * [`invariants`]: agreement, validity, integrity, no honest double vote, the Byzantine
 //!   certificate check and liveness.
 //! * [`network`]: the overlay graph and partitions.
-//! * [`sim`]: the event loop.
+//! * [`engine`]: the one simulator event loop (links, CPU clocks, faults, overlay, metrics),
+//!   shared with the performance engine of `beaufort-perf`.
+//! * [`member`]: the real core as a simulated member; [`observe`]: what the checker watches.
+//! * [`sim`]: the adversarial checker, a run of the engine with free CPU and unlimited links.
 //! * [`scenario`]: seeded adversarial scenarios, as `beaufort sim check` runs them.
 //! * [`replay`]: scripted schedules in JSON (see `docs/REPLAY.md`), run step by step.
 //! * [`conformance`]: replays a runtime's recorded inputs, to check it decided nothing itself.
 //!
-//! The performance engine and the PBFT and Tendermint baselines live in `beaufort-perf`, which
-//! uses this crate's keys, adversaries and network graph.
+//! The cost tables, the PBFT and Tendermint baselines and the performance reports live in
+//! `beaufort-perf`, which runs them on this crate's engine.
 
 pub mod byzantine;
 pub mod config;
 pub mod conformance;
+pub mod engine;
 pub mod invariants;
 pub mod keys;
+pub mod member;
 pub mod network;
 pub mod node;
+pub mod observe;
 pub mod replay;
 pub mod scenario;
 pub mod sim;

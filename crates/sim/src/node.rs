@@ -5,7 +5,9 @@
 //! the replay runner call it first thing for every step. A crash drops the in-memory replica and
 //! keeps only the disk; a restart rebuilds the replica with [`Replica::restore`].
 
+use crate::engine::ops::{CountingSigner, CountingVerifier, CryptoCounter};
 use crate::keys::Keyring;
+use beaufort_core::auth::{Verifier, VoteSigner};
 use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::ValidationHook;
 use beaufort_core::replica::{Replica, Step};
@@ -33,6 +35,8 @@ pub struct Node {
     keyring: Arc<Keyring>,
     hook: Arc<dyn ValidationHook>,
     cadence: Cadence,
+    /// Where its signing and verification are counted, for a cost model (every incarnation).
+    counter: Option<Arc<CryptoCounter>>,
 }
 
 impl Node {
@@ -43,16 +47,43 @@ impl Node {
         hook: Arc<dyn ValidationHook>,
         cadence: Cadence,
     ) -> Node {
-        let replica = Replica::new(keyring.signer(index), keyring.verifier(), hook.clone())
-            .with_cadence(cadence);
-        Node {
+        Node::counting(index, keyring, hook, cadence, None)
+    }
+
+    /// [`Node::new`], with its signing and verification counted into `counter` if given.
+    pub fn counting(
+        index: MemberIndex,
+        keyring: Arc<Keyring>,
+        hook: Arc<dyn ValidationHook>,
+        cadence: Cadence,
+        counter: Option<Arc<CryptoCounter>>,
+    ) -> Node {
+        let mut node = Node {
             index,
-            replica: Some(replica),
+            replica: None,
             disk: Disk::default(),
             incarnation: 0,
             keyring,
             hook,
             cadence,
+            counter,
+        };
+        let (signer, verifier) = node.crypto();
+        node.replica =
+            Some(Replica::new(signer, verifier, node.hook.clone()).with_cadence(node.cadence));
+        node
+    }
+
+    /// A signer and a verifier for this member, counting if asked to.
+    fn crypto(&self) -> (Box<dyn VoteSigner>, Arc<dyn Verifier>) {
+        let signer = self.keyring.signer(self.index);
+        let verifier = self.keyring.verifier();
+        match &self.counter {
+            Some(counter) => (
+                Box::new(CountingSigner::new(signer, counter.clone())),
+                Arc::new(CountingVerifier::new(verifier, counter.clone())),
+            ),
+            None => (signer, verifier),
         }
     }
 
@@ -121,10 +152,11 @@ impl Node {
         if self.replica.is_some() {
             return;
         }
+        let (signer, verifier) = self.crypto();
         self.replica = Some(
             Replica::restore(
-                self.keyring.signer(self.index),
-                self.keyring.verifier(),
+                signer,
+                verifier,
                 self.hook.clone(),
                 self.disk.states.clone(),
                 self.disk.evidence.clone(),
