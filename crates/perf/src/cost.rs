@@ -293,6 +293,7 @@ impl CostModel for CostMode {
 mod tests {
     use super::*;
     use beaufort_core::auth::StandInCrypto;
+    use beaufort_core::auth::{SignatureCheck, Verifier};
     use beaufort_sim::engine::ops::{CountingVerifier, CryptoCounter};
 
     #[test]

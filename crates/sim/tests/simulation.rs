@@ -136,8 +136,9 @@ fn crash_restart_never_makes_a_member_vote_twice() {
             report.violations
         );
         assert!(!sim.checker().own_votes().is_empty());
-        for (member, key, view, kind, round, value) in sim.sent_own_votes() {
-            let node = &sim.nodes()[usize::from(*member)];
+        let nodes: Vec<_> = sim.nodes().collect();
+        for (member, key, view, kind, round, value) in sim.sent_own_votes().iter() {
+            let node = nodes[usize::from(*member)];
             let Some(state) = node.disk().states.get(key) else {
                 panic!("member {member} sent a vote for {key} but has nothing on disk");
             };

@@ -76,9 +76,6 @@ impl<M: Member> Engine<'_, M> {
         let start_down = arrive.max(self.down_free[t]);
         let delivered = start_down + download;
         self.down_free[t] = delivered;
-        if delivered <= self.cfg.measure_until {
-            self.result.members[t].received += len;
-        }
         let mut path = path;
         path.propagation += (arrive - left) as f64;
         path.link += ((left - at) + (delivered - arrive)) as f64;

@@ -208,7 +208,7 @@ pub struct Stop {
 pub struct MemberTotals {
     /// Bytes sent (before [`EngineConfig::measure_until`]).
     pub sent: u64,
-    /// Bytes received (before [`EngineConfig::measure_until`]).
+    /// Bytes delivered to the member (handled before [`EngineConfig::measure_until`]).
     pub received: u64,
     /// CPU time charged, in µs.
     pub cpu: Micros,
@@ -717,6 +717,9 @@ impl<'a, M: Member> Engine<'a, M> {
         }
         self.result.stats.messages_delivered += 1;
         self.result.stats.bytes_delivered += len;
+        if self.now <= self.cfg.measure_until {
+            self.result.members[usize::from(to)].received += len;
+        }
         let mut ctx = self.ctx();
         ctx.ops.codec_bytes += len;
         let started = Instant::now();
