@@ -90,6 +90,89 @@ struct Envelope {
     message: SyncMessage,
 }
 
+/// [`Envelope`] for encoding, borrowing the message (the same bytes, without a copy of it).
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    version: u16,
+    message: &'a SyncMessage,
+}
+
+/// Where a message's encoded bytes go, by part: what a study of bytes per transaction needs
+/// to know to tell which part to shrink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WireParts {
+    /// Values (bodies) in updates.
+    pub bodies: u64,
+    /// Single votes in updates.
+    pub votes: u64,
+    /// Pieces (signer sets with one aggregate) in updates.
+    pub pieces: u64,
+    /// Certificates of accepted values in updates.
+    pub certificates: u64,
+    /// Keys, views, flags and framing of updates, and the envelope.
+    pub framing: u64,
+    /// Anti-entropy: Merkle roots, queries and answers, and requests for whole states.
+    pub repair: u64,
+    /// Relay-tree adverts.
+    pub routes: u64,
+    /// Equivocation proofs.
+    pub evidence: u64,
+}
+
+impl WireParts {
+    /// Adds another message's parts.
+    pub fn add(&mut self, other: &WireParts) {
+        self.bodies += other.bodies;
+        self.votes += other.votes;
+        self.pieces += other.pieces;
+        self.certificates += other.certificates;
+        self.framing += other.framing;
+        self.repair += other.repair;
+        self.routes += other.routes;
+        self.evidence += other.evidence;
+    }
+
+    /// All bytes.
+    pub fn total(&self) -> u64 {
+        self.bodies
+            + self.votes
+            + self.pieces
+            + self.certificates
+            + self.framing
+            + self.repair
+            + self.routes
+            + self.evidence
+    }
+}
+
+/// The parts of `message` as [`encode`] would put it on the wire (`encoded` bytes in all).
+pub fn parts(message: &SyncMessage, encoded: u64) -> WireParts {
+    let mut parts = WireParts::default();
+    match message {
+        SyncMessage::Updates { updates, .. } => {
+            for update in updates {
+                parts.bodies += size(&update.values);
+                parts.votes += size(&update.votes);
+                parts.pieces += size(&update.pieces);
+                parts.certificates += size(&update.accepted);
+            }
+        }
+        SyncMessage::NeedState { .. }
+        | SyncMessage::MerkleRoot { .. }
+        | SyncMessage::MerkleQuery { .. }
+        | SyncMessage::MerkleNodes { .. } => parts.repair = encoded,
+        SyncMessage::Routes { .. } => parts.routes = encoded,
+        SyncMessage::Evidence { .. } => parts.evidence = encoded,
+    }
+    parts.framing = encoded.saturating_sub(parts.total());
+    parts
+}
+
+/// The encoded length of one part of a message.
+fn size(part: &impl Serialize) -> u64 {
+    postcard::to_stdvec(part).map_or(0, |bytes| bytes.len() as u64)
+}
+
 /// Why bytes from a peer could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -120,11 +203,8 @@ pub fn encode_as(message: &SyncMessage, version: u16) -> Result<Vec<u8>, WireErr
     if !(MIN_WIRE_VERSION..=WIRE_VERSION).contains(&version) {
         return Err(WireError::Version(version));
     }
-    let bytes = postcard::to_stdvec(&Envelope {
-        version,
-        message: message.clone(),
-    })
-    .map_err(|e| WireError::Decode(e.to_string()))?;
+    let bytes = postcard::to_stdvec(&EnvelopeRef { version, message })
+        .map_err(|e| WireError::Decode(e.to_string()))?;
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge(bytes.len()));
     }

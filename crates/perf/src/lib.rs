@@ -24,9 +24,11 @@ pub mod scenario;
 pub mod tendermint;
 
 use beaufort_core::types::MemberIndex;
+use beaufort_core::wire::WireParts;
 use beaufort_sim::config::{Micros, MS, SECOND};
 use beaufort_sim::config::{NetworkConfig, Transport};
-use beaufort_sim::engine::{Engine, EngineConfig, EngineResult, Member, Stop, Topology, Tx};
+use beaufort_sim::engine::{Engine, EngineConfig, Member, Stop, Topology, Tx};
+use beaufort_sim::member::SimMember;
 use beaufort_sim::network::index;
 use beaufort_sim::SimError;
 use cost::{CostMode, CostTable};
@@ -234,14 +236,14 @@ impl PerfConfig {
 
 /// Runs `members` on the simulator's engine with the configuration's links, CPU cost and
 /// scenario, until every transaction has committed everywhere or the drain time is over.
-fn measure<M: Member>(
+fn measure<'a, M: Member>(
     cfg: &PerfConfig,
     members: Vec<M>,
     topology: Topology,
     txs: &[Tx],
     byzantine: BTreeSet<MemberIndex>,
-    progress: Option<&dyn Fn(Micros)>,
-) -> EngineResult {
+    progress: Option<&'a dyn Fn(Micros)>,
+) -> Engine<'a, M> {
     let world = EngineConfig {
         seed: cfg.seed ^ 0x005e_ed0f_7e57,
         network: NetworkConfig {
@@ -279,7 +281,7 @@ fn measure<M: Member>(
         deadline: cfg.duration + DRAIN,
     };
     engine.run(&stop, Engine::all_committed);
-    engine.into_result()
+    engine
 }
 
 /// Runs one configuration and reports it. `progress` is called with the virtual time.
@@ -300,29 +302,41 @@ pub fn run(
     }
     let byzantine = cfg.byzantine();
     let txs = cfg.workload();
-    let result = match cfg.protocol {
+    let report = match cfg.protocol {
         Protocol::Beaufort => {
-            let members = beaufort::members(cfg, &txs, &byzantine)?;
-            measure(cfg, members, Topology::Overlay, &txs, byzantine, progress)
+            let members = beaufort::members(cfg, &txs, &byzantine)?
+                .into_iter()
+                .map(|m| m.measuring_wire(cfg.duration))
+                .collect();
+            let engine = measure(cfg, members, Topology::Overlay, &txs, byzantine, progress);
+            let mut report = report::PerfReport::new(cfg, &txs, engine.result());
+            let mut sent = WireParts::default();
+            let honest: Vec<&SimMember> = engine
+                .members()
+                .iter()
+                .filter(|m| m.adversary().is_none())
+                .collect();
+            for member in &honest {
+                sent.add(&member.sent_parts());
+            }
+            report.bytes_per_tx =
+                report
+                    .bytes_per_tx
+                    .with_parts(&sent, honest.len(), report.samples.len());
+            report
         }
-        Protocol::Pbft => measure(
-            cfg,
-            pbft::members(cfg.members),
-            Topology::Full,
-            &txs,
-            byzantine,
-            progress,
-        ),
-        Protocol::Tendermint => measure(
-            cfg,
-            tendermint::members(cfg.members),
-            Topology::Overlay,
-            &txs,
-            byzantine,
-            progress,
-        ),
+        Protocol::Pbft => {
+            let members = pbft::members(cfg.members);
+            let engine = measure(cfg, members, Topology::Full, &txs, byzantine, progress);
+            report::PerfReport::new(cfg, &txs, engine.result())
+        }
+        Protocol::Tendermint => {
+            let members = tendermint::members(cfg.members);
+            let engine = measure(cfg, members, Topology::Overlay, &txs, byzantine, progress);
+            report::PerfReport::new(cfg, &txs, engine.result())
+        }
     };
-    Ok(report::PerfReport::new(cfg, &txs, &result))
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The measurements of one performance run, as `beaufort sim run --format json` prints them.
 
 use super::{PerfConfig, Protocol, Scenario};
+use beaufort_core::wire::WireParts;
 use beaufort_sim::config::Micros;
 use beaufort_sim::engine::path::{attribute, mean_path, Path};
 use beaufort_sim::engine::{EngineResult, Tx};
@@ -83,9 +84,52 @@ pub struct TransactionBytes {
     pub floor: f64,
     /// `received_per_tx / floor`: 1 would be perfect, every byte needed and nothing twice.
     pub floor_multiple: f64,
+    /// Beaufort only: the bytes each honest member sent in the window per committed
+    /// transaction, by part (bodies, votes, pieces, certificates, framing, repair, routes,
+    /// evidence); with no loss they add up to about `received_per_tx`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_by_part: Option<PartBytes>,
+}
+
+/// Bytes per committed transaction per member, by part of the wire format
+/// (`beaufort_core::wire::WireParts`).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PartBytes {
+    /// Values.
+    pub bodies: f64,
+    /// Single votes.
+    pub votes: f64,
+    /// Pieces.
+    pub pieces: f64,
+    /// Certificates of accepted values.
+    pub certificates: f64,
+    /// Keys, views, flags, framing, envelope.
+    pub framing: f64,
+    /// Anti-entropy.
+    pub repair: f64,
+    /// Relay-tree adverts.
+    pub routes: f64,
+    /// Equivocation proofs.
+    pub evidence: f64,
 }
 
 impl TransactionBytes {
+    /// Adds what the honest members sent by part (`sent`, summed over `members` of them).
+    pub fn with_parts(mut self, sent: &WireParts, members: usize, committed: usize) -> Self {
+        let per = |bytes: u64| bytes as f64 / members.max(1) as f64 / committed.max(1) as f64;
+        self.sent_by_part = Some(PartBytes {
+            bodies: per(sent.bodies),
+            votes: per(sent.votes),
+            pieces: per(sent.pieces),
+            certificates: per(sent.certificates),
+            framing: per(sent.framing),
+            repair: per(sent.repair),
+            routes: per(sent.routes),
+            evidence: per(sent.evidence),
+        });
+        self
+    }
+
     /// From the bytes each member received, the transactions committed, and the floor.
     pub fn of(received: &[u64], committed: usize, floor: f64) -> TransactionBytes {
         let mean = received.iter().sum::<u64>() as f64 / received.len().max(1) as f64;
@@ -94,6 +138,7 @@ impl TransactionBytes {
             received_per_tx,
             floor,
             floor_multiple: received_per_tx / floor.max(1.0),
+            sent_by_part: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::observe::Observer;
 use crate::replay::ReplayStep;
 use beaufort_core::replica::Step;
 use beaufort_core::types::{Key, MemberIndex, Value};
-use beaufort_core::wire::{decode, encode, SyncMessage};
+use beaufort_core::wire::{decode, encode, parts, SyncMessage, WireParts};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
@@ -78,6 +78,9 @@ pub struct SimMember {
     flush_every: Micros,
     counter: Option<Arc<CryptoCounter>>,
     observer: Option<Rc<RefCell<Observer>>>,
+    /// Until when the parts of what it sends are counted, if they are ([`SimMember::sent_parts`]).
+    measure_wire_until: Option<Micros>,
+    sent_parts: WireParts,
 }
 
 impl SimMember {
@@ -104,7 +107,21 @@ impl SimMember {
             flush_every,
             counter,
             observer: None,
+            measure_wire_until: None,
+            sent_parts: WireParts::default(),
         }
+    }
+
+    /// Counts the parts of the bytes it sends until `until` (a performance study; it costs an
+    /// encoding of each part).
+    pub fn measuring_wire(mut self, until: Micros) -> SimMember {
+        self.measure_wire_until = Some(until);
+        self
+    }
+
+    /// What it sent while measuring, by part.
+    pub fn sent_parts(&self) -> WireParts {
+        self.sent_parts
     }
 
     /// Reports what the member does to `observer` (a checked run).
@@ -208,7 +225,15 @@ impl SimMember {
             }
         };
         match encode(&message) {
-            Ok(bytes) => ctx.send(to, bytes),
+            Ok(bytes) => {
+                if self
+                    .measure_wire_until
+                    .is_some_and(|until| ctx.now <= until)
+                {
+                    self.sent_parts.add(&parts(&message, bytes.len() as u64));
+                }
+                ctx.send(to, bytes);
+            }
             Err(_) => {
                 if let Some(observer) = &self.observer {
                     observer.borrow_mut().counters.wire_errors += 1;
