@@ -630,29 +630,10 @@ impl<'a, M: Member> Engine<'a, M> {
             let core_free = self.cores.iter().copied().min().unwrap_or(0);
             let free = self.busy_until[i].max(core_free);
             if free > at {
-                let event = match event {
-                    Event::Arrive {
-                        from,
-                        to,
-                        epoch,
-                        bytes,
-                        mut path,
-                    } => {
-                        path.cpu_wait += (free - at) as f64;
-                        Event::Arrive {
-                            from,
-                            to,
-                            epoch,
-                            bytes,
-                            path,
-                        }
-                    }
-                    Event::Timer(m, incarnation, id, mut path) => {
-                        path.cpu_wait += (free - at) as f64;
-                        Event::Timer(m, incarnation, id, path)
-                    }
-                    other => other,
-                };
+                let mut event = event;
+                if let Event::Arrive { path, .. } | Event::Timer(_, _, _, path) = &mut event {
+                    path.cpu_wait += (free - at) as f64;
+                }
                 self.schedule(free, event);
                 return;
             }
