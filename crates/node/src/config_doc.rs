@@ -66,6 +66,24 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     ),
     (
         "node",
+        "tls_cert",
+        "With tls_key: serve the API and web app over HTTPS only, with this\n\
+        certificate chain (PEM). `beaufort init --tls` makes a self-signed one; or give your own\n\
+        (a public CA's lets phones and browsers in without a warning).",
+    ),
+    (
+        "node",
+        "tls_key",
+        "The private key of tls_cert (PEM, mode 0600).",
+    ),
+    (
+        "node",
+        "tls_trust",
+        "Certificates the command-line tools (get, put, doctor, restore) trust\n\
+        besides the public roots and tls_cert: the other members' self-signed ones.",
+    ),
+    (
+        "node",
         "neighbours",
         "How many members to keep connections to.",
     ),
