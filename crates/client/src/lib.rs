@@ -117,13 +117,12 @@ impl Trust {
         // with the verifier's reason.
         roots.add_parsable_certificates(self.extra.iter().cloned());
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        // No ALPN here: the connector offers `http/1.1` itself.
+        rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports TLS 1.2 and 1.3")
             .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config
+            .with_no_client_auth()
     }
 }
 
@@ -325,6 +324,15 @@ impl Client {
         Ok(written)
     }
 
+    /// Whether the member is ready for traffic (`GET /readyz`: 200 ready, 503 not).
+    pub async fn ready(&self) -> Result<bool, ClientError> {
+        match self.call("GET", "/readyz", &[]).await? {
+            (200, _) => Ok(true),
+            (503, _) => Ok(false),
+            answer => success(answer).map(|_| false),
+        }
+    }
+
     /// Which member this is: version, index, names, network id (`GET /v1/info`).
     pub async fn info(&self) -> Result<Info, ClientError> {
         parse(&success(self.call("GET", "/v1/info", &[]).await?)?)
@@ -360,6 +368,8 @@ impl Client {
                 " (the member's TLS certificate is not one this client trusts: trust its \
                  certificate file, e.g. with --tls-trust or [node] tls_trust)",
             );
+        } else if error.contains("invalid HTTP version") && self.base.starts_with("http://") {
+            error.push_str(" (does the member serve its API over TLS? then use https://)");
         }
         ClientError::Io {
             api: self.api.clone(),
