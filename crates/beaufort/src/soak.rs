@@ -114,6 +114,25 @@ pub struct SoakReport {
     pub rss_max_mib: Vec<f64>,
     /// Members that exited 0 on SIGTERM at the end.
     pub clean_exits: usize,
+    /// Every 5 s, each member process that was up: its resident memory and the keys it held.
+    pub samples: Vec<Sample>,
+}
+
+/// One member at one moment of the soak.
+#[derive(Debug, Serialize)]
+pub struct Sample {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    /// The member.
+    pub member: usize,
+    /// Its process's resident memory, MiB.
+    pub rss_mib: f64,
+    /// The keys it held (`GET /v1/digest`), when it answered within a second.
+    pub keys: Option<u64>,
+}
+
+fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0
 }
 
 /// A member process and where it is reached.
@@ -194,7 +213,7 @@ async fn wait_ready(client: &Client, limit: Duration) -> Result<Duration> {
 
 /// Runs the soak and prints its summary; the report goes to `--out` or stdout.
 pub fn soak(args: SoakArgs) -> Result<ExitCode> {
-    if args.members < 1 || !(args.rate > 0.0) {
+    if args.members < 1 || !args.rate.is_finite() || args.rate <= 0.0 {
         bail!("--members and --rate must be positive");
     }
     let temporary;
@@ -277,8 +296,6 @@ async fn run(args: &SoakArgs, procs: &mut [Proc]) -> Result<SoakReport> {
         tls: args.tls,
         ..SoakReport::default()
     };
-    // (seconds since start, member, bytes)
-    let mut rss: Vec<(f64, usize, u64)> = Vec::new();
     let start = tokio::time::Instant::now();
     let end = start + args.duration;
     let period = Duration::from_secs_f64(1.0 / args.rate);
@@ -298,10 +315,22 @@ async fn run(args: &SoakArgs, procs: &mut [Proc]) -> Result<SoakReport> {
     while tokio::time::Instant::now() < end {
         let now = tokio::time::Instant::now();
         if now >= next_sample {
-            let at = now.duration_since(start).as_secs_f64();
+            let at = (now.duration_since(start).as_secs_f64() * 10.0).round() / 10.0;
             for (i, proc) in procs.iter().enumerate() {
                 if let Some(bytes) = proc.pid().and_then(rss_bytes) {
-                    rss.push((at, i, bytes));
+                    let keys =
+                        match tokio::time::timeout(Duration::from_secs(1), proc.client.digest())
+                            .await
+                        {
+                            Ok(Ok(digest)) => Some(digest.prefixes.iter().map(|p| p.keys).sum()),
+                            _ => None,
+                        };
+                    report.samples.push(Sample {
+                        t_s: at,
+                        member: i,
+                        rss_mib: mib(bytes),
+                        keys,
+                    });
                 }
             }
             next_sample += Duration::from_secs(5);
@@ -468,15 +497,15 @@ async fn run(args: &SoakArgs, procs: &mut [Proc]) -> Result<SoakReport> {
     report.lost_everywhere = wrong_everywhere;
     report.missing_per_member = missing;
     report.pending_committed_later = pending_held;
-    report.kills.truncate(kills);
     // Memory: first and last minute per member.
     let last_from = args.duration.as_secs_f64() - 60.0;
     for i in 0..n {
         let mean = |from: f64, to: f64| {
-            let samples: Vec<f64> = rss
+            let samples: Vec<f64> = report
+                .samples
                 .iter()
-                .filter(|(at, m, _)| *m == i && *at >= from && *at < to)
-                .map(|(_, _, bytes)| *bytes as f64 / (1024.0 * 1024.0))
+                .filter(|s| s.member == i && s.t_s >= from && s.t_s < to)
+                .map(|s| s.rss_mib)
                 .collect();
             if samples.is_empty() {
                 0.0
@@ -484,19 +513,17 @@ async fn run(args: &SoakArgs, procs: &mut [Proc]) -> Result<SoakReport> {
                 (samples.iter().sum::<f64>() / samples.len() as f64 * 10.0).round() / 10.0
             }
         };
-        report.rss_first_minute_mib.push(mean(0.0, 60.0));
-        report
-            .rss_last_minute_mib
-            .push(mean(last_from.max(0.0), f64::INFINITY));
-        let max = rss
+        let first = mean(0.0, 60.0);
+        let last = mean(last_from.max(0.0), f64::INFINITY);
+        let max = report
+            .samples
             .iter()
-            .filter(|(_, m, _)| *m == i)
-            .map(|(_, _, bytes)| *bytes)
-            .max()
-            .unwrap_or(0);
-        report
-            .rss_max_mib
-            .push((max as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0);
+            .filter(|s| s.member == i)
+            .map(|s| s.rss_mib)
+            .fold(0.0, f64::max);
+        report.rss_first_minute_mib.push(first);
+        report.rss_last_minute_mib.push(last);
+        report.rss_max_mib.push(max);
     }
     // Stop every member cleanly and count clean exits.
     for proc in procs.iter_mut() {

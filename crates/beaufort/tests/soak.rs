@@ -35,12 +35,24 @@ fn a_short_soak_loses_no_acknowledged_write_and_answers_no_5xx() {
         .expect("run beaufort soak");
     let log = String::from_utf8_lossy(&out.stderr);
     eprintln!("{log}");
-    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no report ({e}): {log}"));
+    let text =
+        std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no report ({e}): {log}"));
     let json: serde_json::Value = serde_json::from_str(&text).expect("report JSON");
     assert_eq!(json["kills"].as_array().map(Vec::len), Some(2), "{text}");
-    assert!(json["acknowledged"].as_u64() > Some(100), "too few writes committed: {text}");
-    assert_eq!(json["lost"].as_u64(), Some(0), "acknowledged writes lost: {text}");
-    assert_eq!(json["server_errors"].as_u64(), Some(0), "5xx answers: {text}");
+    assert!(
+        json["acknowledged"].as_u64() > Some(100),
+        "too few writes committed: {text}"
+    );
+    assert_eq!(
+        json["lost"].as_u64(),
+        Some(0),
+        "acknowledged writes lost: {text}"
+    );
+    assert_eq!(
+        json["server_errors"].as_u64(),
+        Some(0),
+        "5xx answers: {text}"
+    );
     assert!(json["converged_after_s"].is_number(), "{text}");
     assert!(out.status.success(), "{log}");
 }

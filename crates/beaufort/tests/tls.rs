@@ -38,12 +38,19 @@ fn a_tls_consortium_serves_the_cli_over_https_and_refuses_plain_http_and_strange
         let key = config.node.tls_key.as_deref().expect("tls_key");
         let cert = config.node.tls_cert.as_deref().expect("tls_cert");
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(key).expect("key file").permissions().mode();
+        let mode = std::fs::metadata(key)
+            .expect("key file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{}", key.display());
         assert!(cert.exists(), "{}", cert.display());
         let url = config.network.members[i].api_url.clone().expect("api_url");
         assert!(url.starts_with("https://"), "{url}");
-        assert_eq!(config.node.tls_trust.len(), 3, "the other members' certificates");
+        assert_eq!(
+            config.node.tls_trust.len(),
+            3,
+            "the other members' certificates"
+        );
     }
     let members: Vec<Member> = (0..4)
         .map(|i| Member::start(&dir.path().join(format!("member-{i}.toml"))))
@@ -51,9 +58,10 @@ fn a_tls_consortium_serves_the_cli_over_https_and_refuses_plain_http_and_strange
 
     // /livez over TLS, without a token, checked against the member's own certificate for the
     // host name `localhost`.
-    eventually("/livez over https", || {
-        matches!(members[0].https("GET", "/livez", ""), Some((200, body)) if body.contains("true"))
-    });
+    eventually(
+        "/livez over https",
+        || matches!(members[0].https("GET", "/livez", ""), Some((200, body)) if body.contains("true")),
+    );
 
     // The CLI over https: a write at one member, read back at another.
     let written = members[0].put("tls/one", "1");
@@ -104,7 +112,10 @@ fn a_tls_consortium_serves_the_cli_over_https_and_refuses_plain_http_and_strange
         &[&other],
         "GET /livez HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
-    assert!(refused.is_err(), "a stranger's trust root was accepted: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a stranger's trust root was accepted: {refused:?}"
+    );
 
     // Plain HTTP to the TLS port gets no HTTP answer at all (the handshake fails).
     let plain = members[2].http("GET", "/livez", "");
@@ -124,12 +135,7 @@ fn a_tls_consortium_serves_the_cli_over_https_and_refuses_plain_http_and_strange
         String::from_utf8_lossy(&answer)
     );
     // And the CLI pointed at it over plain HTTP says what to do.
-    let (ok, _, err) = beaufort(&[
-        "get",
-        "--api",
-        &config.node.api_bind.to_string(),
-        "tls/one",
-    ]);
+    let (ok, _, err) = beaufort(&["get", "--api", &config.node.api_bind.to_string(), "tls/one"]);
     assert!(!ok && err.contains("https://"), "{err}");
 }
 
@@ -141,11 +147,23 @@ fn a_bad_certificate_or_key_stops_the_member_at_start_naming_the_file() {
     let text = std::fs::read_to_string(&path).expect("read config");
     let cases = [
         // Another member's key: the pair does not match.
-        ("tls_key = \"member-0.key\"", "tls_key = \"member-1.key\"", "member-1.key"),
+        (
+            "tls_key = \"member-0.key\"",
+            "tls_key = \"member-1.key\"",
+            "member-1.key",
+        ),
         // A file that is not there.
-        ("tls_cert = \"member-0.crt\"", "tls_cert = \"gone.crt\"", "gone.crt"),
+        (
+            "tls_cert = \"member-0.crt\"",
+            "tls_cert = \"gone.crt\"",
+            "gone.crt",
+        ),
         // A key where the certificate should be.
-        ("tls_cert = \"member-0.crt\"", "tls_cert = \"member-0.key\"", "member-0.key"),
+        (
+            "tls_cert = \"member-0.crt\"",
+            "tls_cert = \"member-0.key\"",
+            "member-0.key",
+        ),
     ];
     for (from, to, named) in cases {
         assert!(text.contains(from), "{from} in\n{text}");
@@ -159,7 +177,10 @@ fn a_bad_certificate_or_key_stops_the_member_at_start_naming_the_file() {
             .expect("run node");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "started with {to}: {err}");
-        assert!(err.contains(named), "{to}: the error does not name {named}: {err}");
+        assert!(
+            err.contains(named),
+            "{to}: the error does not name {named}: {err}"
+        );
     }
 }
 

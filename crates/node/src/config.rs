@@ -256,11 +256,15 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let node = &mut config.node;
-        for p in [&mut node.bls_key_file, &mut node.p2p_key_file, &mut node.data_dir]
-            .into_iter()
-            .chain(node.tls_cert.as_mut())
-            .chain(node.tls_key.as_mut())
-            .chain(node.tls_trust.iter_mut())
+        for p in [
+            &mut node.bls_key_file,
+            &mut node.p2p_key_file,
+            &mut node.data_dir,
+        ]
+        .into_iter()
+        .chain(node.tls_cert.as_mut())
+        .chain(node.tls_key.as_mut())
+        .chain(node.tls_trust.iter_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);

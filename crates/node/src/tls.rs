@@ -50,7 +50,9 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.to_path_buf(),
         reason,
     };
-    let len = std::fs::metadata(path).map_err(|e| file(e.to_string()))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| file(e.to_string()))?
+        .len();
     if len > MAX_PEM_BYTES {
         return Err(file(format!("{len} bytes, more than {MAX_PEM_BYTES}")));
     }
@@ -115,9 +117,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// A self-signed certificate (PEM) and its private key (PKCS#8 PEM) for `names`: host names and
 /// IP addresses, each a subject alternative name.
 pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
-    let rcgen::CertifiedKey { cert, key_pair } =
-        rcgen::generate_simple_self_signed(names.to_vec())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
     Ok((cert.pem(), key_pair.serialize_pem()))
 }
 
@@ -223,7 +224,9 @@ mod tests {
         let key = write(dir.path(), "api.key", &key);
         let other_key = write(dir.path(), "other.key", &other_key);
         server_config(&cert, &key).expect("a matching pair loads");
-        let error = server_config(&cert, &other_key).expect_err("mismatch").to_string();
+        let error = server_config(&cert, &other_key)
+            .expect_err("mismatch")
+            .to_string();
         assert!(
             error.contains("api.crt") && error.contains("other.key") && error.contains("belong"),
             "{error}"
@@ -237,13 +240,21 @@ mod tests {
         let cert = write(dir.path(), "api.crt", &cert);
         let key = write(dir.path(), "api.key", &key);
         let missing = dir.path().join("missing.crt");
-        let error = server_config(&missing, &key).expect_err("missing").to_string();
+        let error = server_config(&missing, &key)
+            .expect_err("missing")
+            .to_string();
         assert!(error.contains("missing.crt"), "{error}");
         // A key file where the certificate should be, and the other way round.
         let error = server_config(&key, &key).expect_err("no cert").to_string();
-        assert!(error.contains("api.key") && error.contains("CERTIFICATE"), "{error}");
+        assert!(
+            error.contains("api.key") && error.contains("CERTIFICATE"),
+            "{error}"
+        );
         let error = server_config(&cert, &cert).expect_err("no key").to_string();
-        assert!(error.contains("api.crt") && error.contains("private key"), "{error}");
+        assert!(
+            error.contains("api.crt") && error.contains("private key"),
+            "{error}"
+        );
         let junk = write(dir.path(), "junk.pem", "not pem at all");
         let error = server_config(&junk, &key).expect_err("junk").to_string();
         assert!(error.contains("junk.pem"), "{error}");

@@ -103,7 +103,11 @@ impl Member {
     /// `None` if the node does not answer.
     pub fn https(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
         let config = beaufort_node::config::Config::load(&self.config).expect("load config");
-        let cert = config.node.tls_cert.as_deref().expect("the member has tls_cert");
+        let cert = config
+            .node
+            .tls_cert
+            .as_deref()
+            .expect("the member has tls_cert");
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -288,8 +292,12 @@ pub fn https_request(
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for file in trusted {
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(file).map_err(|e| e.to_string())? {
-            roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        for cert in
+            rustls::pki_types::CertificateDer::pem_file_iter(file).map_err(|e| e.to_string())?
+        {
+            roots
+                .add(cert.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
@@ -304,9 +312,11 @@ pub fn https_request(
     let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
         .map_err(|e| e.to_string())?;
     let tcp = TcpStream::connect(api).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(DEADLINE)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(connection, tcp);
-    tls.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    tls.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     match tls.read_to_end(&mut answer) {
         Ok(_) => {}
