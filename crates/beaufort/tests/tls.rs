@@ -200,16 +200,9 @@ fn sigterm_drains_a_tls_member_and_exits_zero() {
     eventually("/livez over https", || {
         matches!(member.https("GET", "/livez", ""), Some((200, _)))
     });
-    // A write that cannot commit (the member is alone) is in flight when the signal comes, and
-    // must still get its whole answer (202 after its 3 s wait).
-    let in_flight = std::thread::spawn({
-        let member = Member::attach(&config);
-        move || member.https("PUT", "/v1/kv/drain/1?wait=3s", "x")
-    });
-    eventually("the write to be pending", || {
-        matches!(member.https("GET", "/v1/status", ""), Some((200, body))
-            if body.contains("\"pending_writes\":1"))
-    });
+    // A write that cannot commit is in flight when the signal comes, and must still get its
+    // whole answer (202 after its 3 s wait).
+    let in_flight = member.write_in_flight();
     let sent = Command::new("kill")
         .args(["-TERM", &node.id().to_string()])
         .status()

@@ -4,22 +4,23 @@ use beaufort_client::{Client, ClientError, WatchEvent, Write, PAGE};
 use beaufort_node::config::{init_local, Config, InitOptions, DEFAULT_NEIGHBOURS};
 use beaufort_node::{api, NodeHandle, StartOptions};
 
+/// A consortium of one member on free loopback ports.
+fn one_member(name: &str) -> InitOptions {
+    InitOptions {
+        members: 1,
+        name: name.into(),
+        p2p_base_port: 0,
+        api_base_port: 0,
+        write_once_prefixes: Vec::new(),
+        neighbours: DEFAULT_NEIGHBOURS,
+    }
+}
+
 /// A one-member consortium serving its API: the client with its token, the API address, and
 /// the directory.
 async fn member() -> (Client, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("directory");
-    let consortium = init_local(
-        dir.path(),
-        &InitOptions {
-            members: 1,
-            name: "client-test".into(),
-            p2p_base_port: 0,
-            api_base_port: 0,
-            write_once_prefixes: Vec::new(),
-            neighbours: DEFAULT_NEIGHBOURS,
-        },
-    )
-    .expect("init");
+    let consortium = init_local(dir.path(), &one_member("client-test")).expect("init");
     let config = Config::load(&consortium.config_files[0]).expect("configuration");
     let token = config.node.api_token.clone();
     let node = NodeHandle::start(config, StartOptions::default()).expect("start");
@@ -108,20 +109,10 @@ async fn list_all_reads_every_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speaks_https_by_host_name_trusting_only_what_it_is_given() {
     let dir = tempfile::tempdir().expect("directory");
-    let consortium = init_local(
-        dir.path(),
-        &InitOptions {
-            members: 1,
-            name: "client-tls-test".into(),
-            p2p_base_port: 0,
-            api_base_port: 0,
-            write_once_prefixes: Vec::new(),
-            neighbours: DEFAULT_NEIGHBOURS,
-        },
-    )
-    .expect("init")
-    .with_self_signed_tls(dir.path(), &[])
-    .expect("tls");
+    let consortium = init_local(dir.path(), &one_member("client-tls-test"))
+        .expect("init")
+        .with_self_signed_tls(dir.path(), &[])
+        .expect("tls");
     let config = Config::load(&consortium.config_files[0]).expect("configuration");
     let token = config.node.api_token.clone();
     let cert = config.node.tls_cert.clone().expect("tls_cert");

@@ -165,21 +165,22 @@ mod tests {
     use super::*;
     use crate::config::{init_local, Config, InitOptions};
 
+    /// A consortium of `members` on free loopback ports, with one write-once prefix.
+    fn loopback(members: usize, name: &str) -> InitOptions {
+        InitOptions {
+            members,
+            name: name.into(),
+            p2p_base_port: 0,
+            api_base_port: 0,
+            write_once_prefixes: vec!["voucher/".into()],
+            neighbours: 7,
+        }
+    }
+
     #[test]
     fn an_initialised_configuration_explains_its_settings_and_reads_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let consortium = init_local(
-            dir.path(),
-            &InitOptions {
-                members: 3,
-                name: "comments".into(),
-                p2p_base_port: 0,
-                api_base_port: 0,
-                write_once_prefixes: vec!["voucher/".into()],
-                neighbours: 7,
-            },
-        )
-        .expect("init");
+        let consortium = init_local(dir.path(), &loopback(3, "comments")).expect("init");
         let path = &consortium.config_files[0];
         let text = std::fs::read_to_string(path).expect("read");
         for (table, key, comment) in COMMENTS {
@@ -217,20 +218,10 @@ mod tests {
     #[test]
     fn init_with_tls_writes_commented_settings_that_load_and_serve() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let consortium = init_local(
-            dir.path(),
-            &InitOptions {
-                members: 2,
-                name: "tls".into(),
-                p2p_base_port: 0,
-                api_base_port: 0,
-                write_once_prefixes: Vec::new(),
-                neighbours: 7,
-            },
-        )
-        .expect("init")
-        .with_self_signed_tls(dir.path(), &["shop.example".to_owned()])
-        .expect("tls");
+        let consortium = init_local(dir.path(), &loopback(2, "tls"))
+            .expect("init")
+            .with_self_signed_tls(dir.path(), &["shop.example".to_owned()])
+            .expect("tls");
         let path = &consortium.config_files[1];
         let text = std::fs::read_to_string(path).expect("read");
         for comment in [

@@ -120,6 +120,29 @@ impl Member {
         Some((status, body))
     }
 
+    /// One request as [`Member::https`] when the member serves TLS, else as [`Member::http`].
+    pub fn request(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let config = beaufort_node::config::Config::load(&self.config).expect("load config");
+        if config.node.tls_cert.is_some() {
+            self.https(method, path, body)
+        } else {
+            self.http(method, path, body)
+        }
+    }
+
+    /// Starts a write that cannot commit (the member runs alone: it waits 3 s, then answers
+    /// 202) and returns once the member counts it pending; the thread ends with its answer.
+    pub fn write_in_flight(&self) -> std::thread::JoinHandle<Option<(u16, String)>> {
+        let writer = Member::attach(&self.config);
+        let in_flight =
+            std::thread::spawn(move || writer.request("PUT", "/v1/kv/drain/1?wait=3s", "x"));
+        eventually("the write to be pending", || {
+            matches!(self.request("GET", "/v1/status", ""), Some((200, body))
+                if body.contains("\"pending_writes\":1"))
+        });
+        in_flight
+    }
+
     /// The base URL of the member's HTTP API (`https://` when it serves TLS).
     pub fn api_url(&self) -> String {
         let config = beaufort_node::config::Config::load(&self.config).expect("load config");
