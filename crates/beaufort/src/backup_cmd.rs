@@ -135,6 +135,7 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
 /// asked (with why).
 fn gather_views(config: &Config) -> Result<(BTreeMap<Key, View>, Vec<String>)> {
     let runtime = current_thread()?;
+    let trust = crate::client::trust(Some(config), &[])?;
     let mut views: BTreeMap<Key, View> = BTreeMap::new();
     let mut unreachable = Vec::new();
     for (index, member) in config.network.members.iter().enumerate() {
@@ -151,13 +152,13 @@ fn gather_views(config: &Config) -> Result<(BTreeMap<Key, View>, Vec<String>)> {
             ));
             continue;
         };
-        let Some(api) = url.strip_prefix("http://") else {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             unreachable.push(format!(
-                "member {index} ({name}): {url} is not an http:// URL"
+                "member {index} ({name}): {url} is not an http:// or https:// URL"
             ));
             continue;
-        };
-        match runtime.block_on(Client::new(api.trim_end_matches('/')).open_views()) {
+        }
+        match runtime.block_on(Client::with_trust(url, &trust).open_views()) {
             Ok(open) => {
                 for entry in open {
                     let key = hex::decode(&entry.key_hex)

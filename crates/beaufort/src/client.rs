@@ -4,7 +4,7 @@
 //! The requests go through `beaufort-client`, the typed client of the API.
 
 use anyhow::{bail, Context, Result};
-use beaufort_client::{Client, WatchEvent, Write};
+use beaufort_client::{Client, Trust, WatchEvent, Write};
 use beaufort_node::config::{read_bounded, Config};
 use beaufort_receipt::NetworkKeys;
 use clap::Args;
@@ -16,41 +16,76 @@ pub struct Target {
     /// A member's configuration file (gives the API address and the operator token).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The API address (host:port, e.g. localhost:8000 or 127.0.0.1:8000), instead of --config.
+    /// The API address, instead of --config: host:port (plain HTTP, e.g. localhost:8000 or
+    /// 127.0.0.1:8000) or https://host:port.
     #[arg(long)]
     api: Option<String>,
     /// The operator token, instead of --config.
     #[arg(long)]
     token: Option<String>,
+    /// Also trust this certificate (PEM) over https, e.g. a member's self-signed one
+    /// (repeatable). With --config, its tls_cert and tls_trust files are trusted too.
+    #[arg(long = "tls-trust")]
+    tls_trust: Vec<PathBuf>,
 }
 
 impl Target {
-    /// The API address as `host:port` (a host name is resolved when connecting, trying each of
-    /// its addresses, so `localhost` works whether it resolves to ::1 or 127.0.0.1 first) and
-    /// the token.
-    fn resolve(&self) -> Result<(String, Option<String>)> {
-        match (&self.config, &self.api) {
-            (_, Some(api)) => Ok((api.clone(), self.token.clone())),
-            (Some(path), None) => {
-                let config = Config::load(path)?;
-                Ok((
-                    config.node.api_bind.to_string(),
-                    self.token.clone().or(Some(config.node.api_token)),
-                ))
-            }
+    /// The API address (a host name is resolved when connecting, trying each of its
+    /// addresses, so `localhost` works whether it resolves to ::1 or 127.0.0.1 first), the
+    /// token and the certificates trusted.
+    fn resolve(&self) -> Result<(String, Option<String>, Trust)> {
+        let config = self.config.as_deref().map(Config::load).transpose()?;
+        let trust = trust(config.as_ref(), &self.tls_trust)?;
+        match (config, &self.api) {
+            (_, Some(api)) => Ok((api.clone(), self.token.clone(), trust)),
+            (Some(config), None) => Ok((
+                own_api(&config),
+                self.token.clone().or(Some(config.node.api_token)),
+                trust,
+            )),
             (None, None) => bail!("give --config FILE or --api HOST:PORT"),
         }
     }
 
     /// The client of the target's API, with its token when there is one.
     pub(crate) fn client(&self) -> Result<Client> {
-        let (api, token) = self.resolve()?;
-        let client = Client::new(api);
+        let (api, token, trust) = self.resolve()?;
+        let client = Client::with_trust(api, &trust);
         Ok(match token {
             Some(token) => client.with_token(token),
             None => client,
         })
     }
+}
+
+/// Where a member's own tools reach its API: `api_bind` over plain HTTP; with TLS, the
+/// member's `https://` api_url from the network (the name its certificate is for), or
+/// `https://` and `api_bind`.
+pub(crate) fn own_api(config: &Config) -> String {
+    if config.node.tls_cert.is_none() {
+        return config.node.api_bind.to_string();
+    }
+    config
+        .network
+        .members
+        .get(usize::from(config.node.index))
+        .and_then(|m| m.api_url.clone())
+        .filter(|url| url.starts_with("https://"))
+        .unwrap_or_else(|| format!("https://{}", config.node.api_bind))
+}
+
+/// The certificates trusted over https: the public roots, a configuration's `tls_cert` and
+/// `tls_trust` files, and `extra`.
+pub(crate) fn trust(config: Option<&Config>, extra: &[PathBuf]) -> Result<Trust> {
+    let files = config
+        .map(|c| c.node.trusted_certificate_files())
+        .unwrap_or_default();
+    files
+        .iter()
+        .chain(extra)
+        .try_fold(Trust::public_roots(), |trust, file| {
+            Ok(trust.with_pem_file(file)?)
+        })
 }
 
 /// The client subcommands.

@@ -5,7 +5,7 @@
 //! Exit status 1 when something needs an operator.
 
 use anyhow::{bail, Context, Result};
-use beaufort_client::Client;
+use beaufort_client::{Client, Trust};
 use beaufort_node::api::Info;
 use beaufort_node::config::{read_bounded, Config, NetworkSection};
 use beaufort_node::digest::StoreDigest;
@@ -33,6 +33,10 @@ pub struct DoctorArgs {
     /// are retaken one second apart while members differ: decisions in flight settle).
     #[arg(long, default_value_t = 3)]
     looks: u32,
+    /// Also trust this certificate (PEM) for members' https:// APIs (repeatable); with
+    /// --config, its tls_cert and tls_trust files are trusted too.
+    #[arg(long = "tls-trust")]
+    tls_trust: Vec<PathBuf>,
 }
 
 /// One member as doctor saw it.
@@ -87,8 +91,10 @@ impl Finding {
 
 /// Runs the doctor and prints what it found.
 pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
-    let network: NetworkSection = match (&args.config, &args.network) {
-        (Some(config), _) => Config::load(config)?.network,
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let trust = crate::client::trust(config.as_ref(), &args.tls_trust)?;
+    let network: NetworkSection = match (config, &args.network) {
+        (Some(config), _) => config.network,
         (None, Some(path)) => serde_json::from_str(&read_bounded(path)?)
             .with_context(|| format!("parsing the network description {}", path.display()))?,
         (None, None) => bail!("give --config or --network"),
@@ -98,14 +104,14 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting tokio")?;
-    let mut seen = runtime.block_on(look(&network));
+    let mut seen = runtime.block_on(look(&network, &trust));
     let mut findings = diagnose(&network_id, &seen);
     for _ in 1..args.looks.max(1) {
         if !findings.iter().any(Finding::may_settle) {
             break;
         }
         std::thread::sleep(SETTLE);
-        seen = runtime.block_on(look(&network));
+        seen = runtime.block_on(look(&network, &trust));
         findings = diagnose(&network_id, &seen);
     }
     println!(
@@ -146,7 +152,7 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
 }
 
 /// Asks every member at once.
-async fn look(network: &NetworkSection) -> Vec<Seen> {
+async fn look(network: &NetworkSection, trust: &Trust) -> Vec<Seen> {
     let mut asks = tokio::task::JoinSet::new();
     for (index, member) in network.members.iter().enumerate() {
         let name = member
@@ -154,8 +160,9 @@ async fn look(network: &NetworkSection) -> Vec<Seen> {
             .clone()
             .unwrap_or_else(|| format!("member-{index}"));
         let url = member.api_url.clone().unwrap_or_default();
+        let trust = trust.clone();
         asks.spawn(async move {
-            let answer = ask(&url).await;
+            let answer = ask(&url, &trust).await;
             Seen {
                 index,
                 name,
@@ -175,14 +182,14 @@ async fn look(network: &NetworkSection) -> Vec<Seen> {
 }
 
 /// One member's info and digest, or why not.
-async fn ask(url: &str) -> Result<(Info, StoreDigest), String> {
+async fn ask(url: &str, trust: &Trust) -> Result<(Info, StoreDigest), String> {
     if url.is_empty() {
         return Err("the network file gives no api_url for it".into());
     }
-    let Some(api) = url.strip_prefix("http://") else {
-        return Err(format!("{url} is not an http:// URL"));
-    };
-    let client = Client::new(api.trim_end_matches('/'));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(format!("{url} is not an http:// or https:// URL"));
+    }
+    let client = Client::with_trust(url, trust);
     let both = async {
         Ok::<_, beaufort_client::ClientError>((client.info().await?, client.digest().await?))
     };

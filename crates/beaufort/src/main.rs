@@ -11,6 +11,7 @@ mod eval;
 mod keygen;
 mod model_check;
 mod node_cmd;
+mod soak;
 mod workload;
 
 use anyhow::{bail, Context, Result};
@@ -64,6 +65,11 @@ enum Command {
     /// Rebuilds a stopped member's store from a backup; it then sits out every view it may have
     /// voted in since, so it never votes twice.
     Restore(backup_cmd::RestoreArgs),
+    /// A load and crash soak on loopback: starts a consortium of member processes, writes at
+    /// a fixed rate while killing (SIGKILL) and restarting one member at a time, then checks
+    /// that every member holds every acknowledged write (exit status 1 if one was lost or any
+    /// answer was a 5xx).
+    Soak(soak::SoakArgs),
     /// Talks to a node's HTTP API.
     #[command(flatten)]
     Client(client::ClientCommand),
@@ -203,6 +209,7 @@ fn run() -> Result<ExitCode> {
         Command::Node(args) => node_cmd::node(args).map(|()| ExitCode::SUCCESS),
         Command::Discovery(args) => node_cmd::discovery(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::demo(args).map(|()| ExitCode::SUCCESS),
+        Command::Soak(args) => soak::soak(args),
         Command::Verify(args) => client::verify(args).map(|()| ExitCode::SUCCESS),
         Command::Backup(args) => backup_cmd::backup(args).map(|()| ExitCode::SUCCESS),
         Command::Doctor(args) => doctor::doctor(args),

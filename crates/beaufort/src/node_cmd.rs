@@ -35,6 +35,13 @@ pub struct InitArgs {
     /// Neighbours each member keeps.
     #[arg(long, default_value_t = DEFAULT_NEIGHBOURS)]
     neighbours: usize,
+    /// Serve each member's API over HTTPS with a self-signed certificate of its own
+    /// (`member-I.crt`, key `member-I.key`) for localhost, 127.0.0.1 and every --tls-name.
+    #[arg(long)]
+    tls: bool,
+    /// Another host name or IP address the certificates name (repeatable; implies --tls).
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
 }
 
 /// Creates the consortium and prints where each member's configuration is.
@@ -50,9 +57,16 @@ pub fn init(args: InitArgs) -> Result<()> {
             neighbours: args.neighbours,
         },
     )?;
+    let tls = args.tls || !args.tls_names.is_empty();
+    let consortium = if tls {
+        consortium.with_self_signed_tls(&args.out, &args.tls_names)?
+    } else {
+        consortium
+    };
+    let scheme = if tls { "https" } else { "http" };
     for (path, config) in consortium.config_files.iter().zip(&consortium.configs) {
         println!(
-            "member {}: {} (API http://{})",
+            "member {}: {} (API {scheme}://{})",
             config.node.index,
             path.display(),
             config.node.api_bind
@@ -91,6 +105,9 @@ pub fn node(args: NodeArgs) -> Result<()> {
     let result = runtime.block_on(async move {
         let mut signals = StopSignals::listen()?;
         let bind = config.node.api_bind;
+        // Read before anything starts, so a bad certificate or key stops the member at once.
+        let tls = config.node.tls_server_config()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             network = %config.network.name,
@@ -114,10 +131,10 @@ pub fn node(args: NodeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding the API to {bind}"))?;
-        tracing::info!(%bind, "API listening");
+        tracing::info!(%bind, scheme, "API listening");
         let runtime_stopped = node.stopped();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(api::serve_until(node, listener, async move {
+        let mut server = tokio::spawn(api::serve_tls_until(node, listener, tls, async move {
             let _ = stopped.await;
         }));
         tokio::select! {

@@ -252,17 +252,9 @@ fn sigterm_and_sigint_drain_requests_in_flight_and_exit_zero() {
     for name in ["TERM", "INT"] {
         let mut node = Logged::start(&config);
         wait_live(api);
-        let helper = Member::attach(&config);
-        // A write that cannot commit (the member is alone) waits 3 s, then answers 202: it is
-        // in flight when the signal comes, and must still get its whole answer.
-        let in_flight = std::thread::spawn({
-            let helper = Member::attach(&config);
-            move || helper.http("PUT", "/v1/kv/drain/1?wait=3s", "x")
-        });
-        eventually("the write to be pending", || {
-            matches!(helper.http("GET", "/v1/status", ""), Some((200, body))
-                if body.contains("\"pending_writes\":1"))
-        });
+        // A write that cannot commit is in flight when the signal comes, and must still get
+        // its whole answer.
+        let in_flight = Member::attach(&config).write_in_flight();
         // A watch stream never ends by itself; it must not hold the stop up.
         let mut watch = TcpStream::connect(api).expect("connect watch");
         watch

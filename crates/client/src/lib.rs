@@ -4,7 +4,10 @@
 //!
 //! It speaks HTTP/1.1 through hyper-util's client (the hyper stack the node's server already
 //! brings), reusing connections; bodies are read up to a bound, and a watch reads the event
-//! stream frame by frame, whatever chunking the server chose.
+//! stream frame by frame, whatever chunking the server chose. An `https://` address goes over TLS
+//! (rustls through hyper-rustls), trusting the public web roots and any certificate added with
+//! [`Trust`] (a member's self-signed one); host names are resolved and checked against the
+//! certificate like IP addresses.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), beaufort_client::ClientError> {
@@ -25,8 +28,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -58,6 +64,66 @@ pub enum ClientError {
     /// The answer is not HTTP or not the JSON the API documents.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// A certificate to trust could not be read.
+    #[error("{path}: {error}")]
+    Trust {
+        /// The certificate file.
+        path: String,
+        /// Why it is unusable.
+        error: String,
+    },
+}
+
+/// The certificates a client trusts for `https://` members: the public web roots (webpki-roots)
+/// and the certificates added here, such as a member's self-signed one.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl Trust {
+    /// The public web roots only.
+    pub fn public_roots() -> Trust {
+        Trust::default()
+    }
+
+    /// Also trusts every certificate of a PEM file.
+    pub fn with_pem_file(mut self, path: &std::path::Path) -> Result<Trust, ClientError> {
+        let error = |error: String| ClientError::Trust {
+            path: path.display().to_string(),
+            error,
+        };
+        let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(format!("not a PEM certificate file: {e}")))?;
+        if certificates.is_empty() {
+            return Err(error("holds no PEM certificate".into()));
+        }
+        self.extra.extend(certificates);
+        Ok(self)
+    }
+
+    /// Also trusts a certificate (DER).
+    pub fn with_certificate(mut self, certificate: CertificateDer<'static>) -> Trust {
+        self.extra.push(certificate);
+        self
+    }
+
+    fn client_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // A certificate that is no usable trust anchor is left out; the connection then fails
+        // with the verifier's reason.
+        roots.add_parsable_certificates(self.extra.iter().cloned());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        // No ALPN here: the connector offers `http/1.1` itself.
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
 }
 
 /// How a write ended.
@@ -89,9 +155,12 @@ pub enum WatchEvent {
 /// A member's API.
 #[derive(Clone)]
 pub struct Client {
+    /// The address as given, for messages.
     api: String,
+    /// `http://host:port` or `https://host:port`, without a trailing slash.
+    base: String,
     token: Option<String>,
-    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -114,13 +183,33 @@ struct Lagged {
 }
 
 impl Client {
-    /// A client of the API at `api` (`host:port`; a host name is resolved when connecting,
-    /// trying each of its addresses).
+    /// A client of the API at `api`: `host:port` or `http://host:port` (plain HTTP), or
+    /// `https://host:port` (TLS, trusting the public web roots). A host name is resolved when
+    /// connecting, trying each of its addresses.
     pub fn new(api: impl Into<String>) -> Client {
+        Client::with_trust(api, &Trust::public_roots())
+    }
+
+    /// As [`Client::new`], trusting `trust` for `https://` addresses.
+    pub fn with_trust(api: impl Into<String>, trust: &Trust) -> Client {
+        let api = api.into();
+        let trimmed = api.trim_end_matches('/');
+        let base = if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
+            trimmed.to_owned()
+        } else {
+            format!("http://{trimmed}")
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(trust.client_config())
+            .https_or_http()
+            .enable_http1()
+            .build();
         Client {
-            api: api.into(),
+            api,
+            base,
             token: None,
-            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .build(connector),
         }
     }
 
@@ -235,6 +324,15 @@ impl Client {
         Ok(written)
     }
 
+    /// Whether the member is ready for traffic (`GET /readyz`: 200 ready, 503 not).
+    pub async fn ready(&self) -> Result<bool, ClientError> {
+        match self.call("GET", "/readyz", &[]).await? {
+            (200, _) => Ok(true),
+            (503, _) => Ok(false),
+            answer => success(answer).map(|_| false),
+        }
+    }
+
     /// Which member this is: version, index, names, network id (`GET /v1/info`).
     pub async fn info(&self) -> Result<Info, ClientError> {
         parse(&success(self.call("GET", "/v1/info", &[]).await?)?)
@@ -264,9 +362,18 @@ impl Client {
     }
 
     fn io(&self, error: impl std::error::Error) -> ClientError {
+        let mut error = describe(&error);
+        if error.contains("invalid peer certificate") {
+            error.push_str(
+                " (the member's TLS certificate is not one this client trusts: trust its \
+                 certificate file, e.g. with --tls-trust or [node] tls_trust)",
+            );
+        } else if error.contains("invalid HTTP version") && self.base.starts_with("http://") {
+            error.push_str(" (does the member serve its API over TLS? then use https://)");
+        }
         ClientError::Io {
             api: self.api.clone(),
-            error: describe(&error),
+            error,
         }
     }
 
@@ -297,7 +404,7 @@ impl Client {
     ) -> Result<hyper::Response<Incoming>, ClientError> {
         let mut request = Request::builder()
             .method(method)
-            .uri(format!("http://{}{path}", self.api));
+            .uri(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }

@@ -4,22 +4,23 @@ use beaufort_client::{Client, ClientError, WatchEvent, Write, PAGE};
 use beaufort_node::config::{init_local, Config, InitOptions, DEFAULT_NEIGHBOURS};
 use beaufort_node::{api, NodeHandle, StartOptions};
 
+/// A consortium of one member on free loopback ports.
+fn one_member(name: &str) -> InitOptions {
+    InitOptions {
+        members: 1,
+        name: name.into(),
+        p2p_base_port: 0,
+        api_base_port: 0,
+        write_once_prefixes: Vec::new(),
+        neighbours: DEFAULT_NEIGHBOURS,
+    }
+}
+
 /// A one-member consortium serving its API: the client with its token, the API address, and
 /// the directory.
 async fn member() -> (Client, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("directory");
-    let consortium = init_local(
-        dir.path(),
-        &InitOptions {
-            members: 1,
-            name: "client-test".into(),
-            p2p_base_port: 0,
-            api_base_port: 0,
-            write_once_prefixes: Vec::new(),
-            neighbours: DEFAULT_NEIGHBOURS,
-        },
-    )
-    .expect("init");
+    let consortium = init_local(dir.path(), &one_member("client-test")).expect("init");
     let config = Config::load(&consortium.config_files[0]).expect("configuration");
     let token = config.node.api_token.clone();
     let node = NodeHandle::start(config, StartOptions::default()).expect("start");
@@ -103,4 +104,52 @@ async fn list_all_reads_every_page() {
             .len(),
         2
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaks_https_by_host_name_trusting_only_what_it_is_given() {
+    let dir = tempfile::tempdir().expect("directory");
+    let consortium = init_local(dir.path(), &one_member("client-tls-test"))
+        .expect("init")
+        .with_self_signed_tls(dir.path(), &[])
+        .expect("tls");
+    let config = Config::load(&consortium.config_files[0]).expect("configuration");
+    let token = config.node.api_token.clone();
+    let cert = config.node.tls_cert.clone().expect("tls_cert");
+    let tls = config.node.tls_server_config().expect("tls").expect("on");
+    let node = NodeHandle::start(config, StartOptions::default()).expect("start");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(api::serve_tls_until(
+        node,
+        listener,
+        Some(tls),
+        std::future::pending(),
+    ));
+    let url = format!("https://localhost:{port}");
+
+    let trust = beaufort_client::Trust::public_roots()
+        .with_pem_file(&cert)
+        .expect("certificate");
+    let client = Client::with_trust(&url, &trust).with_token(token.clone());
+    let Write::Committed(put) = client.put("t/1", b"x").await.expect("put over https") else {
+        panic!("a one-member consortium commits at once");
+    };
+    assert_eq!(put.value.as_deref(), Some("x"));
+    assert!(client.ready().await.is_ok());
+
+    // The public roots alone do not vouch for a self-signed certificate.
+    let stranger = Client::new(&url).with_token(token.clone());
+    let error = stranger
+        .get("t/1")
+        .await
+        .expect_err("untrusted")
+        .to_string();
+    assert!(error.contains("invalid peer certificate"), "{error}");
+    // Plain HTTP to the TLS port gets no HTTP answer, and the error says what to do.
+    let plain = Client::new(format!("127.0.0.1:{port}"));
+    let error = plain.get("t/1").await.expect_err("plain").to_string();
+    assert!(error.contains("https://"), "{error}");
 }

@@ -167,6 +167,17 @@ pub struct NodeSection {
     pub api_bind: SocketAddr,
     /// The bearer token operator routes require.
     pub api_token: String,
+    /// The API's TLS certificate chain (PEM): with `tls_key`, the API and the web app are served
+    /// over HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1; mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Certificates (PEM) the command-line tools trust, besides the public roots and `tls_cert`,
+    /// when they talk to members' APIs over HTTPS: the other members' self-signed certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_trust: Vec<PathBuf>,
     /// Minimum neighbours to keep.
     #[serde(default = "default_neighbours")]
     pub neighbours: usize,
@@ -203,6 +214,27 @@ impl NodeSection {
         self.wire_version
             .unwrap_or(beaufort_core::wire::WIRE_VERSION)
     }
+
+    /// The API's TLS configuration when `tls_cert` and `tls_key` are set: the files are read and
+    /// checked (a missing, unreadable or mismatched file is an error naming it).
+    pub fn tls_server_config(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, crate::tls::TlsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The certificates the command-line tools trust besides the public roots: `tls_cert` and
+    /// every `tls_trust` file.
+    pub fn trusted_certificate_files(&self) -> Vec<PathBuf> {
+        self.tls_cert
+            .iter()
+            .chain(&self.tls_trust)
+            .cloned()
+            .collect()
+    }
 }
 
 /// A member's whole configuration file.
@@ -223,11 +255,17 @@ impl Config {
             error: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let node = &mut config.node;
         for p in [
-            &mut config.node.bls_key_file,
-            &mut config.node.p2p_key_file,
-            &mut config.node.data_dir,
-        ] {
+            &mut node.bls_key_file,
+            &mut node.p2p_key_file,
+            &mut node.data_dir,
+        ]
+        .into_iter()
+        .chain(node.tls_cert.as_mut())
+        .chain(node.tls_key.as_mut())
+        .chain(node.tls_trust.iter_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -289,6 +327,11 @@ impl Config {
         if self.node.api_token.len() < 16 {
             return Err(ConfigError::Invalid(
                 "node.api_token must be at least 16 characters".into(),
+            ));
+        }
+        if self.node.tls_cert.is_some() != self.node.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "node.tls_cert and node.tls_key go together: set both (HTTPS) or neither".into(),
             ));
         }
         parse_addresses(&self.node.listen).map_err(ConfigError::Invalid)?;
@@ -452,6 +495,9 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
             listen: addresses,
             api_bind: SocketAddr::from(([127, 0, 0, 1], api_port)),
             api_token: hex::encode(token),
+            tls_cert: None,
+            tls_key: None,
+            tls_trust: Vec::new(),
             neighbours: options.neighbours,
             discovery: Vec::new(),
             mdns: false,
@@ -480,6 +526,65 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
         config_files,
         configs,
     })
+}
+
+impl LocalConsortium {
+    /// Gives every member of a consortium [`init_local`] made in `out` a self-signed certificate
+    /// for its API (`member-N.crt`, its key `member-N.key` with mode 0600) naming `localhost`,
+    /// `127.0.0.1` and `names`; sets `tls_cert` and `tls_key`, makes every member's tools trust
+    /// every member's certificate (`tls_trust`), turns each `api_url` into `https://…` and
+    /// rewrites the configuration files.
+    pub fn with_self_signed_tls(
+        mut self,
+        out: &Path,
+        names: &[String],
+    ) -> Result<LocalConsortium, ConfigError> {
+        let mut subject_names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        for name in names {
+            if !subject_names.contains(name) {
+                subject_names.push(name.clone());
+            }
+        }
+        let certificates: Vec<PathBuf> = (0..self.configs.len())
+            .map(|i| PathBuf::from(format!("member-{i}.crt")))
+            .collect();
+        for (i, config) in self.configs.iter_mut().enumerate() {
+            let (cert, key) = crate::tls::self_signed(&subject_names)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let key_file = PathBuf::from(format!("member-{i}.key"));
+            write_secret(&out.join(&key_file), key.as_bytes())?;
+            let cert_path = out.join(&certificates[i]);
+            std::fs::write(&cert_path, cert).map_err(|error| ConfigError::Io {
+                path: cert_path,
+                error,
+            })?;
+            config.node.tls_cert = Some(certificates[i].clone());
+            config.node.tls_key = Some(key_file);
+            config.node.tls_trust = certificates
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, c)| c.clone())
+                .collect();
+        }
+        let mut network = self.configs.first().map(|c| c.network.clone());
+        if let Some(network) = network.as_mut() {
+            for member in &mut network.members {
+                if let Some(url) = &member.api_url {
+                    if let Some(rest) = url.strip_prefix("http://") {
+                        member.api_url = Some(format!("https://{rest}"));
+                    }
+                }
+            }
+        }
+        for (config, path) in self.configs.iter_mut().zip(&self.config_files) {
+            if let Some(network) = &network {
+                config.network = network.clone();
+            }
+            config.save(path)?;
+        }
+        Ok(self)
+    }
 }
 
 /// "Merchant A", "Merchant B", …, then "Merchant 26", … for a local consortium.

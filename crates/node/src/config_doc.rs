@@ -66,6 +66,24 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     ),
     (
         "node",
+        "tls_cert",
+        "With tls_key: serve the API and web app over HTTPS only, with this\n\
+        certificate chain (PEM). `beaufort init --tls` makes a self-signed one; or give your own\n\
+        (a public CA's lets phones and browsers in without a warning).",
+    ),
+    (
+        "node",
+        "tls_key",
+        "The private key of tls_cert (PEM, mode 0600).",
+    ),
+    (
+        "node",
+        "tls_trust",
+        "Certificates the command-line tools (get, put, doctor, restore) trust\n\
+        besides the public roots and tls_cert: the other members' self-signed ones.",
+    ),
+    (
+        "node",
         "neighbours",
         "How many members to keep connections to.",
     ),
@@ -147,21 +165,22 @@ mod tests {
     use super::*;
     use crate::config::{init_local, Config, InitOptions};
 
+    /// A consortium of `members` on free loopback ports, with one write-once prefix.
+    fn loopback(members: usize, name: &str) -> InitOptions {
+        InitOptions {
+            members,
+            name: name.into(),
+            p2p_base_port: 0,
+            api_base_port: 0,
+            write_once_prefixes: vec!["voucher/".into()],
+            neighbours: 7,
+        }
+    }
+
     #[test]
     fn an_initialised_configuration_explains_its_settings_and_reads_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let consortium = init_local(
-            dir.path(),
-            &InitOptions {
-                members: 3,
-                name: "comments".into(),
-                p2p_base_port: 0,
-                api_base_port: 0,
-                write_once_prefixes: vec!["voucher/".into()],
-                neighbours: 7,
-            },
-        )
-        .expect("init");
+        let consortium = init_local(dir.path(), &loopback(3, "comments")).expect("init");
         let path = &consortium.config_files[0];
         let text = std::fs::read_to_string(path).expect("read");
         for (table, key, comment) in COMMENTS {
@@ -194,5 +213,39 @@ mod tests {
         .expect("parses");
         assert_eq!(loaded.network, uncommented.network);
         assert_eq!(loaded.node.api_token, uncommented.node.api_token);
+    }
+
+    #[test]
+    fn init_with_tls_writes_commented_settings_that_load_and_serve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let consortium = init_local(dir.path(), &loopback(2, "tls"))
+            .expect("init")
+            .with_self_signed_tls(dir.path(), &["shop.example".to_owned()])
+            .expect("tls");
+        let path = &consortium.config_files[1];
+        let text = std::fs::read_to_string(path).expect("read");
+        for comment in [
+            "# With tls_key: serve",
+            "# The private key of tls_cert",
+            "# Certificates the",
+        ] {
+            assert!(text.contains(comment), "{comment} missing:\n{text}");
+        }
+        let config = Config::load(path).expect("load");
+        // Relative to the file, like the other paths.
+        assert_eq!(config.node.tls_cert, Some(dir.path().join("member-1.crt")));
+        assert_eq!(config.node.tls_key, Some(dir.path().join("member-1.key")));
+        assert_eq!(config.node.tls_trust, vec![dir.path().join("member-0.crt")]);
+        assert!(config.network.members.iter().all(|m| m
+            .api_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:"))));
+        assert!(config.node.tls_server_config().expect("serves").is_some());
+        // One without the other is refused.
+        let half = text.replace("tls_key = \"member-1.key\"\n", "");
+        let half_path = dir.path().join("half.toml");
+        std::fs::write(&half_path, half).expect("write");
+        let error = Config::load(&half_path).expect_err("half").to_string();
+        assert!(error.contains("tls_cert and node.tls_key"), "{error}");
     }
 }

@@ -10,6 +10,7 @@ pub mod digest;
 mod fence;
 pub mod metrics;
 mod runtime;
+pub mod tls;
 
 pub use changes::Watched;
 

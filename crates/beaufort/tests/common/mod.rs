@@ -98,10 +98,60 @@ impl Member {
         Some((status, body))
     }
 
-    /// The base URL of the member's HTTP API.
+    /// One HTTPS request to a member started with `init --tls`, as [`Member::http`] does over
+    /// plain TCP: TLS to `localhost` at its API address, trusting only its own certificate.
+    /// `None` if the node does not answer.
+    pub fn https(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let config = beaufort_node::config::Config::load(&self.config).expect("load config");
+        let cert = config
+            .node
+            .tls_cert
+            .as_deref()
+            .expect("the member has tls_cert");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            config.node.api_token,
+            body.len()
+        );
+        let answer = https_request(config.node.api_bind, "localhost", &[cert], &request).ok()?;
+        let status = answer.split(' ').nth(1)?.parse().ok()?;
+        let body = answer.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
+    /// One request as [`Member::https`] when the member serves TLS, else as [`Member::http`].
+    pub fn request(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let config = beaufort_node::config::Config::load(&self.config).expect("load config");
+        if config.node.tls_cert.is_some() {
+            self.https(method, path, body)
+        } else {
+            self.http(method, path, body)
+        }
+    }
+
+    /// Starts a write that cannot commit (the member runs alone: it waits 3 s, then answers
+    /// 202) and returns once the member counts it pending; the thread ends with its answer.
+    pub fn write_in_flight(&self) -> std::thread::JoinHandle<Option<(u16, String)>> {
+        let writer = Member::attach(&self.config);
+        let in_flight =
+            std::thread::spawn(move || writer.request("PUT", "/v1/kv/drain/1?wait=3s", "x"));
+        eventually("the write to be pending", || {
+            matches!(self.request("GET", "/v1/status", ""), Some((200, body))
+                if body.contains("\"pending_writes\":1"))
+        });
+        in_flight
+    }
+
+    /// The base URL of the member's HTTP API (`https://` when it serves TLS).
     pub fn api_url(&self) -> String {
         let config = beaufort_node::config::Config::load(&self.config).expect("load config");
-        format!("http://{}", config.node.api_bind)
+        let scheme = if config.node.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", config.node.api_bind)
     }
 
     /// The member's operator token.
@@ -253,8 +303,64 @@ pub fn consortium_with(dir: &Path, n: usize, test_controls: bool) -> Vec<Member>
         .collect()
 }
 
+/// Sends `request` over TLS to `api`, checking the server's certificate for `server_name`
+/// against the certificates in `trusted` (PEM files) only, and reads the answer until the server
+/// closes. `Err` with the reason when the connection or the handshake fails.
+pub fn https_request(
+    api: std::net::SocketAddr,
+    server_name: &str,
+    trusted: &[&Path],
+    request: &str,
+) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for file in trusted {
+        for cert in
+            rustls::pki_types::CertificateDer::pem_file_iter(file).map_err(|e| e.to_string())?
+        {
+            roots
+                .add(cert.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| e.to_string())?;
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(api).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    match tls.read_to_end(&mut answer) {
+        Ok(_) => {}
+        // A server that closes without TLS's close_notify after a whole answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// `beaufort init --tls` of `n` members on free loopback ports in `dir`.
+pub fn init_tls(dir: &Path, n: usize) {
+    init_with(dir, n, &["--tls"]);
+}
+
 /// `beaufort init` of `n` members on free loopback ports in `dir`.
 pub fn init(dir: &Path, n: usize) {
+    init_with(dir, n, &[]);
+}
+
+fn init_with(dir: &Path, n: usize, extra: &[&str]) {
     let out = Command::new(BIN)
         .args([
             "init",
@@ -265,7 +371,9 @@ pub fn init(dir: &Path, n: usize) {
             "--api-port",
             "0",
         ])
-        .args(["--write-once", "voucher/", "--out"])
+        .args(["--write-once", "voucher/"])
+        .args(extra)
+        .arg("--out")
         .arg(dir)
         .output()
         .expect("run beaufort init");

@@ -17,7 +17,7 @@
 
 mod assets;
 mod backup;
-mod conn;
+pub(crate) mod conn;
 mod kv;
 mod loyalty;
 mod openapi;
@@ -304,14 +304,35 @@ pub async fn serve_until(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_tls_until(node, listener, None, shutdown).await
+}
+
+/// As [`serve_until`], over HTTPS when `tls` is given (see [`crate::tls::server_config`]): only
+/// connections whose TLS handshake completed reach the API, and the drain is the same.
+pub async fn serve_tls_until(
+    node: NodeHandle,
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
         let _ = stop.send(true);
     };
-    axum::serve(conn::JsonErrorListener(listener), app(node, stopping))
-        .with_graceful_shutdown(signal)
-        .await
+    let app = app(node, stopping);
+    match tls {
+        None => {
+            axum::serve(conn::JsonErrorListener(listener), app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+        Some(config) => {
+            axum::serve(crate::tls::TlsListener::new(listener, config), app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+    }
 }
 
 #[cfg(test)]
