@@ -19,7 +19,7 @@ stale() {
   echo "$1 is stale: $2 (crates/node/web-ts/README.md says how to regenerate it)" >&2
   exit 1
 }
-cargo run --release --quiet -p beaufort-node --example openapi >"$scratch/openapi.json"
+cargo run --release --quiet --example openapi >"$scratch/openapi.json"
 diff -u "$dir/openapi.json" "$scratch/openapi.json" ||
   stale "$dir/openapi.json" "the node serves another OpenAPI document"
 (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

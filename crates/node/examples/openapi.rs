@@ -3,7 +3,7 @@
 //! (crates/node/web-ts, checked by scripts/check-web-client.sh):
 //!
 //! ```sh
-//! cargo run --release -p beaufort-node --example openapi > crates/node/web-ts/openapi.json
+//! cargo run --release --example openapi > crates/node/web-ts/openapi.json
 //! ```
 
 fn main() {
