@@ -22,6 +22,9 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # The crates the browser runs, linted as they are compiled there.
 cargo clippy --release -p beaufort-wasm -p beaufort-receipt --target wasm32-unknown-unknown -- -D warnings
+# The web pages' typed API client is current with the OpenAPI document and type-checks
+# (crates/node/web-ts; installs Node.js and npm when missing).
+./scripts/check-web-client.sh
 # Coverage-guided fuzzing of what a hostile peer controls (fuzz/README.md): each target replays its
 # committed corpus, then fuzzes for a few seconds; a crash, a failed assertion or a hang fails the
 # suite (the input is then in fuzz/artifacts/TARGET/). cargo-fuzz passes nightly compiler flags,

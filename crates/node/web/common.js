@@ -1,68 +1,20 @@
-// Shared by the dashboard, the wallet, eShare and eLoan: API calls that fail with readable messages, the
-// page's error box, the customer's key pair (kept in IndexedDB), signing, downloads, live updates.
+// Shared by the dashboard, the wallet, eShare and eLoan: readable API errors, the page's error
+// box, the customer's key pair (kept in IndexedDB), signing, downloads, live updates. The API calls
+// themselves go through client.js, the typed client compiled from crates/node/web-ts/client.ts
+// (its request and answer types come from the node's OpenAPI document).
 // Server data only ever reaches the page through textContent / text nodes (see `el`), never HTML.
 
-export const $ = (id) => document.getElementById(id);
+import { ApiError, applyTransition, assetChallenge, getInfo, listAssets, watchUrl } from './client.js';
 
-/** An HTTP or network failure; `status` is 0 when the node could not be reached at all. */
-export class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
+export { ApiError };
+
+export const $ = (id) => document.getElementById(id);
 
 /** One line a person can act on: the server's own words plus the HTTP status. */
 export function describeError(err) {
   if (err instanceof ApiError && err.status > 0) return `${err.message} (HTTP ${err.status})`;
   if (err && typeof err.message === 'string' && err.message) return err.message;
   return String(err);
-}
-
-/**
- * Calls the node's JSON API on the same origin. Resolves to the parsed JSON (or the raw text when
- * `text` is set, so a receipt is saved byte for byte); rejects with an ApiError.
- */
-export async function api(method, path, { body, token, text = false } = {}) {
-  const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let res;
-  try {
-    res = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
-  } catch (e) {
-    throw new ApiError(0, `Cannot reach the node (${method} ${path}): ${e.message || e}. Is it running, and is this device online?`);
-  }
-  let raw = '';
-  try {
-    raw = await res.text();
-  } catch (e) {
-    throw new ApiError(0, `The connection to the node broke while reading its answer (${method} ${path}).`);
-  }
-  if (!res.ok) {
-    let message = null;
-    try {
-      const parsed = JSON.parse(raw);
-      if (parsed && typeof parsed.error === 'string') message = parsed.error;
-    } catch {
-      // Not JSON: a proxy or a crash page; fall through to the raw text.
-    }
-    if (!message) message = raw.trim().slice(0, 200) || res.statusText || 'request failed';
-    if (res.status === 401) message = `Wrong or missing operator token: ${message}`;
-    throw new ApiError(res.status, message);
-  }
-  if (text) return raw;
-  if (!raw) return null;
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new ApiError(res.status, `The node's answer to ${method} ${path} is not valid JSON.`);
-  }
 }
 
 /** Parses a register value that should be a JSON object; anything else is null. */
@@ -153,7 +105,7 @@ export async function loadNodeInfo(errors) {
   const detail = $('node-detail');
   for (;;) {
     try {
-      const info = await api('GET', '/v1/info');
+      const info = await getInfo();
       name.textContent = info.name || `member-${info.member}`;
       detail.textContent = `one of ${info.members} members`;
       if (info.network_id) name.title = `network ${info.network_id}`;
@@ -525,7 +477,7 @@ export function watchChanges(prefix, onChange, { stateEl, errors, onOpen } = {})
   let source = null;
   let downTimer = null;
   const connect = () => {
-    source = new EventSource(`/v1/watch?prefix=${encodeURIComponent(prefix)}`);
+    source = new EventSource(watchUrl(prefix));
     setState('connecting', 'connecting…');
     source.onopen = () => {
       clearTimeout(downTimer);
@@ -593,10 +545,9 @@ export function contractPage({ contract, app, noun, errors, keys, onAsset, onAss
   async function transition(id, name, input) {
     const pair = keys();
     const body = { contract, transition: name, input, actor: pair.pk };
-    const path = `/v1/assets/${encodeURIComponent(id)}`;
-    const ch = await api('POST', `${path}/challenge`, { body });
+    const ch = await assetChallenge(id, body);
     const signature = await signChallenge(pair, ch.challenge_hex);
-    const asset = await api('POST', `${path}/transitions`, { body: { ...body, view: ch.view, signature } });
+    const asset = await applyTransition(id, { ...body, view: ch.view, signature });
     if (asset && asset.id) onAsset(asset);
     return asset;
   }
@@ -604,7 +555,7 @@ export function contractPage({ contract, app, noun, errors, keys, onAsset, onAss
   async function load() {
     const seq = ++loadSeq;
     try {
-      const data = await api('GET', `/v1/assets?contract=${contract}`);
+      const data = await listAssets(contract);
       if (seq !== loadSeq) return;
       const list = Array.isArray(data) ? data : Array.isArray(data?.assets) ? data.assets : [];
       onAssets(new Map(list.filter((a) => a && a.id && (!a.contract || a.contract === contract)).map((a) => [a.id, a])));

@@ -1,7 +1,8 @@
 // Merchant dashboard: operator token, issuing points (the customer's key scanned from the QR code
 // of their wallet, by camera or from a picture), network status (polled) and the live feed.
+import { getNetwork, getStatus, issueTicket } from '/web/client.js';
 import {
-  $, api, busy, clockTime, describeError, el, ErrorBox, ELOAN_STATE_WORDS, ELOAN_STEP_WORDS, ESHARE_STATE_WORDS,
+  $, busy, clockTime, describeError, el, ErrorBox, ELOAN_STATE_WORDS, ELOAN_STEP_WORDS, ESHARE_STATE_WORDS,
   ESHARE_STEP_WORDS, inWords, loadNodeInfo, loadWasm, normalisePk, parseJsonObject, pkProblem, shortId, shortPk, watchChanges,
 } from '/web/common.js';
 
@@ -259,7 +260,7 @@ $('issue-form').addEventListener('submit', async (ev) => {
   $('issue-owner').value = owner;
   await busy($('issue-button'), 'Issuing…', async () => {
     try {
-      const ticket = await api('POST', '/v1/loyalty/tickets', { token, body: { owner, points } });
+      const ticket = await issueTicket(token, { owner, points });
       errors.clear('issue');
       result.className = 'result ok';
       result.dataset.ticket = ticket.id || '';
@@ -299,7 +300,7 @@ async function pollStatus() {
   // A hidden tab does not need fresh numbers; the next visible tick catches up.
   if (document.hidden) return schedulePoll();
   try {
-    renderStatus(await api('GET', '/v1/status', { token }));
+    renderStatus(await getStatus(token));
     errors.clear('status');
     setTokenState('ok', 'accepted');
   } catch (e) {
@@ -381,7 +382,7 @@ const atThisShop = (m) => (info && Number(m) === Number(info.member) ? ' (this s
 
 // Shop names by member index, from the network description; numbers until it has loaded.
 let shopNames = [];
-api('GET', '/v1/network')
+getNetwork()
   .then((network) => {
     shopNames = (Array.isArray(network?.members) ? network.members : []).map((m) =>
       typeof m?.name === 'string' ? m.name : null,

@@ -3,7 +3,8 @@
 // network's member keys, and its value is shown only from what that check returns. Nothing here
 // parses or trusts the receipt's fields itself.
 
-import { $, api, describeError, el, ErrorBox, loadNodeInfo, loadWasm } from './common.js';
+import { getNetworkText, getReceiptText } from './client.js';
+import { $, describeError, el, ErrorBox, loadNodeInfo, loadWasm } from './common.js';
 
 const errors = new ErrorBox($('error'));
 let verifier = null;
@@ -131,7 +132,7 @@ async function main() {
     }
   });
   try {
-    await useNetwork(wasm, await api('GET', '/v1/network', { text: true }), 'from this shop’s node');
+    await useNetwork(wasm, await getNetworkText(), 'from this shop’s node');
   } catch (e) {
     setNetworkState('failed', `Could not load the network's member keys: ${describeError(e)}`);
     return;
@@ -141,8 +142,7 @@ async function main() {
   const key = new URLSearchParams(window.location.search).get('key');
   if (key) {
     try {
-      const path = `/v1/receipts/${key.split('/').map(encodeURIComponent).join('/')}`;
-      $('receipt-text').value = await api('GET', path, { text: true });
+      $('receipt-text').value = await getReceiptText(key);
       check();
     } catch (e) {
       errors.show('receipt', `Could not fetch the receipt of ${key}: ${describeError(e)}`);

@@ -3,8 +3,9 @@
 // multi-ticket redemption at any merchant of the network (the wallet lives at one origin, but the
 // customer shops everywhere), transfers, and receipts that the /verify page (or `beaufort verify`
 // offline) checks.
+import { getNetwork, getReceiptText, listTickets, redeemTicket, ticketChallenge, transferTicket } from '/web/client.js';
 import {
-  $, api, busy, copyText, debounce, decryptWallet, describeError, downloadText, el, ErrorBox,
+  $, busy, copyText, debounce, decryptWallet, describeError, downloadText, el, ErrorBox,
   exportWallet, loadKeyPair, loadNodeInfo, loadWasm, MIN_PASSPHRASE, normalisePk, parseExportedWallet,
   parseJsonObject, pkProblem, replaceKeyPair, shortId, shortPk, showMyKey, signChallenge, watchChanges,
 } from '/web/common.js';
@@ -55,7 +56,7 @@ async function refresh() {
   if (!keys) return;
   const seq = ++refreshSeq;
   try {
-    const data = await api('GET', `/v1/loyalty/tickets?owner=${encodeURIComponent(keys.pk)}`);
+    const data = await listTickets(keys.pk);
     if (seq !== refreshSeq) return;
     const listed = Array.isArray(data?.tickets) ? data.tickets : [];
     let patched = false;
@@ -178,7 +179,7 @@ async function downloadReceipt(t, button) {
   await busy(button, 'Downloading…', async () => {
     try {
       // Saved as received: re-serialising could alter numbers the verifier checks.
-      const text = await api('GET', `/v1/receipts/${ticketKey(t).split('/').map(encodeURIComponent).join('/')}`, { text: true });
+      const text = await getReceiptText(ticketKey(t));
       if (!parseJsonObject(text)) throw new Error('The node sent a receipt that is not JSON.');
       downloadText(`receipt-${t.id}.json`, text);
       errors.clear('action');
@@ -196,7 +197,7 @@ async function loadMerchants() {
   const select = $('redeem-merchant');
   for (;;) {
     try {
-      const network = await api('GET', '/v1/network');
+      const network = await getNetwork();
       const members = Array.isArray(network?.members) ? network.members : [];
       if (members.length === 0) throw new Error('The network description lists no members.');
       merchants = members.map((m, index) => ({
@@ -282,14 +283,13 @@ const UNKNOWN_TICKET_PAUSE_MS = 1000;
 /** Asks the chosen shop's node for the challenge, signs it, and redeems there. */
 async function redeemOne(t, amount, merchant) {
   const base = merchantBase(merchant);
-  const id = encodeURIComponent(t.id);
   // Signed with the rest: a retry of this redemption is answered with its first outcome and
   // never charged twice, whichever node it reaches.
   const requestId = crypto.randomUUID();
   let ch;
   for (let attempt = 1; ; attempt++) {
     try {
-      ch = await api('GET', `${base}/v1/loyalty/tickets/${id}/challenge?action=redeem&amount=${amount}&request_id=${requestId}`);
+      ch = await ticketChallenge(t.id, { action: 'redeem', amount, request_id: requestId }, base);
       break;
     } catch (e) {
       // A ticket issued a moment ago elsewhere may not have reached that shop's node yet.
@@ -314,16 +314,15 @@ async function redeemOne(t, amount, merchant) {
     );
   }
   const signature = await signChallenge(keys, ch.challenge_hex);
-  const url = `${base}/v1/loyalty/tickets/${id}/redeem`;
   const body = { view: ch.view, amount, signature, merchant: ch.merchant, request_id: requestId };
   let ticket;
   try {
-    ticket = await api('POST', url, { body });
+    ticket = await redeemTicket(t.id, body, base);
   } catch (e) {
     // No answer at all (the connection dropped): the points may or may not have been taken.
     // The same signed request is safe to send again; it is charged at most once.
     if (e?.status !== 0) throw e;
-    ticket = await api('POST', url, { body });
+    ticket = await redeemTicket(t.id, body, base);
   }
   if (ticket && ticket.id === t.id) fresher.set(t.id, ticket);
   return { ticket, merchant: ch.merchant };
@@ -415,13 +414,12 @@ $('transfer-form').addEventListener('submit', async (ev) => {
   $('transfer-to').value = to;
   await busy($('transfer-button'), 'Transferring…', async () => {
     try {
-      const path = `/v1/loyalty/tickets/${encodeURIComponent(id)}`;
-      const ch = await api('GET', `${path}/challenge?action=transfer&to=${encodeURIComponent(to)}`);
+      const ch = await ticketChallenge(id, { action: 'transfer', to });
       if ((ch.action && ch.action !== 'transfer') || (ch.to && ch.to !== to)) {
         throw new Error('The node offered a challenge for a different operation; nothing was signed.');
       }
       const signature = await signChallenge(keys, ch.challenge_hex);
-      await api('POST', `${path}/transfer`, { body: { view: ch.view, to, signature } });
+      await transferTicket(id, { view: ch.view, to, signature });
       errors.clear('action');
       $('transfer-to').value = '';
       const balance = await refresh();

@@ -1,7 +1,9 @@
 //! The web app each node serves: a merchant dashboard, a customer wallet, the eShare and eLoan
-//! pages and the receipt verifier. Plain HTML, CSS and JavaScript modules compiled into the binary, so the pages
-//! always match the node's API version; the verifier's WebAssembly module is built from this
-//! workspace's sources by the crate's build script (build.rs) and compiled in the same way.
+//! pages and the receipt verifier. Plain HTML, CSS and JavaScript modules compiled into the
+//! binary, so the pages always match the node's API version. Their API client (client.js) is
+//! compiled from TypeScript whose types come from the OpenAPI document (crates/node/web-ts); the
+//! verifier's WebAssembly module is built from this workspace's sources by the crate's build
+//! script (build.rs) and compiled in the same way.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -38,6 +40,13 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../../web/app.css"),
+    ),
+    // The typed API client, compiled from crates/node/web-ts/client.ts (its types come from this
+    // node's OpenAPI document; scripts/check-web-client.sh checks that it is current).
+    (
+        "client.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/client.js"),
     ),
     (
         "common.js",
