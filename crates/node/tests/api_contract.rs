@@ -44,6 +44,21 @@ fn statuses(op: &Json) -> BTreeSet<u16> {
         .collect()
 }
 
+/// The web pages' TypeScript client takes its types from the committed copy of the document
+/// (crates/node/web-ts/openapi.json; scripts/check-web-client.sh checks the rest of the chain).
+#[test]
+fn the_committed_copy_of_the_document_is_the_one_the_node_serves() {
+    let served = serde_json::to_string_pretty(&beaufort_node::api::openapi_document())
+        .expect("the document serialises");
+    let committed = include_str!("../web-ts/openapi.json");
+    assert!(
+        committed == format!("{served}\n"),
+        "crates/node/web-ts/openapi.json is stale: regenerate it with \
+         `cargo run --release --example openapi > crates/node/web-ts/openapi.json` \
+         (crates/node/web-ts/README.md)"
+    );
+}
+
 #[test]
 fn the_document_is_openapi_3_1_with_ids_bodies_responses_and_errors() {
     let doc = document();
