@@ -306,7 +306,7 @@ pub fn run(
         Protocol::Beaufort => {
             let members = beaufort::members(cfg, &txs, &byzantine)?
                 .into_iter()
-                .map(|m| m.measuring_wire(cfg.duration))
+                .map(|m| m.measuring_wire(cfg.duration).adversary_rewires())
                 .collect();
             let engine = measure(cfg, members, Topology::Overlay, &txs, byzantine, progress);
             let mut report = report::PerfReport::new(cfg, &txs, engine.result());

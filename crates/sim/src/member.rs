@@ -78,6 +78,9 @@ pub struct SimMember {
     flush_every: Micros,
     counter: Option<Arc<CryptoCounter>>,
     observer: Option<Rc<RefCell<Observer>>>,
+    /// Whether, if Byzantine, it follows its core's re-wiring decision (see
+    /// [`SimMember::adversary_rewires`]).
+    adversary_rewires: bool,
     /// Until when the parts of what it sends are counted, if they are ([`SimMember::sent_parts`]).
     measure_wire_until: Option<Micros>,
     sent_parts: WireParts,
@@ -107,9 +110,20 @@ impl SimMember {
             flush_every,
             counter,
             observer: None,
+            adversary_rewires: false,
             measure_wire_until: None,
             sent_parts: WireParts::default(),
         }
+    }
+
+    /// Lets a Byzantine member re-wire when its own writes stall, as an honest one does (the
+    /// performance scenarios do). The checker's adversaries stay on the links they have: its
+    /// liveness bound presumes that, since a Byzantine member that keeps finding new honest
+    /// neighbours can keep proposing valid values on its keys to the end, and some view is then
+    /// always open when the bound expires.
+    pub fn adversary_rewires(mut self) -> SimMember {
+        self.adversary_rewires = true;
+        self
     }
 
     /// Counts the parts of the bytes it sends until `until` (a performance study; it costs an
@@ -172,7 +186,7 @@ impl SimMember {
             }
         }
         // The core decides when own writes have stalled (crate `beaufort_core::stall`).
-        if step.rewire {
+        if step.rewire && (self.adversary.is_none() || self.adversary_rewires) {
             ctx.rewire = true;
         }
         let blamed: BTreeSet<MemberIndex> = step.faults.iter().map(|f| f.peer).collect();
