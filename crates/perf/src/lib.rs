@@ -32,6 +32,7 @@ use beaufort_sim::member::SimMember;
 use beaufort_sim::network::index;
 use beaufort_sim::SimError;
 use cost::{CostMode, CostTable};
+use report::PartBytes;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -319,10 +320,8 @@ pub fn run(
             for member in &honest {
                 sent.add(&member.sent_parts());
             }
-            report.bytes_per_tx =
-                report
-                    .bytes_per_tx
-                    .with_parts(&sent, honest.len(), report.samples.len());
+            report.sent_per_tx_by_part =
+                Some(PartBytes::of(&sent, honest.len(), report.samples.len()));
             report
         }
         Protocol::Pbft => {

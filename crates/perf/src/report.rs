@@ -84,15 +84,11 @@ pub struct TransactionBytes {
     pub floor: f64,
     /// `received_per_tx / floor`: 1 would be perfect, every byte needed and nothing twice.
     pub floor_multiple: f64,
-    /// Beaufort only: the bytes each honest member sent in the window per committed
-    /// transaction, by part (bodies, votes, pieces, certificates, framing, repair, routes,
-    /// evidence); with no loss they add up to about `received_per_tx`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sent_by_part: Option<PartBytes>,
 }
 
-/// Bytes per committed transaction per member, by part of the wire format
-/// (`beaufort_core::wire::WireParts`).
+/// Bytes each honest member sent per committed transaction, by part of the wire format
+/// (`beaufort_core::wire::WireParts`); with no loss they add up to about
+/// [`TransactionBytes::received_per_tx`].
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PartBytes {
     /// Values.
@@ -113,11 +109,11 @@ pub struct PartBytes {
     pub evidence: f64,
 }
 
-impl TransactionBytes {
-    /// Adds what the honest members sent by part (`sent`, summed over `members` of them).
-    pub fn with_parts(mut self, sent: &WireParts, members: usize, committed: usize) -> Self {
+impl PartBytes {
+    /// From what the honest members sent by part (`sent`, summed over `members` of them).
+    pub fn of(sent: &WireParts, members: usize, committed: usize) -> PartBytes {
         let per = |bytes: u64| bytes as f64 / members.max(1) as f64 / committed.max(1) as f64;
-        self.sent_by_part = Some(PartBytes {
+        PartBytes {
             bodies: per(sent.bodies),
             votes: per(sent.votes),
             pieces: per(sent.pieces),
@@ -126,10 +122,11 @@ impl TransactionBytes {
             repair: per(sent.repair),
             routes: per(sent.routes),
             evidence: per(sent.evidence),
-        });
-        self
+        }
     }
+}
 
+impl TransactionBytes {
     /// From the bytes each member received, the transactions committed, and the floor.
     pub fn of(received: &[u64], committed: usize, floor: f64) -> TransactionBytes {
         let mean = received.iter().sum::<u64>() as f64 / received.len().max(1) as f64;
@@ -138,7 +135,6 @@ impl TransactionBytes {
             received_per_tx,
             floor,
             floor_multiple: received_per_tx / floor.max(1.0),
-            sent_by_part: None,
         }
     }
 }
@@ -173,6 +169,10 @@ pub struct PerfReport {
     /// Bytes received per committed transaction per honest member, and as a multiple of the
     /// information floor.
     pub bytes_per_tx: TransactionBytes,
+    /// Beaufort only (the simulator sees every message): [`TransactionBytes`] split by part of
+    /// the wire format, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_per_tx_by_part: Option<PartBytes>,
     /// Share of the workload window each honest member's CPU was busy.
     pub cpu_utilisation: MeanMax,
     /// Mean latency at the submitter split by phase along the critical path (ms).
@@ -255,6 +255,7 @@ impl PerfReport {
             bandwidth_mbit_per_node: MeanMax::of(&total),
             upload_mbit_per_node: MeanMax::of(&upload),
             bytes_per_tx: TransactionBytes::of(&received, samples.len(), floor),
+            sent_per_tx_by_part: None,
             cpu_utilisation: MeanMax::of(&cpu),
             breakdown_ms: mean_path(&paths),
             messages: r.stats.messages_delivered,
