@@ -324,14 +324,13 @@ pub fn run(
                 Some(PartBytes::of(&sent, honest.len(), report.samples.len()));
             report
         }
-        Protocol::Pbft => {
-            let members = pbft::members(cfg.members);
-            let engine = measure(cfg, members, Topology::Full, &txs, byzantine, progress);
-            report::PerfReport::new(cfg, &txs, engine.result())
-        }
-        Protocol::Tendermint => {
-            let members = tendermint::members(cfg.members);
-            let engine = measure(cfg, members, Topology::Overlay, &txs, byzantine, progress);
+        Protocol::Pbft | Protocol::Tendermint => {
+            let (members, topology) = if cfg.protocol == Protocol::Pbft {
+                (pbft::members(cfg.members), Topology::Full)
+            } else {
+                (tendermint::members(cfg.members), Topology::Overlay)
+            };
+            let engine = measure(cfg, members, topology, &txs, byzantine, progress);
             report::PerfReport::new(cfg, &txs, engine.result())
         }
     };
