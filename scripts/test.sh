@@ -21,7 +21,7 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # The crates the browser runs, linted as they are compiled there.
-cargo clippy --release -p beaufort-wasm -p beaufort-receipt --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --release -p beaufort-wasm -p beaufort-receipt -p beaufort-browser -p beaufort-link --target wasm32-unknown-unknown -- -D warnings
 # The web pages' typed API client is current with the OpenAPI document and type-checks
 # (crates/node/web-ts; installs Node.js and npm when missing).
 ./scripts/check-web-client.sh

@@ -1,5 +1,6 @@
-//! Builds the browser's receipt verifier (`crates/wasm`, compiled to WebAssembly) and hands it to
-//! the node, which serves it to the `/verify` page (`src/api/web.rs`).
+//! Builds the browser's WebAssembly modules and hands them to the node, which serves them
+//! (`src/api/web.rs`): the receipt verifier and QR codes (`crates/wasm`, for `/verify`, the
+//! wallet and the dashboard) and the browser member (`crates/browser`, for `/member`).
 //!
 //! Why a build script: the module must be built from the same `beaufort-core`/`beaufort-crypto`
 //! sources as the node, so a node can never serve a stale verifier; every `cargo build` of the
@@ -20,6 +21,11 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-unknown-unknown";
 
+/// The modules the pages load: the receipt verifier and QR codes (`crates/wasm`), and the
+/// browser member (`crates/browser`, the `/member` page). Two modules, so the pages that only
+/// check receipts do not download libp2p.
+const MODULES: [&str; 2] = ["beaufort_wasm", "beaufort_browser"];
+
 fn main() {
     let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir
@@ -34,6 +40,10 @@ fn main() {
     }
     for path in [
         "crates/wasm",
+        "crates/browser",
+        "crates/link",
+        "crates/apps",
+        "crates/contracts",
         "crates/receipt",
         "crates/core/src",
         "crates/core/Cargo.toml",
@@ -51,18 +61,20 @@ fn main() {
         Ok(()) => {}
         Err(Missing(reason)) if !required => {
             println!(
-                "cargo:warning=the /verify page's WebAssembly verifier is not built: {reason}; \
+                "cargo:warning=the pages' WebAssembly modules are not built: {reason}; \
                  run scripts/wasm-tools.sh, then build again"
             );
             let message = format!(
-                "This node was built without the browser's receipt verifier: {reason}. \
+                "This node was built without its WebAssembly modules (receipt verifier, browser member): {reason}. \
                  Its operator can install the tools with scripts/wasm-tools.sh and rebuild."
             );
-            write(
-                &wasm_out.join("beaufort_wasm.js"),
-                format!("throw new Error({});\n", js_string(&message)).as_bytes(),
-            );
-            write(&wasm_out.join("beaufort_wasm_bg.wasm"), b"");
+            for module in MODULES {
+                write(
+                    &wasm_out.join(format!("{module}.js")),
+                    format!("throw new Error({});\n", js_string(&message)).as_bytes(),
+                );
+                write(&wasm_out.join(format!("{module}_bg.wasm")), b"");
+            }
             // A path that never exists: cargo then reruns this script on every build, so the
             // verifier is built as soon as the tools are there.
             println!(
@@ -130,6 +142,8 @@ fn build(workspace: &Path, out_dir: &Path, wasm_out: &Path) -> Result<(), Missin
             "--lib",
             "-p",
             "beaufort-wasm",
+            "-p",
+            "beaufort-browser",
         ])
         .args(["--target", TARGET, "--target-dir"])
         .arg(&target_dir)
@@ -148,18 +162,20 @@ fn build(workspace: &Path, out_dir: &Path, wasm_out: &Path) -> Result<(), Missin
         inner.env_remove(name);
     }
     if let Err(e) = run(&mut inner) {
-        panic!("building the WebAssembly verifier (crates/wasm) failed:\n{e}");
+        panic!("building the WebAssembly modules (crates/wasm, crates/browser) failed:\n{e}");
     }
-    let module = target_dir
-        .join(TARGET)
-        .join("release")
-        .join("beaufort_wasm.wasm");
-    let mut bind = Command::new(&bindgen);
-    bind.args(["--target", "web", "--no-typescript", "--out-dir"])
-        .arg(wasm_out)
-        .arg(&module);
-    if let Err(e) = run(&mut bind) {
-        panic!("wasm-bindgen on {} failed:\n{e}", module.display());
+    for module in MODULES {
+        let module = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{module}.wasm"));
+        let mut bind = Command::new(&bindgen);
+        bind.args(["--target", "web", "--no-typescript", "--out-dir"])
+            .arg(wasm_out)
+            .arg(&module);
+        if let Err(e) = run(&mut bind) {
+            panic!("wasm-bindgen on {} failed:\n{e}", module.display());
+        }
     }
     Ok(())
 }

@@ -143,10 +143,6 @@ fn temporary_path(path: &Path) -> PathBuf {
 /// Reads a key file written by [`write_secret_key_file`], checking its format, its size, and that
 /// its public key and proof of possession belong to its secret key.
 pub fn read_secret_key_file(path: &Path) -> Result<SecretKey, CryptoError> {
-    let format_error = |reason: &str| CryptoError::KeyFileFormat {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
     let io_error = |source| CryptoError::KeyFileIo {
         path: path.to_owned(),
         source,
@@ -176,9 +172,27 @@ pub fn read_secret_key_file(path: &Path) -> Result<SecretKey, CryptoError> {
     if bytes.len() as u64 > MAX_KEY_FILE_SIZE {
         return Err(too_large(bytes.len() as u64));
     }
+    parse_secret_key_file(&bytes, path)
+}
 
+/// Parses the contents of a key file written by [`write_secret_key_file`] with the checks of
+/// [`read_secret_key_file`]; `path` only names the source in errors. For runtimes that get the
+/// file's bytes without a file system: a browser member imports its key from a file the operator
+/// picks.
+pub fn parse_secret_key_file(bytes: &[u8], path: &Path) -> Result<SecretKey, CryptoError> {
+    let format_error = |reason: &str| CryptoError::KeyFileFormat {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() as u64 > MAX_KEY_FILE_SIZE {
+        return Err(CryptoError::KeyFileTooLarge {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+            limit: MAX_KEY_FILE_SIZE,
+        });
+    }
     // serde_json's messages can quote input, so report only where parsing failed.
-    let contents: KeyFileContents = serde_json::from_slice(&bytes).map_err(|e| {
+    let contents: KeyFileContents = serde_json::from_slice(bytes).map_err(|e| {
         format_error(&format!(
             "not a key file ({:?} error at line {}, column {})",
             e.classify(),

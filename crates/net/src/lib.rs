@@ -28,45 +28,35 @@
 //! The network runs as its own tokio task; the node runtime talks to it through a bounded command
 //! channel ([`Network`]) and receives [`NetEvent`]s on a bounded channel.
 
-use async_trait::async_trait;
 use beaufort_core::types::MemberIndex;
-use frame::{Batch, FrameError, MAX_BATCH_BYTES};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use beaufort_link::queue::{OutQueue, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES};
+use beaufort_link::{codec, peers};
+use futures::StreamExt;
 use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     identity, mdns, noise, ping, rendezvous, request_response, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use queue::{OutQueue, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES};
 use rand::seq::SliceRandom;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-mod codec;
 mod discovery;
-mod frame;
-mod peers;
-mod queue;
 mod task;
 
 use codec::SyncCodec;
 pub use discovery::run_discovery_server;
 use task::NetTask;
 
-/// The sync protocol's name on the wire. Version 2: a request is a batch of messages (version 1
-/// carried one), so members of either version refuse each other's requests instead of misreading
-/// them.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/beaufort/sync/2");
+pub use beaufort_link::SYNC_PROTOCOL;
 
 /// Capacity of the command and event channels between the runtime and the network task.
 pub const CHANNEL_CAPACITY: usize = 4096;
@@ -97,9 +87,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `NetTask::close_stale`). Younger ones may be the other half of a simultaneous dial, which
 /// completes within a handshake of ours; a misjudged young one would only cost a redial.
 const STALE_AFTER: Duration = Duration::from_secs(2);
-/// Initial buffer for a received frame; it grows as bytes actually arrive, so an announced length
-/// alone does not make us allocate.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// One member as the network sees it.
 #[derive(Clone, Debug)]
@@ -370,6 +357,8 @@ fn build_swarm(
         )
         .map_err(|e| transport(&e))?
         .with_quic()
+        .with_other_transport(websocket_transport)
+        .map_err(|e| transport(&e))?
         .with_behaviour(|key| {
             let mdns = if use_mdns {
                 Some(mdns::tokio::Behaviour::new(
@@ -413,6 +402,25 @@ fn build_swarm(
                 .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
         })
         .build())
+}
+
+/// WebSocket over TCP, noise-authenticated and yamux-multiplexed like the TCP transport: what a
+/// browser member can dial (a page cannot open TCP or QUIC). It carries `/ws` listen addresses
+/// only, so a member without one in its configuration never opens it.
+fn websocket_transport(
+    key: &identity::Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport as _;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    Ok(libp2p::websocket::Config::new(tcp)
+        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+        .boxed())
 }
 
 /// An error with its chain of causes. libp2p's transport errors often display as an empty string

@@ -432,7 +432,8 @@ pub struct InitOptions {
     pub members: usize,
     /// The consortium's name.
     pub name: String,
-    /// First libp2p port (member i listens on TCP and UDP/QUIC `base + i`); 0 picks free ports.
+    /// First libp2p port (member i listens on TCP and UDP/QUIC `base + i`, and on WebSocket for
+    /// browser members at `base + members + i`); 0 picks free ports.
     pub p2p_base_port: u16,
     /// First HTTP API port (member i binds `base + i` on localhost); 0 picks free ports.
     pub api_base_port: u16,
@@ -473,10 +474,18 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
         rand::rngs::OsRng.fill_bytes(&mut seed);
         let keypair = write_p2p_key(&out.join(&p2p_key_file), seed)?;
         let p2p_port = port(options.p2p_base_port, i, &mut probes)?;
+        let ws_base = match options.p2p_base_port {
+            0 => 0,
+            base => u16::try_from(usize::from(base) + n)
+                .map_err(|_| ConfigError::Invalid(format!("port {base} + {n} out of range")))?,
+        };
+        let ws_port = port(ws_base, i, &mut probes)?;
         let api_port = port(options.api_base_port, i, &mut probes)?;
+        // A browser member can dial only WebSocket, so every member also listens there.
         let addresses = vec![
             format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
             format!("/ip4/127.0.0.1/udp/{p2p_port}/quic-v1"),
+            format!("/ip4/127.0.0.1/tcp/{ws_port}/ws"),
         ];
         let mut token = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut token);

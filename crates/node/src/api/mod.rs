@@ -165,6 +165,7 @@ fn routes() -> OpenApiRouter<NodeHandle> {
         .routes(routes!(web::eshare))
         .routes(routes!(web::eloan))
         .routes(routes!(web::verify))
+        .routes(routes!(web::member))
         .routes(routes!(web::file))
         .routes(routes!(ops::metrics))
         .routes(routes!(openapi::serve))

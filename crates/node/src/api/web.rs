@@ -74,6 +74,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../web/eloan.js"),
     ),
     (
+        "member.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/member.html"),
+    ),
+    (
+        "member.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/member.js"),
+    ),
+    (
         "verify.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/verify.js"),
@@ -89,6 +99,17 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "beaufort_wasm_bg.wasm",
         "application/wasm",
         include_bytes!(concat!(env!("OUT_DIR"), "/wasm/beaufort_wasm_bg.wasm")),
+    ),
+    // The browser member (crates/browser), for /member.
+    (
+        "beaufort_browser.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!(concat!(env!("OUT_DIR"), "/wasm/beaufort_browser.js")),
+    ),
+    (
+        "beaufort_browser_bg.wasm",
+        "application/wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/wasm/beaufort_browser_bg.wasm")),
     ),
 ];
 
@@ -106,6 +127,10 @@ const WASM_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self
 /// refuses to compile the verifier's WebAssembly. It still runs no inline or foreign script, and
 /// it reaches only its own node (`connect-src 'self'`): it never needs another.
 const VERIFY_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The browser member's policy: its own scripts and WebAssembly, its node's API, and WebSocket
+/// connections to any member (`ws:`/`wss:`), which is how it reaches the consortium.
+const MEMBER_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 fn serve(name: &str) -> Response {
     serve_with(name, CONTENT_SECURITY_POLICY)
@@ -164,6 +189,15 @@ pub(super) async fn eloan() -> Response {
     responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub(super) async fn verify() -> Response {
     serve_with("verify.html", VERIFY_CONTENT_SECURITY_POLICY)
+}
+
+/// This browser as a member: the member's keys are imported once and kept in IndexedDB, and the
+/// page runs the WebAssembly build of the member (core, crypto, validation, libp2p over
+/// WebSocket to the members' `/ws` listeners), showing its votes, neighbours and sync state.
+#[utoipa::path(get, path = "/member", operation_id = "memberPage", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub(super) async fn member() -> Response {
+    serve_with("member.html", MEMBER_CONTENT_SECURITY_POLICY)
 }
 
 /// A file of the web app (scripts, styles, the receipt verifier's WebAssembly module).

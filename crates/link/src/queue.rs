@@ -9,14 +9,14 @@ use std::collections::VecDeque;
 
 /// Most message bytes waiting per member. At the demo's 20 Mbit/s class of link this is a few
 /// seconds of backlog: beyond it the messages are stale and anti-entropy is the better repair.
-pub(crate) const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most messages waiting per member (bounds the per-message overhead of many tiny messages).
-pub(crate) const MAX_QUEUED_MESSAGES: usize = 65_536;
+pub const MAX_QUEUED_MESSAGES: usize = 65_536;
 
 /// A bounded FIFO of encoded messages for one member.
 #[derive(Debug)]
-pub(crate) struct OutQueue {
+pub struct OutQueue {
     messages: VecDeque<Vec<u8>>,
     bytes: usize,
     max_bytes: usize,
@@ -25,7 +25,7 @@ pub(crate) struct OutQueue {
 
 impl OutQueue {
     /// An empty queue with the given bounds.
-    pub(crate) fn new(max_bytes: usize, max_messages: usize) -> OutQueue {
+    pub fn new(max_bytes: usize, max_messages: usize) -> OutQueue {
         OutQueue {
             messages: VecDeque::new(),
             bytes: 0,
@@ -42,7 +42,7 @@ impl OutQueue {
     /// earlier one), and dropping the oldest keeps the wait of what remains bounded by the queue's
     /// size, whereas dropping the newest would let a congested link deliver only ever-staler data.
     /// A message that can never travel (empty or larger than the core's limit) is dropped itself.
-    pub(crate) fn push(&mut self, message: Vec<u8>) -> u64 {
+    pub fn push(&mut self, message: Vec<u8>) -> u64 {
         if !acceptable(message.len()) || message.len() > self.max_bytes || self.max_messages == 0 {
             return 1;
         }
@@ -62,7 +62,7 @@ impl OutQueue {
     }
 
     /// Takes the longest prefix of the queue that fits one batch (`None` if the queue is empty).
-    pub(crate) fn take_batch(&mut self) -> Option<Batch> {
+    pub fn take_batch(&mut self) -> Option<Batch> {
         let mut builder = BatchBuilder::new();
         while let Some(front) = self.messages.front() {
             if !builder.fits(front.len()) {
@@ -78,7 +78,7 @@ impl OutQueue {
     }
 
     /// Empties the queue; returns how many messages were dropped.
-    pub(crate) fn clear(&mut self) -> u64 {
+    pub fn clear(&mut self) -> u64 {
         let dropped = self.messages.len() as u64;
         self.messages.clear();
         self.bytes = 0;
@@ -86,19 +86,19 @@ impl OutQueue {
     }
 
     /// Whether nothing waits.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
 
     /// How many messages wait.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.messages.len()
     }
 
     /// How many message bytes wait.
     #[cfg(test)]
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.bytes
     }
 }

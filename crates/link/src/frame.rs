@@ -21,11 +21,11 @@ const PREFIX_BYTES: usize = 4;
 
 /// Largest batch body: one message of the core's maximum size with its prefix and the count, so
 /// that any message the core can produce fits a batch of its own.
-pub(crate) const MAX_BATCH_BYTES: usize = MAX_MESSAGE_BYTES + 2 * PREFIX_BYTES;
+pub const MAX_BATCH_BYTES: usize = MAX_MESSAGE_BYTES + 2 * PREFIX_BYTES;
 
 /// Why received bytes are not a well-formed batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The frame announces a body larger than [`MAX_BATCH_BYTES`].
     #[error("batch of {len} bytes exceeds the limit of {MAX_BATCH_BYTES}")]
     Oversized {
@@ -55,14 +55,14 @@ pub(crate) enum FrameError {
 /// A well-formed batch: built by [`BatchBuilder`] or validated by [`Batch::decode`], so iterating
 /// it never meets a malformed prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Batch {
+pub struct Batch {
     body: Vec<u8>,
     count: usize,
 }
 
 impl Batch {
     /// Validates a received body.
-    pub(crate) fn decode(body: Vec<u8>) -> Result<Batch, FrameError> {
+    pub fn decode(body: Vec<u8>) -> Result<Batch, FrameError> {
         if body.len() > MAX_BATCH_BYTES {
             return Err(FrameError::Oversized { len: body.len() });
         }
@@ -88,23 +88,25 @@ impl Batch {
         Ok(Batch { body, count })
     }
 
-    /// How many messages it holds.
-    pub(crate) fn len(&self) -> usize {
+    /// How many messages it holds (at least one: an empty batch is malformed, so there is no
+    /// `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
         self.count
     }
 
     /// The encoded body (without the frame's length prefix).
-    pub(crate) fn body(&self) -> &[u8] {
+    pub fn body(&self) -> &[u8] {
         &self.body
     }
 
     /// Bytes it takes on the wire, the frame's length prefix included.
-    pub(crate) fn wire_bytes(&self) -> usize {
+    pub fn wire_bytes(&self) -> usize {
         PREFIX_BYTES + self.body.len()
     }
 
     /// The messages, in order.
-    pub(crate) fn messages(&self) -> Messages<'_> {
+    pub fn messages(&self) -> Messages<'_> {
         let rest = self.body.get(PREFIX_BYTES..).unwrap_or_default();
         Messages {
             rest,
@@ -114,7 +116,7 @@ impl Batch {
 }
 
 /// Iterator over a [`Batch`]'s messages.
-pub(crate) struct Messages<'a> {
+pub struct Messages<'a> {
     rest: &'a [u8],
     left: usize,
 }
@@ -143,7 +145,7 @@ pub(crate) struct BatchBuilder {
 
 impl BatchBuilder {
     /// An empty batch.
-    pub(crate) fn new() -> BatchBuilder {
+    pub fn new() -> BatchBuilder {
         BatchBuilder {
             body: vec![0; PREFIX_BYTES],
             count: 0,
@@ -152,12 +154,12 @@ impl BatchBuilder {
 
     /// Whether a message of `len` bytes can be appended. A message that is empty or larger than
     /// [`MAX_MESSAGE_BYTES`] never can; any other fits an empty batch.
-    pub(crate) fn fits(&self, len: usize) -> bool {
+    pub fn fits(&self, len: usize) -> bool {
         acceptable(len) && self.body.len() + PREFIX_BYTES + len <= MAX_BATCH_BYTES
     }
 
     /// Appends a message if it [fits](Self::fits); false (and nothing appended) otherwise.
-    pub(crate) fn push(&mut self, message: &[u8]) -> bool {
+    pub fn push(&mut self, message: &[u8]) -> bool {
         let Ok(len) = u32::try_from(message.len()) else {
             return false;
         };
@@ -171,7 +173,7 @@ impl BatchBuilder {
     }
 
     /// The batch, or `None` if nothing was appended.
-    pub(crate) fn finish(mut self) -> Option<Batch> {
+    pub fn finish(mut self) -> Option<Batch> {
         let count = u32::try_from(self.count).ok().filter(|&c| c > 0)?;
         self.body
             .get_mut(..PREFIX_BYTES)?

@@ -2,12 +2,18 @@
 //! empty acknowledgement as the response. A request that breaks the framing is still handed to
 //! the network task (as [`SyncRequest::Malformed`]) so it can blame the sender.
 
-use super::*;
+use crate::frame::{Batch, FrameError, MAX_BATCH_BYTES};
+use async_trait::async_trait;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::{request_response, StreamProtocol};
+use std::io;
+
+/// Initial buffer for a received frame; it grows as bytes actually arrive, so an announced length
+/// alone does not make us allocate.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Reads a frame's length prefix.
-pub(crate) async fn read_len<T: futures::AsyncRead + Unpin + Send>(
-    io: &mut T,
-) -> io::Result<usize> {
+pub async fn read_len<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     Ok(usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX))
@@ -15,7 +21,7 @@ pub(crate) async fn read_len<T: futures::AsyncRead + Unpin + Send>(
 
 /// Reads exactly `len` bytes, allocating only as they arrive. A stream that ends early is an
 /// error but not proof of a fault: a connection that dies mid-request looks the same.
-pub(crate) async fn read_body<T: futures::AsyncRead + Unpin + Send>(
+pub async fn read_body<T: futures::AsyncRead + Unpin + Send>(
     io: &mut T,
     len: usize,
 ) -> io::Result<Vec<u8>> {
@@ -33,7 +39,7 @@ pub(crate) async fn read_body<T: futures::AsyncRead + Unpin + Send>(
 }
 
 /// Writes one length-prefixed frame.
-pub(crate) async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
+pub async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
     io: &mut T,
     bytes: &[u8],
 ) -> io::Result<()> {
@@ -49,7 +55,7 @@ pub(crate) async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
 /// because libp2p does not report a request whose reading failed, and the task must learn of it
 /// to treat the sender as faulty.
 #[derive(Debug)]
-pub(crate) enum SyncRequest {
+pub enum SyncRequest {
     /// A well-formed batch of messages.
     Batch(Batch),
     /// What the peer sent is not a well-formed batch.
@@ -60,7 +66,7 @@ pub(crate) enum SyncRequest {
 /// bounded by [`MAX_BATCH_BYTES`]; the response is an empty frame, the acknowledgement that
 /// releases the link's next batch.
 #[derive(Clone, Copy, Default)]
-pub(crate) struct SyncCodec;
+pub struct SyncCodec;
 
 #[async_trait]
 impl request_response::Codec for SyncCodec {

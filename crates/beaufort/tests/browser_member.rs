@@ -1,0 +1,157 @@
+//! A member running in the browser (crates/browser, on the `/member` page), beside native member
+//! processes: headless Chromium over WebDriver against a consortium of four on loopback, three
+//! of them `beaufort node` processes and the fourth this browser tab.
+//!
+//! What is checked is what the paper promises of a browser replica: with one native member
+//! stopped, the quorum (3 of 4) cannot form without the browser's votes, so every commit then is
+//! the browser voting; closing its tab and opening the page again restores the member from
+//! IndexedDB (keys and state), it catches up and votes again, and no member holds evidence of
+//! it voting twice. Every wait polls a condition with the common deadline.
+
+mod common;
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+use common::*;
+use serde_json::json;
+use tokio::runtime::Runtime;
+use webdriver::*;
+
+/// The members the browser runs as, and the native member stopped to make its votes needed.
+const BROWSER: usize = 3;
+const STOPPED: usize = 2;
+
+/// Waits until the page's member runs and is connected to `count` members.
+fn wait_connected(browser: &Browser, count: usize) {
+    browser.wait(
+        "the member to run",
+        "document.getElementById('member-state')?.dataset.state === 'running'",
+        vec![],
+    );
+    browser.wait(
+        &format!("the browser member to be connected to {count} members"),
+        "document.getElementById('member-neighbours')?.dataset.count === arguments[0]",
+        vec![json!(count.to_string())],
+    );
+}
+
+/// A number the page shows.
+fn shown_number(browser: &Browser, id: &str) -> u64 {
+    browser
+        .text(id)
+        .parse()
+        .unwrap_or_else(|_| panic!("#{id} is not a number: {}", browser.diagnostic()))
+}
+
+#[test]
+fn a_browser_member_votes_beside_native_members_and_comes_back_from_its_storage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path(), 4);
+    let mut members: Vec<Member> = (0..BROWSER)
+        .map(|i| Member::start(&dir.path().join(format!("member-{i}.toml"))))
+        .collect();
+    let page = format!("{}/member", members[0].api_url());
+    let bls = std::fs::read_to_string(dir.path().join(format!("member-{BROWSER}.bls")))
+        .expect("the browser member's BLS key file");
+    let p2p = std::fs::read_to_string(dir.path().join(format!("member-{BROWSER}.p2p")))
+        .expect("the browser member's libp2p key file");
+
+    let rt = Runtime::new().expect("tokio runtime");
+    let driver = Driver::start();
+    let browser = Browser::open(&driver, &rt, "browser member");
+
+    // The keys, as an operator pastes them; the page finds which member they are.
+    browser.goto(&page);
+    browser.wait(
+        "the page to ask for keys",
+        "document.getElementById('member-state')?.dataset.state === 'keys'",
+        vec![],
+    );
+    browser.js(
+        "document.getElementById('bls-key-text').value = arguments[0]; \
+         document.getElementById('p2p-key-text').value = arguments[1];",
+        vec![json!(bls), json!(p2p)],
+    );
+    browser.click("#start-button");
+    wait_connected(&browser, BROWSER);
+    assert_eq!(browser.text("member-index"), BROWSER.to_string());
+    assert_eq!(shown_number(&browser, "member-restored"), 0);
+
+    // With one native member stopped, 3 of 4 can only be reached with the browser's vote.
+    members[STOPPED].kill();
+    browser.wait(
+        "the browser to see the stopped member go",
+        "document.getElementById('member-neighbours')?.dataset.count === arguments[0]",
+        vec![json!((BROWSER - 1).to_string())],
+    );
+    let votes_before = shown_number(&browser, "member-votes");
+    members[0].put("browser/one", "1");
+    members[1].wait_for("browser/one", "1");
+    // The commit needed the browser's votes: the page shows them (it refreshes twice a second).
+    browser.wait(
+        "the browser to show the votes the commit needed",
+        "Number(document.getElementById('member-votes')?.textContent) > arguments[0]",
+        vec![json!(votes_before)],
+    );
+
+    // A write proposed by the browser member itself.
+    browser.js(
+        "document.getElementById('write-key').value = 'browser/own'; \
+         document.getElementById('write-value').value = 'from the tab';",
+        vec![],
+    );
+    browser.click("#write-button");
+    browser.wait(
+        "the browser's own write to commit",
+        "document.getElementById('write-result')?.textContent.startsWith('Committed')",
+        vec![],
+    );
+    members[0].wait_for("browser/own", "from the tab");
+
+    // Close the tab (a new one takes its place, so the browser and its storage stay).
+    let client = browser.client();
+    let old = rt.block_on(client.window()).expect("the tab's handle");
+    let new = rt.block_on(client.new_window(true)).expect("a new tab");
+    rt.block_on(client.close_window())
+        .expect("close the member's tab");
+    rt.block_on(client.switch_to_window(new.handle))
+        .expect("switch to the new tab");
+    assert!(
+        !rt.block_on(client.windows())
+            .expect("the open tabs")
+            .contains(&old),
+        "the member's tab is still open"
+    );
+
+    // While it is gone nothing can commit: a write waits for the browser's vote.
+    let (status, body) = members[0].put_wait("browser/two", "2", SHORT_WAIT);
+    assert_eq!(status, 202, "committed without the browser member: {body}");
+
+    // The page again: the member restores keys and state from IndexedDB, catches up and votes.
+    browser.goto(&page);
+    wait_connected(&browser, BROWSER - 1);
+    assert_eq!(browser.text("member-index"), BROWSER.to_string());
+    assert!(
+        shown_number(&browser, "member-restored") >= 2,
+        "the member did not restore its keys: {}",
+        browser.diagnostic()
+    );
+    let votes_before = shown_number(&browser, "member-votes");
+    members[0].wait_for("browser/two", "2");
+    members[1].wait_for("browser/two", "2");
+    browser.wait(
+        "the reopened member to show the votes the commit needed",
+        "Number(document.getElementById('member-votes')?.textContent) > arguments[0]",
+        vec![json!(votes_before)],
+    );
+
+    // Nobody holds evidence of the browser member voting twice, and it holds none either.
+    for i in [0, 1] {
+        assert_eq!(
+            members[i].metric("beaufort_excluded_members"),
+            0,
+            "member {i} excluded someone"
+        );
+    }
+    assert_eq!(browser.text("member-excluded"), "none");
+}
