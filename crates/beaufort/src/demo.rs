@@ -47,7 +47,10 @@ pub struct DemoArgs {
     /// What the shops submit.
     #[arg(long, value_enum, default_value = "kv")]
     workload: WorkloadKind,
-    /// After the workload, keep serving the web app and API until Ctrl-C.
+    /// After the workload, keep serving the web app and API until Ctrl-C. With 3 or more
+    /// `--nodes`, the consortium then has one member more, left to a browser: its `/member` page
+    /// runs it beside the native ones (the natives alone still make a quorum, so the workload
+    /// commits without it).
     #[arg(long)]
     serve: bool,
     /// Output format: text for people, or one JSON object with the fields of
@@ -111,10 +114,12 @@ pub fn demo(args: DemoArgs) -> Result<()> {
 
 async fn run(args: DemoArgs) -> Result<()> {
     let dir = tempfile::tempdir().context("creating the demo directory")?;
+    // Of n + 1 members, n - f ≤ n natives make a quorum once n ≥ 3 (f = (n + 1 - 1) / 3 ≥ 1).
+    let browser_slot = args.serve && args.nodes >= 3;
     let consortium = init_local(
         dir.path(),
         &InitOptions {
-            members: args.nodes,
+            members: args.nodes + usize::from(browser_slot),
             name: "demo".into(),
             p2p_base_port: 0,
             api_base_port: 0,
@@ -131,15 +136,20 @@ async fn run(args: DemoArgs) -> Result<()> {
         }
     };
     say(format!(
-        "demo: {} members over libp2p (TCP+noise+yamux) on loopback, stores in {}, link delay {:?}",
+        "demo: {} members over libp2p (TCP+noise+yamux) on loopback{}, stores in {}, link delay {:?}",
         args.nodes,
+        if browser_slot {
+            " and one more left to a browser"
+        } else {
+            ""
+        },
         dir.path().display(),
         args.latency
     ));
     let mut nodes = Vec::new();
     let mut tokens = Vec::new();
     let mut binds = Vec::new();
-    for path in &consortium.config_files {
+    for path in consortium.config_files.iter().take(args.nodes) {
         let config = beaufort_node::config::Config::load(path)?;
         let bind = config.node.api_bind;
         tokens.push(config.node.api_token.clone());
@@ -154,7 +164,7 @@ async fn run(args: DemoArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding {bind}"))?;
         say(format!(
-            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare  eLoan http://{bind}/eloan  receipts http://{bind}/verify",
+            "  member {}: dashboard http://{bind}/  wallet http://{bind}/wallet  eShare http://{bind}/eshare  eLoan http://{bind}/eloan  receipts http://{bind}/verify  browser member http://{bind}/member",
             nodes.len()
         ));
         binds.push(bind);
@@ -370,6 +380,15 @@ async fn run(args: DemoArgs) -> Result<()> {
             "eShare: {} tools at http://{first}/eshare  eLoan: {} invoices at http://{first}/eloan  ({} tickets in all)",
             shown.tools, shown.invoices, shown.tickets
         );
+        if browser_slot {
+            let member = args.nodes;
+            println!(
+                "member {member} is left to a browser: open http://{first}/member and give it {} and {} \
+                 (it votes beside the native members, keeping its state in the browser's IndexedDB)",
+                dir.path().join(format!("member-{member}.bls")).display(),
+                dir.path().join(format!("member-{member}.p2p")).display()
+            );
+        }
         println!("metrics (Prometheus/OpenMetrics): http://{first}/metrics");
         println!("API description (OpenAPI 3.1): http://{first}/openapi.json");
         if let Some(config) = consortium.config_files.first() {

@@ -1259,4 +1259,41 @@ fn the_demo_leaves_pages_with_points_tools_and_loans() {
     customer.wait_text("state-invoice-be0123_456_789-2026_0107", "Pledged");
     customer.wait_text("state-invoice-be0123_456_789-2026_0099", "Released");
     customer.screenshots("demo-eloan", &shots);
+
+    // The member the demo leaves to a browser joins from the printed page with the printed key
+    // files, beside the four native members.
+    let slot = demo.line("member 4 is left to a browser: ").to_owned();
+    let words: Vec<&str> = slot.split_whitespace().collect();
+    let after = |word: &str| {
+        let at = words
+            .iter()
+            .position(|w| *w == word)
+            .unwrap_or_else(|| panic!("no {word:?} in {slot}"));
+        words.get(at + 1).copied().expect("a word follows")
+    };
+    assert_eq!(after("open"), format!("{base}/member"));
+    let bls = Path::new(after("it"));
+    let p2p = Path::new(words[words.iter().position(|w| *w == "it").expect("it") + 3]);
+    let member = Browser::open(&driver, &rt, "browser member (the demo's member 4)");
+    member.goto(&format!("{base}/member"));
+    member.wait(
+        "the page to ask for keys",
+        "document.getElementById('member-state')?.dataset.state === 'keys'",
+        vec![],
+    );
+    member.choose_file("#bls-key-file", bls);
+    member.choose_file("#p2p-key-file", p2p);
+    member.wait(
+        "the chosen files in the form",
+        "document.getElementById('bls-key-text').value.length > 0 && document.getElementById('p2p-key-text').value.length > 0",
+        vec![],
+    );
+    member.click("#start-button");
+    member.wait(
+        "the browser member connected to the four native members",
+        "document.getElementById('member-neighbours')?.dataset.count === '4'",
+        vec![],
+    );
+    assert_eq!(member.text("member-index"), "4");
+    member.screenshots("demo-member", &shots);
 }
