@@ -20,13 +20,18 @@ pub struct KeygenArgs {
     #[arg(long)]
     force: bool,
     /// Also create a libp2p identity in this file (mode 0600) and print the whole member entry
-    /// (keys, peer id, addresses, name, API URL) for `beaufort assemble`.
-    #[arg(long, requires = "address")]
+    /// (keys, peer id, addresses, name, API URL) for `beaufort assemble`. Needs `--address`,
+    /// or `--browser` for a member that will run in a browser.
+    #[arg(long)]
     p2p_out: Option<PathBuf>,
     /// An address the other members reach this one at (a libp2p multiaddress such as
     /// /ip4/203.0.113.7/tcp/7000; repeatable).
-    #[arg(long)]
+    #[arg(long, requires = "p2p_out")]
     address: Vec<String>,
+    /// The member will run in a browser (the `/member` page): it dials the others and cannot be
+    /// dialled, so its entry lists no address.
+    #[arg(long, conflicts_with = "address", requires = "p2p_out")]
+    browser: bool,
     /// The member's display name (a shop's name).
     #[arg(long)]
     name: Option<String>,
@@ -46,6 +51,12 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&key)?);
         return Ok(());
     };
+    if args.address.is_empty() && !args.browser {
+        anyhow::bail!(
+            "--p2p-out needs --address (where the others reach this member), or --browser for a \
+             member that runs in a browser"
+        );
+    }
     beaufort_node::config::parse_addresses(&args.address)
         .map_err(|e| anyhow::anyhow!("--address: {e}"))?;
     if args.force && p2p_out.exists() {
