@@ -168,6 +168,16 @@ fn a_browser_member_votes_beside_native_members_and_comes_back_from_its_storage(
     let (status, body) = members[0].put_wait("browser/two", "2", SHORT_WAIT);
     assert_eq!(status, 202, "committed without the browser member: {body}");
 
+    // The dashboard of the same node says which member this browser runs.
+    browser.goto(&format!("{}/", members[0].api_url()));
+    browser.wait(
+        "the dashboard to name the browser's member",
+        "document.getElementById('browser-member')?.textContent.startsWith(arguments[0])",
+        vec![json!(format!(
+            "This browser is member {BROWSER} of this network"
+        ))],
+    );
+
     // The page again: the member restores keys and state from IndexedDB, catches up and votes.
     browser.goto(&page);
     wait_connected(&browser, BROWSER - 1);

@@ -286,6 +286,8 @@ impl Runtime {
             faults,
             writes,
             decisions,
+            // The core's re-wiring asks for other neighbours; a browser member already dials
+            // every member it can reach, so there is no other to turn to.
             rewire: _,
         } = self.member.durable(after);
         for (to, bytes) in messages {

@@ -175,7 +175,8 @@ async function main() {
     errors.clear('keys');
     const keys = { bls: $('bls-key-text').value, p2p: $('p2p-key-text').value.trim() };
     try {
-      wasm.identify(network, keys.bls);
+      // The member's index is kept beside the keys, so the dashboard can say which one runs here.
+      keys.member = JSON.parse(wasm.identify(network, keys.bls)).member;
       await saveKeys(keys);
       await start(keys);
     } catch (e) {

@@ -498,4 +498,34 @@ $('feed-clear').addEventListener('click', () => {
 setTokenState(token ? 'info' : '', token ? 'saved' : 'no token');
 pollStatus();
 watchChanges('', addFeedRow, { stateEl: $('feed-state'), errors });
-loadNodeInfo(errors).then((i) => (info = i));
+loadNodeInfo(errors).then((i) => {
+  info = i;
+  showBrowserMember(i.network_id);
+});
+
+/** Says which member this browser runs on /member, if any (read from that page's storage). */
+async function showBrowserMember(networkId) {
+  const name = `beaufort-member-${networkId}`;
+  if (!networkId || !indexedDB.databases) return;
+  const known = await indexedDB.databases();
+  if (!known.some((db) => db.name === name)) return;
+  const db = await new Promise((resolve, reject) => {
+    const request = indexedDB.open(name);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  if (!db.objectStoreNames.contains('keys')) return db.close();
+  const keys = await new Promise((resolve, reject) => {
+    const request = db.transaction('keys', 'readonly').objectStore('keys').get('member');
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  db.close();
+  if (keys && Number.isInteger(keys.member)) {
+    $('browser-member').replaceChildren(
+      `This browser is member ${keys.member} of this network: `,
+      el('a', { href: '/member' }, 'its votes, neighbours and sync state'),
+      '.',
+    );
+  }
+}
