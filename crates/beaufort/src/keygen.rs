@@ -43,6 +43,12 @@ pub struct KeygenArgs {
 /// Generates a key, writes the secret to a file and prints the public part as JSON: the public
 /// key and its proof of possession, or with `--p2p-out` the whole member entry.
 pub fn keygen(args: KeygenArgs) -> Result<()> {
+    if args.p2p_out.is_some() && args.address.is_empty() && !args.browser {
+        anyhow::bail!(
+            "--p2p-out needs --address (where the others reach this member), or --browser for a \
+             member that runs in a browser"
+        );
+    }
     let rng = SystemRandom::new();
     let (secret, key) = generate_member_key(&rng).context("generating a key")?;
     write_secret_key_file(&args.out, &secret, args.force)
@@ -51,12 +57,6 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&key)?);
         return Ok(());
     };
-    if args.address.is_empty() && !args.browser {
-        anyhow::bail!(
-            "--p2p-out needs --address (where the others reach this member), or --browser for a \
-             member that runs in a browser"
-        );
-    }
     beaufort_node::config::parse_addresses(&args.address)
         .map_err(|e| anyhow::anyhow!("--address: {e}"))?;
     if args.force && p2p_out.exists() {

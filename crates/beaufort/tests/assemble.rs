@@ -82,6 +82,10 @@ fn parties_keygen_on_their_own_hosts_assemble_the_network_and_decide_together() 
         text(&forged_path),
     ]);
     assert!(!refused.status.success());
+    assert!(
+        !dir.path().join("native.bls").exists(),
+        "a refused keygen writes no key"
+    );
     assert!(!dir.path().join("refused.toml").exists());
 
     let network = dir.path().join("network.toml");
@@ -111,4 +115,50 @@ fn parties_keygen_on_their_own_hosts_assemble_the_network_and_decide_together() 
     let members: Vec<Member> = configs.iter().map(|c| Member::start(c)).collect();
     members[2].put("points/alice", "10");
     assert_eq!(agreed_value(&members, "points/alice"), "10");
+}
+
+/// A member that will run in a browser gets keys and an entry without addresses (no one can dial
+/// a page) with `--browser`; a native member's keys without `--address` are refused, since no
+/// one could reach it.
+#[test]
+fn a_browser_member_is_keyed_without_addresses_and_a_native_one_needs_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bls = dir.path().join("browser.bls");
+    let p2p = dir.path().join("browser.p2p");
+    let out = run(&[
+        "keygen",
+        "--out",
+        text(&bls),
+        "--p2p-out",
+        text(&p2p),
+        "--browser",
+        "--name",
+        "Shop in a tab",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).expect("an entry");
+    assert_eq!(entry["addresses"], serde_json::json!([]));
+    assert!(entry["peer_id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    let refused = run(&[
+        "keygen",
+        "--out",
+        text(&dir.path().join("native.bls")),
+        "--p2p-out",
+        text(&dir.path().join("native.p2p")),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        !dir.path().join("native.bls").exists(),
+        "a refused keygen writes no key"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--p2p-out needs --address"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
