@@ -17,9 +17,8 @@ use crate::setup::Consortium;
 use beaufort_core::state::Certified;
 use beaufort_crypto::MemberIndex;
 use beaufort_link::codec::{SyncCodec, SyncRequest};
-use beaufort_link::peers::{PeerList, PeersCodec, PEERS_PROTOCOL};
+use beaufort_link::peers::{PeerList, PeersCodec};
 use beaufort_link::queue::{OutQueue, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES};
-use beaufort_link::SYNC_PROTOCOL;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
@@ -33,14 +32,10 @@ use std::time::Duration;
 use wasm_bindgen::JsValue;
 use web_time::Instant;
 
-/// How long a request may take, acknowledgement included (as the native network).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often lost members are redialled.
 const REDIAL_EVERY: Duration = Duration::from_secs(1);
 /// How long a member that sent invalid data is left alone.
 const BACKOFF: Duration = Duration::from_secs(30);
-/// Most concurrent sync substreams per connection (as the native network).
-const MAX_SYNC_STREAMS: usize = 8;
 /// Most inputs taken from the swarm before the step they make is carried out.
 const MAX_BATCH: usize = 256;
 
@@ -94,20 +89,8 @@ pub fn swarm(keypair: identity::Keypair) -> Result<libp2p::Swarm<Behaviour>, Str
         .with_behaviour(|_| Behaviour {
             allow: allow_block_list::Behaviour::default(),
             block: allow_block_list::Behaviour::default(),
-            sync: request_response::Behaviour::with_codec(
-                SyncCodec,
-                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(REQUEST_TIMEOUT)
-                    .with_max_concurrent_streams(MAX_SYNC_STREAMS),
-            ),
-            peers: request_response::Behaviour::with_codec(
-                PeersCodec,
-                [(PEERS_PROTOCOL, request_response::ProtocolSupport::Inbound)],
-                request_response::Config::default()
-                    .with_request_timeout(REQUEST_TIMEOUT)
-                    .with_max_concurrent_streams(2),
-            ),
+            sync: beaufort_link::sync_behaviour(),
+            peers: beaufort_link::peers_behaviour(request_response::ProtocolSupport::Inbound),
             ping: ping::Behaviour::default(),
         })
         .map_err(|e| format!("building the swarm: {e}"))?

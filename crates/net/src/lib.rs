@@ -77,12 +77,6 @@ const DISCOVER_EVERY_ROUNDS: u32 = 4;
 /// How long a disconnected member's queue is kept for a reconnection; after that its messages
 /// are stale (the runtime re-syncs a reconnected member by anti-entropy anyway) and are dropped.
 const QUEUE_LINGER: Duration = Duration::from_secs(10);
-/// Most concurrent sync substreams per connection. An honest peer has at most one request in
-/// flight to us and we one to it; the bound caps what a hostile peer can make us buffer.
-const MAX_SYNC_STREAMS: usize = 8;
-/// How long a request may take, acknowledgement included. A link waits for it before sending the
-/// next batch, so a lost connection stalls the link at most this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection at least this old is stale when the member it leads to dials us anew (see
 /// `NetTask::close_stale`). Younger ones may be the other half of a simultaneous dial, which
 /// completes within a handshake of ours; a misjudged young one would only cost a redial.
@@ -371,23 +365,8 @@ fn build_swarm(
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 allow: allow_block_list::Behaviour::default(),
                 block: allow_block_list::Behaviour::default(),
-                sync: request_response::Behaviour::with_codec(
-                    SyncCodec,
-                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(REQUEST_TIMEOUT)
-                        .with_max_concurrent_streams(MAX_SYNC_STREAMS),
-                ),
-                peers: request_response::Behaviour::with_codec(
-                    peers::PeersCodec,
-                    [(
-                        peers::PEERS_PROTOCOL,
-                        request_response::ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(REQUEST_TIMEOUT)
-                        .with_max_concurrent_streams(2),
-                ),
+                sync: beaufort_link::sync_behaviour(),
+                peers: beaufort_link::peers_behaviour(request_response::ProtocolSupport::Full),
                 ping: ping::Behaviour::default(),
                 rendezvous: rendezvous::client::Behaviour::new(key.clone()),
                 mdns: Toggle::from(mdns),
