@@ -81,6 +81,27 @@ fn adversarial_check_with_votes_as_pieces_finds_no_violation() {
     assert!(decided > 0);
 }
 
+/// The run that found the hole in the tree's decisions (stream links, 5 % loss, a `junk-keys`
+/// member opening views to the end): a member whose view closed while it was still holding
+/// votes back for a neighbour off the key's tree dropped those votes and never told that
+/// neighbour the decision, so it stayed in the closed view with six of seven COMMITs until
+/// anti-entropy, which the broken connections kept putting off. The certificate now goes in the
+/// votes' place when their fallback ends (docs/PROTOCOL.md §11.2.1, "Decisions").
+#[test]
+fn a_view_closed_while_votes_were_held_back_is_announced_to_the_neighbours_off_the_tree() {
+    let mut cfg = check_config(10, 91, AdversaryMode::All);
+    cfg.cadence.aggregate_wait = Some(300);
+    let report = Simulation::new(cfg).expect("valid config").run();
+    assert!(
+        report.violations.is_empty(),
+        "{} violations: {:?}",
+        report.violations.len(),
+        report.violations.first()
+    );
+    assert!(report.honest_faults.is_empty() && report.stalled_keys == 0);
+    assert!(report.decided_instances > 0);
+}
+
 #[test]
 fn every_strategy_on_its_own_is_survived() {
     for strategy in beaufort_sim::byzantine::Strategy::ALL {

@@ -176,11 +176,11 @@ impl Replica {
                 if !known.held_recently.is_empty() {
                     peer.holding.insert(key.clone());
                 }
-                match known.tree_due {
-                    Some(due) if !known.tree_held.is_empty() => {
+                match known.wake_at() {
+                    Some(due) => {
                         peer.tree_wake.insert(key.clone(), due);
                     }
-                    _ => {
+                    None => {
                         peer.tree_wake.remove(key);
                     }
                 }
