@@ -38,24 +38,15 @@ pub(super) struct Known {
     /// When (by the replica's clock) `tree_held` goes regardless: the wait for the other tree
     /// links, or the fallback for a peer off the tree.
     pub(super) tree_due: Option<u64>,
-    /// With pieces, when (by the replica's clock) the certificate of our view goes to this
-    /// peer on its own if the key's tree has not brought it the decision by then: a tree cut by
-    /// a lost connection, a crash or a withholding member must not leave a neighbour in a closed
-    /// view until anti-entropy finds it (docs/PROTOCOL.md §11.2.1, "Decisions").
-    pub(super) announce_due: Option<u64>,
+    /// With pieces, our view opened without a word to this peer (it was off the key's tree and
+    /// not known to hold the COMMIT quorum), so only the tree told it of the decision: if the
+    /// tree failed it, anti-entropy must not leave the key for later as one still being synced
+    /// (docs/PROTOCOL.md §11.2.1, "Decisions"). Cleared with the record once the peer sends us
+    /// an update in our view.
+    pub(super) unannounced: bool,
 }
 
 impl Known {
-    /// When this peer's record needs the next flush to look at it again: held votes or a held
-    /// announcement whose time comes.
-    pub(super) fn wake_at(&self) -> Option<u64> {
-        let held = self.tree_due.filter(|_| !self.tree_held.is_empty());
-        match (held, self.announce_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// Forgets slots and bodies of rounds the register no longer holds, once the record outgrows
     /// what a state can hold: a view driven through many rounds, or a peer sending votes for
     /// rounds we drop, must not grow the record without bound. Forgetting only costs a resend.
@@ -216,36 +207,18 @@ pub(super) fn delta(
     // view is announced on its own (its certificate alone) only to a tree link that may still
     // lack that quorum; the others get the certificate with our first vote or body of the view,
     // and anti-entropy repairs a member the tree failed.
-    // A peer that skipped the announcement still gets it once the fallback is over, unless it
-    // showed meanwhile that it reached our view (its update resets this record).
-    let mut announce = match (&push.pieces, known.announce_due) {
-        (Some(pieces), Some(due)) if due <= pieces.now => {
-            known.announce_due = None;
-            true
-        }
-        (Some(_), Some(_)) => false,
-        _ => true,
-    };
+    let mut announce = true;
     match known.view {
         Some(view) if view > state.view => return None,
         Some(view) if view == state.view => {}
         previous => {
-            let quiet = known.opened.is_empty() && known.heard.is_empty();
             let decided = holds_commit_quorum(state, known, quorum);
-            announce = push.pieces.is_none() || previous.is_none() || !(quiet || decided);
-            // Votes we were holding back for the fallback are void now that the view closed:
-            // the certificate takes their place, when their time comes.
-            let announce_due = match &push.pieces {
-                Some(pieces) if !announce && !decided && !known.tree_held.is_empty() => Some(
-                    known
-                        .tree_due
-                        .unwrap_or_else(|| pieces.now.saturating_add(pieces.fallback)),
-                ),
-                _ => None,
-            };
+            announce = push.pieces.is_none()
+                || previous.is_none()
+                || !(known.opened.is_empty() && known.heard.is_empty() || decided);
             *known = Known {
                 view: Some(state.view),
-                announce_due,
+                unannounced: !announce && !decided,
                 ..Known::default()
             }
         }
@@ -459,9 +432,6 @@ pub(super) fn delta(
     }
     if empty && !(fresh && state.accepted.is_some()) {
         return None;
-    }
-    if fresh {
-        known.announce_due = None;
     }
     // Every value named here has now crossed the link (above, or earlier in this view), so short
     // names resolve at the peer. A strict member's updates keep whole names: it vouches for
