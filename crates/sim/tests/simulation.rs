@@ -82,13 +82,14 @@ fn adversarial_check_with_votes_as_pieces_finds_no_violation() {
 }
 
 /// The run that found the hole in the tree's decisions (stream links, 5 % loss, a `junk-keys`
-/// member opening views to the end): a member whose view closed while it was still holding
-/// votes back for a neighbour off the key's tree dropped those votes and never told that
-/// neighbour the decision, so it stayed in the closed view with six of seven COMMITs until
-/// anti-entropy, which the broken connections kept putting off. The certificate now goes in the
-/// votes' place when their fallback ends (docs/PROTOCOL.md §11.2.1, "Decisions").
+/// member opening views to the end): a member the key's tree failed was not told of the
+/// decision by its neighbours off the tree, and their anti-entropy kept putting the key off as
+/// one the push was still syncing, so the member stayed in the closed view (six of the seven
+/// COMMITs it needed) and the run never settled. The mechanism is pinned by
+/// `a_decision_the_key_tree_did_not_bring_is_repaired_by_the_next_anti_entropy_exchange`
+/// (tests/regressions.rs); docs/PROTOCOL.md §11.2.1, "Decisions".
 #[test]
-fn a_view_closed_while_votes_were_held_back_is_announced_to_the_neighbours_off_the_tree() {
+fn the_seed_that_left_views_open_with_votes_as_pieces_settles() {
     let mut cfg = check_config(10, 91, AdversaryMode::All);
     cfg.cadence.aggregate_wait = Some(300);
     let report = Simulation::new(cfg).expect("valid config").run();
