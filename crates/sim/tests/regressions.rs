@@ -340,9 +340,9 @@ impl Mesh {
 }
 
 /// With votes as pieces a member off a key's tree hears of its decision only through the tree.
-/// Found by the 1000-seed check (stream links, n = 10, seed 91): a member whose tree links had
-/// failed it stayed in a closed view while its decided neighbour's anti-entropy kept putting
-/// the key off as one the push was still syncing. The first exchange a fallback after the
+/// Found by the 1000-seed check (stream links, n = 10, seed 91): a member the tree had not
+/// reached stayed in a closed view while its decided neighbour's anti-entropy put the key off
+/// as one the push was still syncing. The first exchange a fallback after the
 /// decision now repairs it (docs/PROTOCOL.md §11.2.1, "Decisions").
 #[test]
 fn a_decision_the_key_tree_did_not_bring_is_repaired_by_the_next_anti_entropy_exchange() {
