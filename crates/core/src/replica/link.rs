@@ -41,8 +41,8 @@ pub(super) struct Known {
     /// With pieces, our view opened without a word to this peer (it was off the key's tree and
     /// not known to hold the COMMIT quorum), so only the tree told it of the decision: if the
     /// tree failed it, anti-entropy must not leave the key for later as one still being synced
-    /// (docs/PROTOCOL.md §11.2.1, "Decisions"). Cleared with the record once the peer sends us
-    /// an update in our view.
+    /// (docs/PROTOCOL.md §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a
+    /// later view on either side, a new connection, or the repair itself.
     pub(super) unannounced: bool,
 }
 
