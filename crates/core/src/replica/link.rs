@@ -38,6 +38,12 @@ pub(super) struct Known {
     /// When (by the replica's clock) `tree_held` goes regardless: the wait for the other tree
     /// links, or the fallback for a peer off the tree.
     pub(super) tree_due: Option<u64>,
+    /// With pieces, our view opened without a word to this peer (it was off the key's tree and
+    /// not known to hold the COMMIT quorum), so only the tree told it of the decision: if the
+    /// tree failed it, anti-entropy must not leave the key for later as one still being synced
+    /// (docs/PROTOCOL.md §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a
+    /// later view on either side, a new connection, or the repair itself.
+    pub(super) unannounced: bool,
 }
 
 impl Known {
@@ -206,12 +212,13 @@ pub(super) fn delta(
         Some(view) if view > state.view => return None,
         Some(view) if view == state.view => {}
         previous => {
+            let decided = holds_commit_quorum(state, known, quorum);
             announce = push.pieces.is_none()
                 || previous.is_none()
-                || !(known.opened.is_empty() && known.heard.is_empty()
-                    || holds_commit_quorum(state, known, quorum));
+                || !(known.opened.is_empty() && known.heard.is_empty() || decided);
             *known = Known {
                 view: Some(state.view),
+                unannounced: !announce && !decided,
                 ..Known::default()
             }
         }

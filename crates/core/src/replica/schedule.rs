@@ -319,14 +319,21 @@ impl Replica {
             // eager push (its votes are in flight both ways, so the digests differ for now):
             // trading whole states for it would only repeat those votes. If it stays different
             // once it has gone quiet, the next exchange repairs it.
-            // So is a key whose pieces are still gathering on its tree.
+            // So is a key whose pieces are still gathering on its tree. Not so a key whose
+            // decision this peer only had from the key's tree: if it still differs, the tree
+            // failed the peer, and no push will repair it.
+            let unannounced = self
+                .peers
+                .get(&from)
+                .and_then(|peer| peer.known.get(&key))
+                .is_some_and(|known| known.unannounced);
             let busy = busy_since
                 .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since))
                 || self
                     .peers
                     .values()
                     .any(|peer| peer.tree_wake.contains_key(&key));
-            if busy {
+            if busy && !unannounced {
                 continue;
             }
             if let Some(peer) = self.peers.get_mut(&from) {
