@@ -178,6 +178,11 @@ async function main() {
       // The member's index is kept beside the keys, so the dashboard can say which one runs here.
       keys.member = JSON.parse(wasm.identify(network, keys.bls)).member;
       await saveKeys(keys);
+      // The secret key is kept in IndexedDB only, not left in the page.
+      $('bls-key-text').value = '';
+      $('p2p-key-text').value = '';
+      $('bls-key-file').value = '';
+      $('p2p-key-file').value = '';
       await start(keys);
     } catch (e) {
       errors.show('keys', `These keys cannot run a member here: ${describeError(e)}`);
