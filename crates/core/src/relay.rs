@@ -56,9 +56,15 @@ pub struct RelayTrees {
     neighbours: BTreeMap<MemberIndex, Neighbour>,
     /// Our hop count to every origin.
     hops: Vec<u8>,
+    /// Our parents for every origin, `parents` slots per origin, [`NO_PARENT`] where there are
+    /// fewer: recomputed with the hop counts, since every vote flushed and every advert asks.
+    chosen: Vec<MemberIndex>,
     /// Neighbours owed an advert (ours changed, or they are new).
     owed: BTreeSet<MemberIndex>,
 }
+
+/// An empty slot in [`RelayTrees`]' table of parents.
+const NO_PARENT: MemberIndex = MemberIndex::MAX;
 
 /// A member's links in one key's tree (docs/AGGREGATION.md §3.6): the shortest-path tree
 /// towards the key's root, as the relay trees already know it. Pieces of the key's votes travel
@@ -122,6 +128,7 @@ impl RelayTrees {
             parents: parents.max(1),
             neighbours: BTreeMap::new(),
             hops: Vec::new(),
+            chosen: Vec::new(),
             owed: BTreeSet::new(),
         };
         trees.recompute();
@@ -162,6 +169,11 @@ impl RelayTrees {
             } else {
                 (*hop).max(1)
             };
+        }
+        // Every exchange repeats the advert; one that changes nothing changes no route.
+        if neighbour.hops.as_ref() == Some(&hops) && neighbour.wants.as_ref() == Some(&advert.wants)
+        {
+            return;
         }
         neighbour.hops = Some(hops);
         neighbour.wants = Some(advert.wants);
@@ -211,28 +223,35 @@ impl RelayTrees {
 
     /// Our parents for `origin`: up to `parents` neighbours one hop closer to it, lowest
     /// tie-break first. Empty for ourselves and for origins we know no route to.
-    pub fn parents_of(&self, origin: MemberIndex) -> Vec<MemberIndex> {
+    pub fn parents_of(&self, origin: MemberIndex) -> &[MemberIndex] {
+        let start = usize::from(origin) * self.parents;
+        let Some(slots) = self.chosen.get(start..start + self.parents) else {
+            return &[];
+        };
+        let count = slots.iter().take_while(|&&p| p != NO_PARENT).count();
+        &slots[..count]
+    }
+
+    /// [`RelayTrees::parents_of`] from the neighbours' adverts and our hop counts, into
+    /// `candidates` (cleared first), lowest tie-break first; the caller takes `parents`.
+    fn choose_parents(&self, origin: MemberIndex, candidates: &mut Vec<(u64, MemberIndex)>) {
+        candidates.clear();
         let depth = self.hops_to(origin);
         if depth == 0 || depth == UNREACHABLE {
-            return Vec::new();
+            return;
         }
         let o = usize::from(origin);
-        let mut candidates: Vec<(u64, MemberIndex)> = self
-            .neighbours
-            .iter()
-            .filter(|(_, n)| {
-                n.hops
-                    .as_ref()
-                    .is_some_and(|h| h.get(o) == Some(&(depth - 1)))
-            })
-            .map(|(&u, _)| (tie_break(origin, self.me, u), u))
-            .collect();
+        candidates.extend(
+            self.neighbours
+                .iter()
+                .filter(|(_, n)| {
+                    n.hops
+                        .as_ref()
+                        .is_some_and(|h| h.get(o) == Some(&(depth - 1)))
+                })
+                .map(|(&u, _)| (tie_break(origin, self.me, u), u)),
+        );
         candidates.sort_unstable();
-        candidates
-            .into_iter()
-            .take(self.parents)
-            .map(|(_, u)| u)
-            .collect()
     }
 
     /// Our links in the tree towards `root`, or `None` when we know no route to it or run more
@@ -279,8 +298,8 @@ impl RelayTrees {
         wants
     }
 
-    /// Recomputes our hop counts from the neighbours' adverts, and owes an advert to every
-    /// neighbour when they changed or what we want from it did.
+    /// Recomputes our hop counts and parents from the neighbours' adverts, and owes an advert to
+    /// every neighbour when the hop counts changed or what we want from it did.
     fn recompute(&mut self) {
         let hops: Vec<u8> = (0..self.members)
             .map(|origin| {
@@ -295,8 +314,18 @@ impl RelayTrees {
                     .map_or(UNREACHABLE, |h| h + 1)
             })
             .collect();
-        if hops != self.hops {
-            self.hops = hops;
+        let changed = hops != self.hops;
+        self.hops = hops;
+        let mut chosen = vec![NO_PARENT; self.members * self.parents];
+        let mut candidates = Vec::new();
+        for (origin, slots) in chosen.chunks_mut(self.parents).enumerate() {
+            self.choose_parents(member(origin), &mut candidates);
+            for (slot, &(_, parent)) in slots.iter_mut().zip(&candidates) {
+                *slot = parent;
+            }
+        }
+        self.chosen = chosen;
+        if changed {
             self.owed.extend(self.neighbours.keys().copied());
             return;
         }

@@ -1,7 +1,8 @@
 //! The real Beaufort core in a performance run: the simulator's own member
 //! ([`beaufort_sim::member::SimMember`], the same one the checker runs), with cheap stand-in
 //! signatures counted for the cost table (or real BLS in measured mode). For the Byzantine
-//! scenario an [`Adversary`] rewrites the member's outgoing messages.
+//! scenario an [`Adversary`] rewrites the member's outgoing messages. The scenarios crash
+//! members for good, so no member keeps a disk.
 
 use super::cost::CostMode;
 use super::PerfConfig;
@@ -50,7 +51,8 @@ pub fn members(
                 Arc::new(ForbiddenPrefixHook),
                 cadence,
                 counter.clone(),
-            );
+            )
+            .without_disk();
             let adversary = byzantine
                 .contains(&m)
                 .then(|| Adversary::new(m, Strategy::InvalidSignatures, &keyring));

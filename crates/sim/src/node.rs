@@ -31,6 +31,9 @@ pub struct Node {
     index: MemberIndex,
     replica: Option<Replica>,
     disk: Disk,
+    /// Whether the disk is written: a run that never restarts a member (the performance
+    /// scenarios crash members for good) keeps no second copy of every state in memory.
+    keeps_disk: bool,
     incarnation: u64,
     keyring: Arc<Keyring>,
     hook: Arc<dyn ValidationHook>,
@@ -62,6 +65,7 @@ impl Node {
             index,
             replica: None,
             disk: Disk::default(),
+            keeps_disk: true,
             incarnation: 0,
             keyring,
             hook,
@@ -72,6 +76,15 @@ impl Node {
         node.replica =
             Some(Replica::new(signer, verifier, node.hook.clone()).with_cadence(node.cadence));
         node
+    }
+
+    /// The same member, writing nothing to disk: for runs that never restart a member, where a
+    /// disk would only hold a second copy of every state (at n = 1000, gigabytes). A member
+    /// whose disk is gone must never come back as itself (it could vote twice), so
+    /// [`Node::restart`] leaves it down.
+    pub fn without_disk(mut self) -> Node {
+        self.keeps_disk = false;
+        self
     }
 
     /// A signer and a verifier for this member, counting if asked to.
@@ -120,7 +133,7 @@ impl Node {
 
     /// Makes a step's state changes durable. Must run before the step's messages are sent.
     pub fn persist(&mut self, step: &Step) {
-        let Some(replica) = &self.replica else {
+        let Some(replica) = self.replica.as_ref().filter(|_| self.keeps_disk) else {
             return;
         };
         for key in &step.persist {
@@ -147,9 +160,10 @@ impl Node {
         }
     }
 
-    /// The process starts again from its disk. No effect if it is running.
+    /// The process starts again from its disk. No effect if it is running, or if it keeps no
+    /// disk ([`Node::without_disk`]).
     pub fn restart(&mut self) {
-        if self.replica.is_some() {
+        if self.replica.is_some() || !self.keeps_disk {
             return;
         }
         let (signer, verifier) = self.crypto();
