@@ -670,7 +670,7 @@ fn excluded_in(state: &RegisterState) -> BTreeSet<MemberIndex> {
         .chain(state.commits.values())
         .flat_map(|round| round.iter())
         .filter(|(_, b)| b.is_proof())
-        .map(|(m, _)| *m)
+        .map(|(m, _)| m)
         .collect()
 }
 

@@ -50,7 +50,7 @@ impl Register {
         let mut counts: BTreeMap<ValueHash, usize> = BTreeMap::new();
         for (member, ballot) in self.state.precommits.get(&0)? {
             if let Some(value) = ballot.vote_value() {
-                if !ctx.excluded.contains(member) && self.state.values.contains_key(&value) {
+                if !ctx.excluded.contains(&member) && self.state.values.contains_key(&value) {
                     *counts.entry(value).or_default() += 1;
                 }
             }
@@ -180,7 +180,7 @@ impl Register {
                 let members: Vec<MemberIndex> = ballots
                     .iter()
                     .filter(|(_, b)| signed_by(b))
-                    .map(|(m, _)| *m)
+                    .map(|(m, _)| m)
                     .collect();
                 candidate = Some((round, value, members));
                 break 'search;
@@ -246,7 +246,7 @@ impl Register {
         let mut out = Vec::new();
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in self.state.ballots(kind) {
-                for (&member, ballot) in ballots {
+                for (member, ballot) in ballots {
                     let Ballot::Vote { value, signature } = *ballot else {
                         continue;
                     };
@@ -374,7 +374,7 @@ impl Register {
             let mut doomed = Vec::new();
             for kind in [VoteKind::PreCommit, VoteKind::Commit] {
                 for (&round, ballots) in self.state.ballots(kind) {
-                    for (&member, ballot) in ballots {
+                    for (member, ballot) in ballots {
                         if member != me && !self.state.ballot_justified(kind, round, ballot, q) {
                             doomed.push((kind, round, member));
                         }

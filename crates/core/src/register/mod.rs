@@ -105,7 +105,7 @@ impl KeyUpdate {
         let mut votes = Vec::with_capacity(state.vote_count());
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in state.ballots(kind) {
-                for (&member, &ballot) in ballots {
+                for (member, &ballot) in ballots {
                     if ballot.travels_in_pieces() {
                         continue;
                     }
@@ -526,7 +526,7 @@ fn held_slots(state: &RegisterState) -> Vec<SlotId> {
     let mut slots = Vec::with_capacity(state.vote_count());
     for kind in [VoteKind::PreCommit, VoteKind::Commit] {
         for (&round, ballots) in state.ballots(kind) {
-            slots.extend(ballots.keys().map(|&member| (kind, round, member)));
+            slots.extend(ballots.keys().map(|member| (kind, round, member)));
         }
     }
     slots

@@ -159,7 +159,7 @@ impl QuorumKnowledge {
                             ballot.supports(value)
                                 && known
                                     .slots
-                                    .contains(&(kind, round, **member, ballot.is_proof()))
+                                    .contains(&(kind, round, *member, ballot.is_proof()))
                         })
                         .count()
                 });
@@ -318,7 +318,7 @@ pub(super) fn delta(
     if fresh {
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in state.ballots(kind) {
-                for (&member, &ballot) in ballots {
+                for (member, &ballot) in ballots {
                     offer(kind, round, member, ballot, known, false);
                 }
             }

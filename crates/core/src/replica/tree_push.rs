@@ -137,7 +137,7 @@ pub(super) fn companion(
     me: MemberIndex,
 ) -> Option<WireBallot> {
     let slots = state.precommits.iter().flat_map(|(&round, ballots)| {
-        ballots.iter().map(move |(&member, &ballot)| WireBallot {
+        ballots.iter().map(move |(member, &ballot)| WireBallot {
             kind: VoteKind::PreCommit,
             round,
             member,

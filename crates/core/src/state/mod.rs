@@ -168,8 +168,9 @@ impl Piece {
     }
 }
 
-/// The votes of one kind in one round: at most one slot per member.
-pub type RoundBallots = BTreeMap<MemberIndex, Ballot>;
+mod round;
+
+pub use round::RoundBallots;
 
 /// A register's replicated state: the certified value and the votes of the open view.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,7 +289,7 @@ impl RegisterState {
         let mut orphans = Vec::new();
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in self.ballots(kind) {
-                for (&member, ballot) in ballots {
+                for (member, ballot) in ballots {
                     if let Ballot::Covered { value } = *ballot {
                         if !self.is_covered(kind, round, member, value) {
                             orphans.push((kind, round, member));
@@ -308,7 +309,7 @@ impl RegisterState {
         let mut out = Vec::new();
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in self.ballots(kind) {
-                for (&member, ballot) in ballots {
+                for (member, ballot) in ballots {
                     if let Ballot::Vote { value, signature } = *ballot {
                         out.push(SignedVote {
                             member,
@@ -360,7 +361,7 @@ impl RegisterState {
             .map(|b| {
                 b.iter()
                     .filter(|(_, ballot)| ballot.supports(value))
-                    .map(|(m, _)| *m)
+                    .map(|(m, _)| m)
                     .collect()
             })
             .unwrap_or_default()
