@@ -94,7 +94,7 @@ fn whole_state(from: &Replica) -> SyncMessage {
     let mut votes = Vec::new();
     for kind in [VoteKind::PreCommit, VoteKind::Commit] {
         for (&round, ballots) in state.ballots(kind) {
-            for (&member, &ballot) in ballots {
+            for (member, &ballot) in ballots {
                 votes.push(WireBallot {
                     kind,
                     round,

@@ -1,7 +1,7 @@
 //! Whole-run properties of the simulator: determinism, the adversarial check, crash-restart
 //! safety, real BLS, bandwidth accounting, and the invariant checkers themselves.
 
-use beaufort_core::state::{Ballot, RegisterState};
+use beaufort_core::state::{Ballot, RegisterState, RoundBallots};
 use beaufort_core::types::{Key, MemberIndex, Value};
 use beaufort_core::vote::VoteKind;
 use beaufort_crypto::bls::Signature;
@@ -10,7 +10,7 @@ use beaufort_sim::invariants::{Checker, ViolationKind};
 use beaufort_sim::keys::CryptoKind;
 use beaufort_sim::scenario::{check_config, run_seed, AdversaryMode};
 use beaufort_sim::Simulation;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 fn key(s: &str) -> Key {
     Key::new(s.as_bytes().to_vec()).expect("valid key")
@@ -260,10 +260,10 @@ fn byzantine_certificate_check_catches_the_literal_attack() {
         let mut state = RegisterState::default();
         state
             .commits
-            .insert(1, BTreeMap::from([(member, ballot(&x))]));
+            .insert(1, RoundBallots::from_iter([(member, ballot(&x))]));
         state
             .commits
-            .insert(2, BTreeMap::from([(member, ballot(&y))]));
+            .insert(2, RoundBallots::from_iter([(member, ballot(&y))]));
         checker.note_state(member, &key("k"), &state, 0);
     }
     let kinds: Vec<ViolationKind> = checker.violations().iter().map(|v| v.kind).collect();
@@ -277,7 +277,7 @@ fn double_vote_is_caught() {
         let mut state = RegisterState::default();
         state
             .precommits
-            .insert(0, BTreeMap::from([(1, ballot(&data(value)))]));
+            .insert(0, RoundBallots::from_iter([(1, ballot(&data(value)))]));
         checker.note_state(1, &key("k"), &state, 0);
     }
     assert_eq!(checker.violations().len(), 1);

@@ -129,7 +129,7 @@ mod tests {
                 },
             }),
             values: BTreeMap::new(),
-            precommits: BTreeMap::from([(0, BTreeMap::from([(2, vote)]))]),
+            precommits: BTreeMap::from([(0, RoundBallots::from_iter([(2, vote)]))]),
             commits: BTreeMap::new(),
         };
         {
