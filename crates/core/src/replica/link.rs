@@ -34,7 +34,7 @@ pub(super) struct Known {
     /// them go at once.
     pub(super) opened: BTreeSet<(VoteKind, Round)>,
     /// Votes held back from this peer while pieces gather on the key's tree.
-    pub(super) tree_held: Vec<SentSlot>,
+    pub(super) tree_held: HeldSlots,
     /// When (by the replica's clock) `tree_held` goes regardless: the wait for the other tree
     /// links, or the fallback for a peer off the tree.
     pub(super) tree_due: Option<u64>,
@@ -95,6 +95,20 @@ impl SlotSet {
             .is_some_and(|(bits, m)| bits.get(m / 64).is_some_and(|w| w & (1 << (m % 64)) != 0))
     }
 
+    /// Every slot, group by group in the order groups were first inserted, members ascending.
+    fn iter(&self) -> impl Iterator<Item = SentSlot> + '_ {
+        self.rounds
+            .iter()
+            .flat_map(|&((kind, round, proof), ref bits)| {
+                bits.iter().enumerate().flat_map(move |(word, &w)| {
+                    (0..64)
+                        .filter(move |bit| w & (1u64 << bit) != 0)
+                        .filter_map(move |bit| MemberIndex::try_from(word * 64 + bit).ok())
+                        .map(move |member| (kind, round, member, proof))
+                })
+            })
+    }
+
     /// Adds a slot.
     pub(super) fn insert(&mut self, (kind, round, member, proof): SentSlot) {
         let group = (kind, round, proof);
@@ -111,6 +125,33 @@ impl SlotSet {
             bits.resize(m / 64 + 1, 0);
         }
         bits[m / 64] |= 1 << (m % 64);
+    }
+}
+
+/// Votes held back from one peer, each once, as bitmaps: an off-tree peer has every vote of a
+/// key held back from it until the fallback, and at n = 1000 a list of them (8 bytes a slot,
+/// for each neighbour and key in flight) took gigabytes where the bitmaps take kilobytes.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HeldSlots {
+    ids: SlotSet,
+}
+
+impl HeldSlots {
+    /// Holds a slot back (again: holding is idempotent).
+    fn hold(&mut self, id: SentSlot) {
+        self.ids.insert(id);
+    }
+
+    /// Every held slot, by group in the order groups were first held, members ascending; none
+    /// is held after.
+    fn take(&mut self) -> Vec<SentSlot> {
+        let held = std::mem::take(&mut self.ids);
+        held.iter().collect()
+    }
+
+    /// Whether nothing is held.
+    pub(super) fn is_empty(&self) -> bool {
+        self.ids.rounds.is_empty()
     }
 }
 
@@ -256,7 +297,7 @@ pub(super) fn delta(
                 return;
             }
             if !whole && !due && !may_go(pieces, state, known, peer, (kind, round)) {
-                known.tree_held.push(id);
+                known.tree_held.hold(id);
                 let wait = match pieces.tree {
                     Some(tree) if tree.links.contains(peer) => pieces.wait,
                     Some(_) => pieces.fallback,
@@ -343,7 +384,7 @@ pub(super) fn delta(
     if released {
         known.tree_due = None;
     }
-    for (kind, round, member, _) in std::mem::take(&mut known.tree_held) {
+    for (kind, round, member, _) in known.tree_held.take() {
         if let Some(&ballot) = state.ballot(kind, round, member) {
             offer(kind, round, member, ballot, known, released);
         }
