@@ -384,9 +384,19 @@ pub(super) fn delta(
     if released {
         known.tree_due = None;
     }
-    for (kind, round, member, _) in known.tree_held.take() {
-        if let Some(&ballot) = state.ballot(kind, round, member) {
-            offer(kind, round, member, ballot, known, released);
+    // A peer off the key's tree gets nothing before its fallback time: offering it the held
+    // votes again would only hold them again (what it meanwhile got some other way is left
+    // out when they are released).
+    let off_tree = push
+        .pieces
+        .as_ref()
+        .and_then(|p| p.tree)
+        .is_some_and(|tree| !tree.links.contains(peer));
+    if released || !off_tree {
+        for (kind, round, member, _) in known.tree_held.take() {
+            if let Some(&ballot) = state.ballot(kind, round, member) {
+                offer(kind, round, member, ballot, known, released);
+            }
         }
     }
     if known.tree_held.is_empty() {
