@@ -9,6 +9,7 @@ mod demo;
 mod doctor;
 mod eval;
 mod keygen;
+mod knob_cmd;
 mod model_check;
 mod node_cmd;
 mod soak;
@@ -87,6 +88,9 @@ enum SimCommand {
     Run(eval::PerfArgs),
     /// Runs the paper's matrix (protocols × sizes × scenarios) and writes CSV and SVG box plots.
     Paper(eval::PaperArgs),
+    /// Runs the latency/bandwidth trade-off of how votes travel (single votes, then pieces at
+    /// each aggregation wait) for each size and writes knob.csv and knob.svg.
+    Knob(knob_cmd::KnobArgs),
     /// Time this host's signature operations and write the cost table `sim run --cost-table`
     /// and `sim paper --cost-table` charge, so figures do not depend on how busy the host was.
     Calibrate(eval::CalibrateArgs),
@@ -198,6 +202,7 @@ fn run() -> Result<ExitCode> {
         Command::Sim(SimCommand::Trace(args)) => run_one(args),
         Command::Sim(SimCommand::Run(args)) => eval::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sim(SimCommand::Paper(args)) => eval::paper(args).map(|()| ExitCode::SUCCESS),
+        Command::Sim(SimCommand::Knob(args)) => knob_cmd::knob(args).map(|()| ExitCode::SUCCESS),
         Command::Sim(SimCommand::Calibrate(args)) => {
             eval::calibrate(args).map(|()| ExitCode::SUCCESS)
         }

@@ -17,6 +17,7 @@
 pub mod baseline;
 pub mod beaufort;
 pub mod cost;
+pub mod knob;
 pub mod paper;
 pub mod pbft;
 pub mod report;
