@@ -74,7 +74,7 @@ pub fn knob(args: KnobArgs) -> Result<()> {
             cfg.rate = args.rate;
             cfg.duration = args.duration.max(MS);
             cfg.aggregate_wait = votes.aggregate_wait();
-            cfg.cost = cost.clone();
+            cfg.cost = cost;
             let label = format!("[{}/{total}] n={n} {}", points.len() + 1, votes.label());
             let report = run_with_progress(&cfg, &label)?;
             eprintln!(
