@@ -518,3 +518,35 @@ pub(super) fn delta(
         short_refs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot held again (a flush that finds the peer's view unannounced offers everything
+    /// anew) is held once; taking empties the set, in group order with members ascending.
+    #[test]
+    fn held_slots_hold_each_slot_once_and_give_them_back_in_order() {
+        let mut held = HeldSlots::default();
+        assert!(held.is_empty());
+        for _ in 0..3 {
+            for member in [900, 3, 64, 0] {
+                held.hold((VoteKind::PreCommit, 0, member, false));
+            }
+            held.hold((VoteKind::Commit, 0, 5, false));
+        }
+        assert!(!held.is_empty());
+        assert_eq!(
+            held.take(),
+            vec![
+                (VoteKind::PreCommit, 0, 0, false),
+                (VoteKind::PreCommit, 0, 3, false),
+                (VoteKind::PreCommit, 0, 64, false),
+                (VoteKind::PreCommit, 0, 900, false),
+                (VoteKind::Commit, 0, 5, false),
+            ]
+        );
+        assert!(held.is_empty());
+        assert!(held.take().is_empty());
+    }
+}
