@@ -286,12 +286,37 @@ impl RegisterState {
         let keep: Vec<bool> = self.pieces.iter().map(|p| covered(self, p)).collect();
         let mut flags = keep.into_iter();
         self.pieces.retain(|_| flags.next().unwrap_or(false));
+        // Which members the kept pieces cover, per group: one pass over the pieces instead of
+        // one per covered slot (a prune runs at every merge, and a group holds n slots).
+        let mut covers: Vec<((VoteKind, Round, ValueHash), Vec<bool>)> = Vec::new();
+        for piece in &self.pieces {
+            let group = (piece.kind, piece.round, piece.value);
+            let index = match covers.iter().position(|(g, _)| *g == group) {
+                Some(index) => index,
+                None => {
+                    covers.push((group, vec![false; piece.aggregate.weights.n()]));
+                    covers.len() - 1
+                }
+            };
+            let members = &mut covers[index].1;
+            for (member, _) in piece.aggregate.weights.members() {
+                if let Some(slot) = members.get_mut(usize::from(member)) {
+                    *slot = true;
+                }
+            }
+        }
         let mut orphans = Vec::new();
         for kind in [VoteKind::PreCommit, VoteKind::Commit] {
             for (&round, ballots) in self.ballots(kind) {
                 for (member, ballot) in ballots {
                     if let Ballot::Covered { value } = *ballot {
-                        if !self.is_covered(kind, round, member, value) {
+                        let covered = covers
+                            .iter()
+                            .find(|(group, _)| *group == (kind, round, value))
+                            .is_some_and(|(_, members)| {
+                                members.get(usize::from(member)).copied().unwrap_or(false)
+                            });
+                        if !covered {
                             orphans.push((kind, round, member));
                         }
                     }
