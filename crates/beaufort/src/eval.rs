@@ -296,15 +296,35 @@ pub struct PaperArgs {
     /// access links and take minutes of wall time per simulated second (docs/EVALUATION.md §6).
     #[arg(long, value_parser = parse_duration)]
     beaufort_duration: Option<Micros>,
+    #[command(flatten)]
+    series: SeriesArgs,
+}
+
+/// The seed and cost model shared by every run of a series (`sim paper`, `sim knob`).
+#[derive(Args)]
+pub struct SeriesArgs {
     /// Seed of every run.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// CPU cost mode (`measured` is refused: the matrix should be reproducible).
+    pub seed: u64,
+    /// CPU cost mode (`measured` is refused: a series should be reproducible).
     #[arg(long, value_enum, default_value = "modelled")]
     cost: CostArg,
     /// Charge the costs of this table (from `beaufort sim calibrate`) instead.
     #[arg(long, conflicts_with = "cost")]
     cost_table: Option<PathBuf>,
+}
+
+impl SeriesArgs {
+    /// The cost model every run of the series charges.
+    pub fn cost_mode(&self) -> Result<CostMode> {
+        if matches!(self.cost, CostArg::Measured) {
+            bail!("--cost measured is not deterministic; use modelled or reference");
+        }
+        Ok(match &self.cost_table {
+            Some(path) => CostMode::Modelled(load_cost_table(path)?),
+            None => cost_mode(self.cost, 1.0),
+        })
+    }
 }
 
 /// The runs of the matrix: every protocol in optimistic and crash25, BeauFort also Byzantine
@@ -383,19 +403,13 @@ pub fn paper(args: PaperArgs) -> Result<()> {
     if args.sizes.is_empty() {
         bail!("--sizes needs at least one member count");
     }
-    if matches!(args.cost, CostArg::Measured) {
-        bail!("--cost measured is not deterministic; use modelled or reference");
-    }
-    let cost = match &args.cost_table {
-        Some(path) => CostMode::Modelled(load_cost_table(path)?),
-        None => cost_mode(args.cost, 1.0),
-    };
+    let cost = args.series.cost_mode()?;
     let beaufort_duration = args.beaufort_duration.unwrap_or(args.duration);
     let runs = matrix(
         &args.sizes,
         args.duration,
         beaufort_duration,
-        args.seed,
+        args.series.seed,
         cost,
     );
     let reports = write_matrix(&runs, &args.out)?;

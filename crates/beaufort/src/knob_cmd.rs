@@ -2,9 +2,8 @@
 //! each size, a run with single votes and one per aggregation wait, written as knob.csv and
 //! knob.svg (p99 latency against Mbit/s per member).
 
-use crate::eval::{cost_mode, load_cost_table, parse_duration, run_with_progress, CostArg};
+use crate::eval::{parse_duration, run_with_progress, SeriesArgs};
 use anyhow::{bail, Context, Result};
-use beaufort_perf::cost::CostMode;
 use beaufort_perf::knob::{self, Votes};
 use beaufort_perf::{PerfConfig, Protocol};
 use beaufort_sim::config::{Micros, MS};
@@ -31,15 +30,8 @@ pub struct KnobArgs {
     /// Length of each run's workload.
     #[arg(long, default_value = "6s", value_parser = parse_duration)]
     duration: Micros,
-    /// Seed of every run.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// CPU cost mode (`measured` is refused: the curve should be reproducible).
-    #[arg(long, value_enum, default_value = "modelled")]
-    cost: CostArg,
-    /// Charge the costs of this table (from `beaufort sim calibrate`) instead.
-    #[arg(long, conflicts_with = "cost")]
-    cost_table: Option<PathBuf>,
+    #[command(flatten)]
+    series: SeriesArgs,
 }
 
 fn parse_votes(text: &str) -> Result<Votes, String> {
@@ -57,20 +49,14 @@ pub fn knob(args: KnobArgs) -> Result<()> {
     if args.rate <= 0.0 {
         bail!("--rate must be positive");
     }
-    if matches!(args.cost, CostArg::Measured) {
-        bail!("--cost measured is not deterministic; use modelled or reference");
-    }
-    let cost = match &args.cost_table {
-        Some(path) => CostMode::Modelled(load_cost_table(path)?),
-        None => cost_mode(args.cost, 1.0),
-    };
+    let cost = args.series.cost_mode()?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let total = args.sizes.len() * args.votes.len();
     let mut points = Vec::new();
     for &n in &args.sizes {
         for &votes in &args.votes {
-            let mut cfg = PerfConfig::new(Protocol::Beaufort, n, args.seed);
+            let mut cfg = PerfConfig::new(Protocol::Beaufort, n, args.series.seed);
             cfg.rate = args.rate;
             cfg.duration = args.duration.max(MS);
             cfg.aggregate_wait = votes.aggregate_wait();

@@ -6,6 +6,7 @@
 //! The figure is written by hand for the reason given in [`crate::paper`]: its text is laid out
 //! by the viewer, with no font stack in the build.
 
+use super::paper::number;
 use super::report::PerfReport;
 use beaufort_sim::config::Micros;
 use std::fmt::Write;
@@ -135,7 +136,7 @@ pub fn figure(points: &[(Votes, PerfReport)]) -> String {
              <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             TOP + plot_h,
             TOP + plot_h + 16.0,
-            trim(decade)
+            number(decade)
         );
         decade *= 10.0;
     }
@@ -149,7 +150,7 @@ pub fn figure(points: &[(Votes, PerfReport)]) -> String {
             LEFT + plot_w,
             LEFT - 6.0,
             py + 4.0,
-            trim(v)
+            number(v)
         );
     }
     let _ = writeln!(
@@ -213,12 +214,6 @@ fn nice_ceiling(v: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
-/// A tick label without trailing zeros.
-fn trim(v: f64) -> String {
-    let text = format!("{v:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +255,5 @@ mod tests {
         assert_eq!(nice_ceiling(730.0), 1000.0);
         assert_eq!(nice_ceiling(1_210.0), 2000.0);
         assert_eq!(nice_ceiling(4.2), 5.0);
-        assert_eq!(trim(0.100), "0.1");
-        assert_eq!(trim(1500.0), "1500");
     }
 }

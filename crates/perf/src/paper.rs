@@ -247,7 +247,7 @@ impl Scale {
 }
 
 /// A tick label: no trailing zeros, thousands as "k".
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if v >= 1000.0 && (v / 1000.0).fract() == 0.0 {
         format!("{}k", v / 1000.0)
     } else if v.fract() == 0.0 {
