@@ -4,7 +4,7 @@
 //! runtime only calls [`Replica::tick`] when [`Replica::next_tick`] says; tests and scripted
 //! replays may push or open an exchange at a moment of their choosing.
 
-use super::link::delta;
+use super::link::{delta, Known};
 use super::tree_push::{KeyTree, PiecePush, Push};
 use super::{Replica, Step, MAX_TRACKED_KEYS_PER_PEER};
 use crate::cadence::Timers;
@@ -155,11 +155,18 @@ impl Replica {
                     peer.tree_wake.remove(key);
                     continue;
                 };
-                if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER && !peer.known.contains_key(key) {
-                    peer.known.clear();
+                // The maps below are keyed by the key's bytes and consulted for every key and
+                // link at every push: look before cloning, and skip what is empty.
+                if !peer.known.contains_key(key) {
+                    if peer.known.len() >= MAX_TRACKED_KEYS_PER_PEER {
+                        peer.known.clear();
+                    }
+                    peer.known.insert(key.clone(), Known::default());
                 }
-                let known = peer.known.entry(key.clone()).or_default();
-                let whole = peer.asked.remove(key);
+                let Some(known) = peer.known.get_mut(key) else {
+                    continue;
+                };
+                let whole = !peer.asked.is_empty() && peer.asked.remove(key);
                 let push = Push {
                     quorum,
                     relay: self.relay.as_ref(),
@@ -176,13 +183,15 @@ impl Replica {
                 if !known.held_recently.is_empty() {
                     peer.holding.insert(key.clone());
                 }
-                match known.tree_due {
-                    Some(due) if !known.tree_held.is_empty() => {
+                let wake = known.tree_due.filter(|_| !known.tree_held.is_empty());
+                match wake {
+                    Some(due) if peer.tree_wake.get(key) != Some(&due) => {
                         peer.tree_wake.insert(key.clone(), due);
                     }
-                    _ => {
+                    None if !peer.tree_wake.is_empty() => {
                         peer.tree_wake.remove(key);
                     }
+                    _ => {}
                 }
                 if let Some(update) = update {
                     verified &= register.is_strict();
