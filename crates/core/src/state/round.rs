@@ -183,11 +183,9 @@ pub struct Iter<'a> {
 
 impl<'a> Iter<'a> {
     fn at(&self, m: usize) -> Option<(MemberIndex, &'a Ballot)> {
-        let entry = self.ballots.entry_of(MemberIndex::try_from(m).ok()?)?;
-        Some((
-            MemberIndex::try_from(m).ok()?,
-            self.ballots.table.get(entry)?,
-        ))
+        let member = MemberIndex::try_from(m).ok()?;
+        let entry = self.ballots.entry_of(member)?;
+        Some((member, self.ballots.table.get(entry)?))
     }
 }
 
