@@ -57,6 +57,9 @@ pub struct DemoArgs {
     /// `beaufort sim run --format json`.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Votes travel as pieces on one tree per key (as for `beaufort init` and `sim run`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    aggregate_wait: Option<Duration>,
 }
 
 /// What a demo run measured, named as `beaufort sim run --format json` names it.
@@ -125,6 +128,7 @@ async fn run(args: DemoArgs) -> Result<()> {
             api_base_port: 0,
             write_once_prefixes: vec!["voucher/".into()],
             neighbours: beaufort_node::config::DEFAULT_NEIGHBOURS,
+            aggregate_wait_ms: crate::node_cmd::aggregate_wait_ms(args.aggregate_wait)?,
         },
     )?;
     let text = args.format == Format::Text;

@@ -90,6 +90,10 @@ pub struct AssembleArgs {
     /// Where to write the `[network]` table (TOML); an existing file is refused.
     #[arg(long)]
     out: PathBuf,
+    /// Votes travel as pieces on one tree per key, each member waiting up to this long for its
+    /// other tree links (as for `beaufort init`); by default single shares.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    aggregate_wait: Option<std::time::Duration>,
     /// Each party's member entry (`keygen --p2p-out` output, JSON), in member index order.
     #[arg(required = true)]
     entries: Vec<PathBuf>,
@@ -112,6 +116,7 @@ pub fn assemble(args: AssembleArgs) -> Result<()> {
         name: args.name,
         write_once_prefixes: args.write_once,
         members,
+        aggregate_wait_ms: crate::node_cmd::aggregate_wait_ms(args.aggregate_wait)?,
     };
     network.membership()?;
     network.peers()?;

@@ -312,9 +312,13 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             .replay_dir
             .join(format!("replay-n{n}-seed{seed}-{}.json", args.adversary));
         replay::save(&script, &path)?;
+        let pieces = args
+            .aggregate_wait
+            .map(|wait| format!(" --aggregate-wait {}", humantime::format_duration(wait)))
+            .unwrap_or_default();
         println!(
             "reproduce: beaufort sim check --nodes {n} --seeds 1 --seed-start {seed} --adversary {} \
-             --transport {} (replay written to {})",
+             --transport {}{pieces} (replay written to {})",
             args.adversary,
             match args.transport {
                 TransportArg::Stream => "stream",

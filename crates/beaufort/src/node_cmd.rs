@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use beaufort_node::config::{
     init_local, parse_addresses, read_p2p_key, write_p2p_key, Config, InitOptions,
-    DEFAULT_NEIGHBOURS,
+    DEFAULT_NEIGHBOURS, MAX_AGGREGATE_WAIT_MS,
 };
 use beaufort_node::{api, NodeHandle, StartOptions};
 use clap::Args;
@@ -35,6 +35,11 @@ pub struct InitArgs {
     /// Neighbours each member keeps.
     #[arg(long, default_value_t = DEFAULT_NEIGHBOURS)]
     neighbours: usize,
+    /// Votes travel combined into pieces on one tree per key, each member waiting up to this
+    /// long for its other tree links (e.g. 300ms; fewer bytes, more latency); by default they
+    /// travel as single shares. Written to the network section, so every member runs it.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    aggregate_wait: Option<Duration>,
     /// Serve each member's API over HTTPS with a self-signed certificate of its own
     /// (`member-I.crt`, key `member-I.key`) for localhost, 127.0.0.1 and every --tls-name.
     #[arg(long)]
@@ -42,6 +47,18 @@ pub struct InitArgs {
     /// Another host name or IP address the certificates name (repeatable; implies --tls).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+}
+
+/// The network section's `aggregate_wait_ms` for a `--aggregate-wait`, refused past
+/// [`MAX_AGGREGATE_WAIT_MS`].
+pub(crate) fn aggregate_wait_ms(wait: Option<Duration>) -> Result<Option<u64>> {
+    let Some(wait) = wait else {
+        return Ok(None);
+    };
+    match u64::try_from(wait.as_millis()) {
+        Ok(ms) if ms <= MAX_AGGREGATE_WAIT_MS => Ok(Some(ms)),
+        _ => anyhow::bail!("--aggregate-wait must be at most {MAX_AGGREGATE_WAIT_MS} ms"),
+    }
 }
 
 /// Creates the consortium and prints where each member's configuration is.
@@ -55,6 +72,7 @@ pub fn init(args: InitArgs) -> Result<()> {
             api_base_port: args.api_port,
             write_once_prefixes: args.write_once,
             neighbours: args.neighbours,
+            aggregate_wait_ms: aggregate_wait_ms(args.aggregate_wait)?,
         },
     )?;
     let tls = args.tls || !args.tls_names.is_empty();

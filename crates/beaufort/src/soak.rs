@@ -233,6 +233,7 @@ pub fn soak(args: SoakArgs) -> Result<ExitCode> {
             api_base_port: 0,
             write_once_prefixes: Vec::new(),
             neighbours: DEFAULT_NEIGHBOURS,
+            aggregate_wait_ms: None,
         },
     )?;
     let consortium = if args.tls {

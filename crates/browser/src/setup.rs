@@ -10,6 +10,7 @@ use crate::records::Stored;
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;
 use beaufort_core::auth::{BlsSigner, BlsVerifier};
+use beaufort_core::cadence::{Cadence, MAX_AGGREGATE_WAIT_MS};
 use beaufort_core::replica::Replica;
 use beaufort_crypto::{Digest, MemberIndex, Membership, SecretKey, Signer};
 use beaufort_receipt::NetworkKeys;
@@ -80,11 +81,17 @@ pub struct Loaded {
     membership: Membership,
     secret: SecretKey,
     write_once_prefixes: Vec<String>,
+    cadence: Cadence,
 }
 
+/// What the network description says besides the keys: members' addresses, and the schedule
+/// every member runs.
 #[derive(Deserialize)]
 struct Addresses {
     members: Vec<MemberAddresses>,
+    /// Votes as pieces with this wait (the network section's `aggregate_wait_ms`).
+    #[serde(default)]
+    aggregate_wait_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +123,18 @@ impl Loaded {
         if addresses.members.len() != keys.members.len() {
             return Err(SetupError::Network("member lists differ in length".into()));
         }
+        if addresses
+            .aggregate_wait_ms
+            .is_some_and(|wait| wait > MAX_AGGREGATE_WAIT_MS)
+        {
+            return Err(SetupError::Network(format!(
+                "aggregate_wait_ms above {MAX_AGGREGATE_WAIT_MS}"
+            )));
+        }
+        let cadence = Cadence {
+            aggregate_wait: addresses.aggregate_wait_ms,
+            ..Cadence::default()
+        };
         let checker = keys
             .checker()
             .map_err(|e| SetupError::Network(e.to_string()))?;
@@ -156,6 +175,7 @@ impl Loaded {
             membership: checker.membership().clone(),
             secret,
             write_once_prefixes: keys.write_once_prefixes,
+            cadence,
         })
     }
 
@@ -182,7 +202,8 @@ impl Loaded {
             apps.clone(),
             stored.states,
             stored.evidence,
-        );
+        )
+        .with_cadence(self.cadence);
         (replica, apps)
     }
 }

@@ -13,6 +13,7 @@ fn one_member(name: &str) -> InitOptions {
         api_base_port: 0,
         write_once_prefixes: Vec::new(),
         neighbours: DEFAULT_NEIGHBOURS,
+        aggregate_wait_ms: None,
     }
 }
 

@@ -7,6 +7,10 @@
 //! so members do not act in lockstep; the seed changes only when things happen, never what is
 //! safe.
 
+/// The longest wait for pieces a network may configure (milliseconds): the wait is paid on
+/// every phase of every decision, so anything longer is a mistake, not a trade-off.
+pub const MAX_AGGREGATE_WAIT_MS: u64 = 5_000;
+
 /// How often a member does its periodic duties, in milliseconds of the runtime's clock, and how
 /// its relay trees are shaped. The defaults are what a deployed member runs; the simulator takes
 /// them too unless a study asks otherwise.
@@ -28,11 +32,24 @@ pub struct Cadence {
     /// §3.6, §3.8): the knob between latency and bytes.
     pub aggregate_wait: Option<u64>,
     /// With pieces: how long a neighbour off a key's tree waits for the votes the tree should
-    /// have brought it before we send ours (§3.7); what a withholding or failed tree member
-    /// costs at most.
+    /// have brought it before we send ours (§3.7), besides the waits of a view's two phases
+    /// ([`Cadence::fallback`]); what a withholding or failed tree member costs at most.
     pub aggregate_fallback: u64,
     /// Seeds the timers' phases and jitter.
     pub seed: u64,
+}
+
+impl Cadence {
+    /// How long a neighbour off a key's tree waits before we send it our held votes:
+    /// `aggregate_fallback` plus the `aggregate_wait` each of a view's two phases may spend on
+    /// the tree. Less, and the fallback fires in views the tree was about to finish: at
+    /// n = 100 with a 300 ms wait, views take 1.1–1.25 s and a flat 1 s fallback sent every
+    /// off-tree neighbour our votes in every view, 28 % of all bytes (docs/PROTOCOL.md §11.2.1).
+    pub fn fallback(&self) -> u64 {
+        let wait = self.aggregate_wait.unwrap_or(0);
+        self.aggregate_fallback
+            .saturating_add(wait.saturating_mul(2))
+    }
 }
 
 impl Default for Cadence {
@@ -132,6 +149,23 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The off-tree fallback leaves room for the waits of a view's two phases on the tree.
+    #[test]
+    fn the_fallback_grows_with_the_wait_for_pieces() {
+        let single = Cadence::default();
+        assert_eq!(single.fallback(), single.aggregate_fallback);
+        let pieces = Cadence {
+            aggregate_wait: Some(300),
+            ..Cadence::default()
+        };
+        assert_eq!(pieces.fallback(), 1_600);
+        let absurd = Cadence {
+            aggregate_wait: Some(u64::MAX),
+            ..Cadence::default()
+        };
+        assert_eq!(absurd.fallback(), u64::MAX);
+    }
 
     #[test]
     fn every_duty_comes_due_once_per_period_and_the_next_deadline_says_when() {

@@ -1494,6 +1494,65 @@ fn a_key_still_being_voted_on_is_compared_by_what_was_decided_until_it_goes_quie
     );
 }
 
+/// A decision made while its key is still being synced shows in the Merkle leaf only once that
+/// window ends: a member that decided and a neighbour a moment behind it compare equal, so
+/// anti-entropy does not descend to the key the push is still bringing; after the window the
+/// difference shows.
+#[test]
+fn a_decision_shows_in_the_merkle_leaf_once_its_window_ends() {
+    let c = crypto(4);
+    let x = data("x");
+    let mut a = pusher(&c, &[1]);
+    let mut b = linked(&c, 1, &[0]);
+    let _ = a.tick(1_000);
+    let _ = b.tick(1_000);
+    let votes = |kind, members: std::ops::Range<MemberIndex>| -> Vec<WireBallot> {
+        members.map(|m| vote(&c, m, kind, 0, &x)).collect()
+    };
+    let mut quorum = votes(VoteKind::PreCommit, 1..4);
+    quorum.extend(votes(VoteKind::Commit, 1..4));
+    let step = a.receive(
+        1,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(vec![x.clone()], quorum, false)],
+        },
+    );
+    assert!(step.faults.is_empty());
+    assert!(
+        a.state(&key()).is_some_and(|s| s.accepted.is_some()),
+        "a decided"
+    );
+    let step = b.receive(
+        0,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(
+                vec![x.clone()],
+                votes(VoteKind::PreCommit, 2..3),
+                false,
+            )],
+        },
+    );
+    assert!(step.faults.is_empty());
+    assert!(
+        b.state(&key()).is_some_and(|s| s.accepted.is_none()),
+        "b has not"
+    );
+    assert_eq!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "a decision a moment old is left to the push"
+    );
+    let _ = a.tick(2_000);
+    let _ = b.tick(2_000);
+    assert_ne!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "the window is over: the decision shows"
+    );
+}
+
 /// A neighbour's first update in a view is thinned like any delta (it is not marked complete);
 /// a neighbour that asks for the state gets all of it, complete.
 #[test]

@@ -154,6 +154,7 @@ async fn run(members: usize) -> Result<(), Error> {
             api_base_port: 0,
             write_once_prefixes: Vec::new(),
             neighbours: DEFAULT_NEIGHBOURS,
+            aggregate_wait_ms: None,
         },
     )?;
     let mut nodes = Vec::new();

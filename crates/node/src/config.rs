@@ -8,6 +8,8 @@
 //! The `[node]` table is this member's own: its index, key files, data directory, listen
 //! addresses and HTTP API. Relative paths are resolved against the configuration file's directory.
 
+use beaufort_core::cadence::Cadence;
+pub use beaufort_core::cadence::MAX_AGGREGATE_WAIT_MS;
 use beaufort_crypto::hash::Digest;
 use beaufort_crypto::membership::{MemberIndex, MemberKey, Membership};
 use libp2p::{Multiaddr, PeerId};
@@ -80,6 +82,13 @@ pub struct NetworkSection {
     /// The members, in index order.
     #[schema(schema_with = crate::api::schema::network_members)]
     pub members: Vec<MemberEntry>,
+    /// Votes travel combined into pieces along one tree per key, each member waiting up to this
+    /// many milliseconds for its other tree links (docs/AGGREGATION.md §3.6, §3.8): fewer bytes,
+    /// more latency. Absent: single shares on per-origin relay trees. Every member should run
+    /// the same setting: a member that waits for pieces from a neighbour sending single shares
+    /// waits its full wait. It moves nothing that is safe, so it is not part of the network id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_wait_ms: Option<u64>,
 }
 
 impl NetworkSection {
@@ -92,6 +101,15 @@ impl NetworkSection {
                 .iter()
                 .map(|m| (&m.key.public_key, m.peer_id.as_str())),
         )
+    }
+
+    /// The schedule every member of this network runs: the default one, with votes as pieces
+    /// when `aggregate_wait_ms` is set.
+    pub fn cadence(&self) -> Cadence {
+        Cadence {
+            aggregate_wait: self.aggregate_wait_ms,
+            ..Cadence::default()
+        }
     }
 
     /// Checks every proof of possession and builds the verified membership.
@@ -315,7 +333,7 @@ impl Config {
     }
 
     /// Checks what can be checked without touching keys: the index, the listen addresses, the
-    /// peer ids, a non-empty token and the wire version.
+    /// peer ids, a non-empty token, the wire version and the aggregation wait.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if usize::from(self.node.index) >= self.network.members.len() {
             return Err(ConfigError::Invalid(format!(
@@ -342,6 +360,13 @@ impl Config {
                     "node.wire_version {version}: this build writes versions {} to {}",
                     reads.start(),
                     reads.end()
+                )));
+            }
+        }
+        if let Some(wait) = self.network.aggregate_wait_ms {
+            if wait > MAX_AGGREGATE_WAIT_MS {
+                return Err(ConfigError::Invalid(format!(
+                    "network.aggregate_wait_ms {wait}: at most {MAX_AGGREGATE_WAIT_MS}"
                 )));
             }
         }
@@ -441,6 +466,9 @@ pub struct InitOptions {
     pub write_once_prefixes: Vec<String>,
     /// Neighbours each member keeps.
     pub neighbours: usize,
+    /// Votes as pieces with this wait ([`NetworkSection::aggregate_wait_ms`]); `None`: single
+    /// shares.
+    pub aggregate_wait_ms: Option<u64>,
 }
 
 /// Creates a local consortium in `out`: each member's BLS and libp2p key files and one
@@ -518,6 +546,7 @@ pub fn init_local(out: &Path, options: &InitOptions) -> Result<LocalConsortium, 
         name: options.name.clone(),
         write_once_prefixes: options.write_once_prefixes.clone(),
         members,
+        aggregate_wait_ms: options.aggregate_wait_ms,
     };
     let mut config_files = Vec::with_capacity(n);
     let mut configs = Vec::with_capacity(n);

@@ -19,6 +19,13 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "Keys under these prefixes can be written once only.",
     ),
     (
+        "network",
+        "aggregate_wait_ms",
+        "Votes travel combined into pieces on one tree per key; each member waits up\n\
+        to this long for its other tree links (fewer bytes, more latency). Absent: single\n\
+        shares. Not part of the network id, but every member should run the same.",
+    ),
+    (
         "network.members",
         "",
         "One entry per member, in index order: BLS public key and proof of\n\
@@ -174,13 +181,18 @@ mod tests {
             api_base_port: 0,
             write_once_prefixes: vec!["voucher/".into()],
             neighbours: 7,
+            aggregate_wait_ms: None,
         }
     }
 
     #[test]
     fn an_initialised_configuration_explains_its_settings_and_reads_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let consortium = init_local(dir.path(), &loopback(3, "comments")).expect("init");
+        let options = InitOptions {
+            aggregate_wait_ms: Some(300),
+            ..loopback(3, "comments")
+        };
+        let consortium = init_local(dir.path(), &options).expect("init");
         let path = &consortium.config_files[0];
         let text = std::fs::read_to_string(path).expect("read");
         for (table, key, comment) in COMMENTS {
@@ -212,7 +224,30 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(loaded.network, uncommented.network);
+        assert_eq!(loaded.network.cadence().aggregate_wait, Some(300));
         assert_eq!(loaded.node.api_token, uncommented.node.api_token);
+    }
+
+    /// The wait is paid on every phase of every decision: a network asking for more than
+    /// [`crate::config::MAX_AGGREGATE_WAIT_MS`] is refused at load, with the setting named.
+    #[test]
+    fn an_aggregation_wait_past_the_bound_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let consortium = init_local(dir.path(), &loopback(1, "wait")).expect("init");
+        let mut config = consortium.configs[0].clone();
+        assert_eq!(
+            config.network.cadence().aggregate_wait,
+            None,
+            "single shares"
+        );
+        config.network.aggregate_wait_ms = Some(crate::config::MAX_AGGREGATE_WAIT_MS);
+        config.validate().expect("the bound itself is accepted");
+        config.network.aggregate_wait_ms = Some(crate::config::MAX_AGGREGATE_WAIT_MS + 1);
+        let refused = config.validate().expect_err("refused");
+        assert!(
+            refused.to_string().contains("aggregate_wait_ms"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub use changes::Watched;
 use beaufort_apps::AppHook;
 use beaufort_contracts::Registry;
 use beaufort_core::auth::{BlsSigner, BlsVerifier};
+use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::ValidationHook;
 use beaufort_core::replica::Replica;
 use beaufort_core::state::Certified;
@@ -272,12 +273,14 @@ impl Pending {
 }
 
 /// The replica a member runs: its BLS vote signer, the membership's verifier and the
-/// applications' hook, restored from what its store held. The node and the conformance test
-/// both build it here, so a replay runs exactly the program the node ran.
+/// applications' hook, restored from what its store held, on the network's schedule. The node
+/// and the conformance test both build it here, so a replay runs exactly the program the node
+/// ran.
 fn member_replica(
     signer: Signer,
     membership: Membership,
     apps: Arc<AppHook>,
+    cadence: Cadence,
     states: impl IntoIterator<Item = (Key, beaufort_core::state::RegisterState)>,
     evidence: impl IntoIterator<Item = beaufort_core::vote::Equivocation>,
 ) -> Replica {
@@ -288,6 +291,7 @@ fn member_replica(
         states,
         evidence,
     )
+    .with_cadence(cadence)
 }
 
 /// A new member's replica for this configuration, with nothing restored: what a node started on
@@ -306,6 +310,7 @@ pub fn fresh_replica(config: &Config) -> Result<Replica, NodeError> {
         Signer::new(me, secret),
         membership,
         apps,
+        config.network.cadence(),
         Vec::new(),
         Vec::new(),
     ))
@@ -374,6 +379,7 @@ impl NodeHandle {
             Signer::new(me, secret),
             membership,
             apps.clone(),
+            config.network.cadence(),
             loaded.states,
             loaded.evidence,
         );

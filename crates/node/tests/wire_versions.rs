@@ -47,6 +47,7 @@ fn consortium(dir: &std::path::Path) -> Vec<Config> {
             api_base_port: 0,
             write_once_prefixes: Vec::new(),
             neighbours: DEFAULT_NEIGHBOURS,
+            aggregate_wait_ms: None,
         },
     )
     .expect("init");

@@ -819,6 +819,15 @@ export interface components {
         };
         /** @description What every member agrees on. */
         NetworkSection: {
+            /**
+             * Format: int64
+             * @description Votes travel combined into pieces along one tree per key, each member waiting up to this
+             *     many milliseconds for its other tree links (docs/AGGREGATION.md §3.6, §3.8): fewer bytes,
+             *     more latency. Absent: single shares on per-origin relay trees. Every member should run
+             *     the same setting: a member that waits for pieces from a neighbour sending single shares
+             *     waits its full wait. It moves nothing that is safe, so it is not part of the network id.
+             */
+            aggregate_wait_ms?: number | null;
             members: {
                 addresses: string[];
                 /** @description Public URL of the member's HTTP API */

@@ -43,7 +43,7 @@ pub(super) struct Known {
     /// tree failed it, anti-entropy must not leave the key for later as one still being synced
     /// (docs/PROTOCOL.md §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a
     /// later view on either side, a new connection, or the repair itself.
-    pub(super) unannounced: bool,
+    pub(super) unannounced: Option<u64>,
 }
 
 impl Known {
@@ -259,7 +259,8 @@ pub(super) fn delta(
                 || !(known.opened.is_empty() && known.heard.is_empty() || decided);
             *known = Known {
                 view: Some(state.view),
-                unannounced: !announce && !decided,
+                unannounced: (!announce && !decided)
+                    .then(|| push.pieces.as_ref().map_or(0, |p| p.now)),
                 ..Known::default()
             }
         }

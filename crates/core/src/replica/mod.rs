@@ -21,8 +21,8 @@ use crate::register::{
 };
 use crate::relay::{Advert, RelayTrees};
 use crate::stall::StallWatch;
-use crate::state::{Ballot, Certified, RegisterState};
-use crate::types::{Key, MemberIndex, Value, ValueHash, MAX_ROUND};
+use crate::state::{syncing_digest, Ballot, Certified, RegisterState};
+use crate::types::{Key, MemberIndex, Value, ValueHash, View, MAX_ROUND};
 use crate::vote::{vote_message, Equivocation};
 use crate::wire::{SyncMessage, MAX_PROOFS_PER_MESSAGE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,7 +119,7 @@ pub struct Replica {
     dirty: BTreeSet<Key>,
     /// Keys whose Merkle leaf is out of date. Digests are recomputed only when the tree is read
     /// (anti-entropy), not on every vote.
-    stale_leaves: BTreeMap<Key, u64>,
+    stale_leaves: BTreeMap<Key, (u64, View)>,
     /// Which neighbours get which origins' votes at once; `None` floods them to all.
     relay: Option<RelayTrees>,
     /// How often periodic duties run, and the relay trees' shape.
@@ -253,27 +253,27 @@ impl Replica {
 
     /// Brings the Merkle leaves of changed keys up to date. A key that first changed within the
     /// longest anti-entropy period is still being synced by the eager push, so its leaf holds
-    /// only its view and certified value ([`RegisterState::view_digest`]; a key still in its
-    /// first view has none yet): replicas that hold different parts of an open view's votes then
-    /// compare equal, and an exchange descends only to keys that differ in what was decided or
-    /// stayed different once quiet (docs/PROTOCOL.md §11.3).
+    /// only the view it was in when that window opened ([`syncing_digest`]; a key that was in
+    /// its first view then has none yet): replicas that hold different parts of an open view's
+    /// votes, or that are a moment apart in its decision, then compare equal, and an exchange
+    /// descends only to keys that differ in what was decided before or stayed different once
+    /// quiet (docs/PROTOCOL.md §11.3).
     fn refresh_merkle(&mut self) {
         let now = self.env.now;
         let (lo, hi) = self.cadence.anti_entropy_every;
         let settle = lo.max(hi);
         let registers = &self.registers;
         let merkle = &mut self.merkle;
-        self.stale_leaves.retain(|key, changed| {
+        self.stale_leaves.retain(|key, &mut (changed, view)| {
             let Some(register) = registers.get(key) else {
                 return false;
             };
-            let state = &register.state;
             if now >= changed.saturating_add(settle) {
-                merkle.insert(key.as_bytes(), state.digest());
+                merkle.insert(key.as_bytes(), register.state.digest());
                 return false;
             }
-            if state.view > 0 || merkle.get(key.as_bytes()).is_some() {
-                merkle.insert(key.as_bytes(), state.view_digest());
+            if view > 0 || merkle.get(key.as_bytes()).is_some() {
+                merkle.insert(key.as_bytes(), syncing_digest(view));
             }
             true
         });
@@ -551,6 +551,7 @@ impl Replica {
         }
         self.resolve_named_certificate(&mut update);
         let register = self.registers.entry(key.clone()).or_default();
+        let before = register.state.view;
         let ctx = self.env.context(&key);
         let result = register.merge(&ctx, update, verified);
         let outcome: MergeOutcome = match result {
@@ -612,7 +613,7 @@ impl Replica {
             self.on_decided(&key, cert, step);
         }
         if outcome.changed {
-            self.touch(&key, step);
+            self.touch(&key, before, step);
         }
         for proof in outcome.evidence {
             self.record_evidence(proof, step);
@@ -723,7 +724,12 @@ impl Replica {
         step.stats.votes_cast += outcome.cast.len();
         let changed = !outcome.cast.is_empty() || outcome.decided.is_some();
         if changed {
-            self.touch(key, step);
+            let before = match (&outcome.decided, self.registers.get(key)) {
+                (Some(cert), _) => cert.view,
+                (None, Some(register)) => register.state.view,
+                (None, None) => 0,
+            };
+            self.touch(key, before, step);
         }
         if let Some(cert) = outcome.decided {
             self.on_decided(key, cert, step);
@@ -762,14 +768,17 @@ impl Replica {
         }
     }
 
-    fn touch(&mut self, key: &Key, step: &mut Step) {
+    /// Records a change to `key`, which was in view `before` until it.
+    fn touch(&mut self, key: &Key, before: View, step: &mut Step) {
         if self.registers.contains_key(key) {
             self.changes += 1;
             self.changed_at.insert(key.clone(), self.changes);
             // The first change since the leaf last held the votes starts the window: a key that
             // keeps changing (a Byzantine member can make it) still shows its votes to
             // anti-entropy once per period, so a stuck view is repaired.
-            self.stale_leaves.entry(key.clone()).or_insert(self.env.now);
+            self.stale_leaves
+                .entry(key.clone())
+                .or_insert((self.env.now, before));
             step.persist.insert(key.clone());
             self.dirty.insert(key.clone());
         }

@@ -175,7 +175,7 @@ impl Replica {
                         me: self.env.signer.member(),
                         now,
                         wait,
-                        fallback: self.cadence.aggregate_fallback,
+                        fallback: self.cadence.fallback(),
                         tree: trees.get(key).and_then(Option::as_ref),
                     }),
                 };
@@ -320,6 +320,7 @@ impl Replica {
         let differing: BTreeSet<&Vec<u8>> = outcome.differing.iter().collect();
         let mut wanted = Vec::new();
         let busy_since = self.peers.get(&from).map(|peer| peer.roots.0);
+        let grace = self.cadence.fallback();
         for raw in outcome.differing.iter().chain(outcome.local_only.iter()) {
             let Ok(key) = Key::new(raw.clone()) else {
                 continue;
@@ -335,7 +336,8 @@ impl Replica {
                 .peers
                 .get(&from)
                 .and_then(|peer| peer.known.get(&key))
-                .is_some_and(|known| known.unannounced);
+                .and_then(|known| known.unannounced)
+                .is_some_and(|since| self.env.now >= since.saturating_add(grace));
             let busy = busy_since
                 .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since))
                 || self

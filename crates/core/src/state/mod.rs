@@ -580,16 +580,6 @@ impl RegisterState {
         hash(Domain::RegisterState, &[&buf])
     }
 
-    /// The digest of the view and the certified value alone, without the open view's votes:
-    /// what a Merkle leaf holds while the eager push is still syncing those votes. Tagged apart
-    /// from [`RegisterState::digest`], so the two never compare equal.
-    pub fn view_digest(&self) -> Digest {
-        let mut buf: Vec<u8> = Vec::with_capacity(64);
-        self.decided_part(&mut buf);
-        buf.push(0xD0);
-        hash(Domain::RegisterState, &[&buf])
-    }
-
     fn decided_part(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&self.view.to_le_bytes());
         if let Some(c) = &self.accepted {
@@ -600,6 +590,18 @@ impl RegisterState {
             buf.push(0);
         }
     }
+}
+
+/// What a Merkle leaf holds while the eager push is still syncing a key: the view the key was in
+/// when it started changing, and nothing else. Members in one view agree on the certificate that
+/// opened it, and a decision made during the window is not shown until the window ends, so
+/// members a moment apart in one decision compare equal instead of descending to the key.
+/// Tagged apart from [`RegisterState::digest`], so the two never compare equal.
+pub fn syncing_digest(view: View) -> Digest {
+    let mut buf: Vec<u8> = Vec::with_capacity(16);
+    buf.extend_from_slice(&view.to_le_bytes());
+    buf.push(0xD0);
+    hash(Domain::RegisterState, &[&buf])
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ impl Cluster {
                 api_base_port: 0,
                 write_once_prefixes: vec!["voucher/".into()],
                 neighbours: DEFAULT_NEIGHBOURS,
+                aggregate_wait_ms: None,
             },
         )
         .expect("init");
