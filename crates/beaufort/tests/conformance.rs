@@ -14,10 +14,7 @@ use std::time::Duration;
 #[test]
 fn a_recorded_member_replays_to_the_same_messages_byte_for_byte() {
     let sent = record_and_replay(None);
-    assert!(
-        !sent.iter().any(carries_pieces),
-        "single shares by default"
-    );
+    assert!(!sent.iter().any(carries_pieces), "single shares by default");
 }
 
 /// With `aggregate_wait_ms` in the network section the node sends votes as pieces on the key's
