@@ -46,12 +46,14 @@ impl Aggregate {
         let mut sum = G1Sum::default();
         sum.add(&self.signature.to_point()?);
         sum.add(&other.signature.to_point()?);
-        let signature = Signature::from_array(sum.compress());
-        signature
-            .to_point()
-            .map_err(|_| CryptoError::InvalidAggregate)?;
+        // A sum of two curve points is a curve point: only the identity needs refusing, and
+        // asking the projective sum costs nothing where decompressing the result again cost a
+        // square root in the field on every combine.
+        if sum.is_identity() {
+            return Err(CryptoError::InvalidAggregate);
+        }
         self.weights = weights;
-        self.signature = signature;
+        self.signature = Signature::from_array(sum.compress());
         Ok(())
     }
 }

@@ -186,6 +186,12 @@ impl G1Sum {
         out
     }
 
+    /// Whether the sum is the identity (the point at infinity), which is no signature.
+    pub(crate) fn is_identity(&self) -> bool {
+        // SAFETY: valid pointer.
+        unsafe { blst::blst_p1_is_inf(&self.0) }
+    }
+
     /// Whether the sum lies in the prime-order subgroup G1.
     pub(crate) fn in_group(&self) -> bool {
         // SAFETY: valid pointer.
