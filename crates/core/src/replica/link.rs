@@ -38,11 +38,12 @@ pub(super) struct Known {
     /// When (by the replica's clock) `tree_held` goes regardless: the wait for the other tree
     /// links, or the fallback for a peer off the tree.
     pub(super) tree_due: Option<u64>,
-    /// With pieces, our view opened without a word to this peer (it was off the key's tree and
-    /// not known to hold the COMMIT quorum), so only the tree told it of the decision: if the
-    /// tree failed it, anti-entropy must not leave the key for later as one still being synced
-    /// (docs/PROTOCOL.md §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a
-    /// later view on either side, a new connection, or the repair itself.
+    /// With pieces, when (by the replica's clock) our view opened without a word to this peer
+    /// (it was off the key's tree and not known to hold the COMMIT quorum), so only the tree
+    /// told it of the decision: if the tree failed it, anti-entropy must not leave the key for
+    /// later as one still being synced once a fallback has passed since then (docs/PROTOCOL.md
+    /// §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a later view on either
+    /// side, a new connection, or the repair itself.
     pub(super) unannounced: Option<u64>,
 }
 
