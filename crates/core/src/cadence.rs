@@ -52,6 +52,16 @@ impl Cadence {
     }
 }
 
+impl Cadence {
+    /// The longest anti-entropy period: how long after a key's change it still counts as being
+    /// synced by the eager push, so its Merkle leaf shows what was decided before and an
+    /// exchange leaves it alone (docs/PROTOCOL.md §11.3).
+    pub fn settle(&self) -> u64 {
+        let (lo, hi) = self.anti_entropy_every;
+        lo.max(hi)
+    }
+}
+
 impl Default for Cadence {
     fn default() -> Cadence {
         Cadence {

@@ -33,7 +33,7 @@ mod schedule;
 mod step;
 mod tree_push;
 
-use link::{sent_slot, Known};
+use link::{carried_slots, sent_slot, Known};
 pub use step::{Decision, FaultReason, PeerFault, Step, StepStats};
 
 /// Most keys whose per-peer delta bookkeeping we keep; beyond it the bookkeeping is reset, which
@@ -60,10 +60,6 @@ struct Peer {
     /// last anti-entropy exchange with it, and before that. At the next exchange, keys of the
     /// older set still waiting are asked for whole: what they wait for was evidently lost.
     parked: (BTreeSet<Key>, BTreeSet<Key>),
-    /// Our change counter when this peer's previous and latest Merkle roots arrived (both
-    /// start at its connection); an anti-entropy exchange leaves alone the keys we changed since
-    /// the previous one, which the eager push is still bringing it.
-    roots: (u64, u64),
     /// The first anti-entropy exchange with this peer, due at the next tick, has started.
     greeted: bool,
     /// The runtime said the link to this peer is busy: flushes keep its changes for later.
@@ -126,11 +122,12 @@ pub struct Replica {
     cadence: Cadence,
     /// When each periodic duty is next due; started by the first tick.
     timers: Option<Timers>,
-    /// Counts local register changes: a logical clock for [`Replica::changed_at`].
-    changes: u64,
-    /// When (by `changes`) each recently changed key last changed; pruned to what some
-    /// neighbour's anti-entropy exchange may still ask about.
+    /// When (by the runtime's clock) each key changed last, kept for one
+    /// [`Cadence::settle`]: an anti-entropy exchange leaves those keys to the eager push.
     changed_at: BTreeMap<Key, u64>,
+    /// The neighbour we last opened a periodic anti-entropy exchange with: each period opens
+    /// one with the next neighbour in turn.
+    exchanged_last: Option<MemberIndex>,
 }
 
 /// A local proposal could not be made.
@@ -169,8 +166,8 @@ impl Replica {
             relay: None,
             cadence: Cadence::default(),
             timers: None,
-            changes: 0,
             changed_at: BTreeMap::new(),
+            exchanged_last: None,
         }
         .with_cadence(Cadence::default())
     }
@@ -260,8 +257,7 @@ impl Replica {
     /// quiet (docs/PROTOCOL.md §11.3).
     fn refresh_merkle(&mut self) {
         let now = self.env.now;
-        let (lo, hi) = self.cadence.anti_entropy_every;
-        let settle = lo.max(hi);
+        let settle = self.cadence.settle();
         let registers = &self.registers;
         let merkle = &mut self.merkle;
         self.stale_leaves.retain(|key, &mut (changed, view)| {
@@ -287,12 +283,8 @@ impl Replica {
     /// A neighbour connected. It learns our changes from now on; Merkle repair covers the past.
     pub fn add_peer(&mut self, peer: MemberIndex) {
         if peer != self.me() && usize::from(peer) < self.env.verifier.members() {
-            let now = self.changes;
             if let std::collections::btree_map::Entry::Vacant(entry) = self.peers.entry(peer) {
-                entry.insert(Peer {
-                    roots: (now, now),
-                    ..Peer::default()
-                });
+                entry.insert(Peer::default());
                 if let Some(trees) = &mut self.relay {
                     trees.link_up(peer);
                 }
@@ -390,7 +382,6 @@ impl Replica {
                 // A new root opens a new session, abandoning any running one.
                 if let Some(peer) = self.peers.get_mut(&from) {
                     peer.diff = None;
-                    peer.roots = (peer.roots.1, self.changes);
                 }
                 self.prune_changed_at();
                 let mut diff = MerkleDiff::new(root);
@@ -512,10 +503,12 @@ impl Replica {
                         known.slots.insert(sent_slot(w));
                     }
                 }
+                let empty = RegisterState::default();
+                let ours = self.registers.get(&key).map_or(&empty, |r| &r.state);
                 for piece in &update.pieces {
                     let weights = &piece.aggregate.weights;
                     if piece.round <= MAX_ROUND && weights.validate(members).is_ok() {
-                        for (member, _) in weights.members() {
+                        for member in carried_slots(ours, piece) {
                             known.slots.insert((piece.kind, piece.round, member, false));
                         }
                         known.heard_from([(piece.kind, piece.round)]);
@@ -771,8 +764,7 @@ impl Replica {
     /// Records a change to `key`, which was in view `before` until it.
     fn touch(&mut self, key: &Key, before: View, step: &mut Step) {
         if self.registers.contains_key(key) {
-            self.changes += 1;
-            self.changed_at.insert(key.clone(), self.changes);
+            self.changed_at.insert(key.clone(), self.env.now);
             // The first change since the leaf last held the votes starts the window: a key that
             // keeps changing (a Byzantine member can make it) still shows its votes to
             // anti-entropy once per period, so a stuck view is repaired.
@@ -784,16 +776,21 @@ impl Replica {
         }
     }
 
-    /// Forgets change times no anti-entropy exchange will ask about: those before every
-    /// neighbour's previous root.
+    /// Forgets change times older than one [`Cadence::settle`]: no exchange leaves those keys
+    /// alone any more.
     fn prune_changed_at(&mut self) {
-        let horizon = self
-            .peers
-            .values()
-            .map(|peer| peer.roots.0)
-            .min()
-            .unwrap_or(u64::MAX);
-        self.changed_at.retain(|_, at| *at > horizon);
+        let (now, settle) = (self.env.now, self.cadence.settle());
+        self.changed_at
+            .retain(|_, &mut at| now < at.saturating_add(settle));
+    }
+
+    /// Whether `key` changed within one [`Cadence::settle`]: the eager push is still bringing
+    /// it to our neighbours.
+    fn recently_changed(&self, key: &Key) -> bool {
+        let settle = self.cadence.settle();
+        self.changed_at
+            .get(key)
+            .is_some_and(|&at| self.env.now < at.saturating_add(settle))
     }
 }
 

@@ -76,11 +76,14 @@ impl Replica {
             .timers
             .get_or_insert_with(|| Timers::start(&cadence, now, salt))
             .due(&cadence, now);
+        let in_turn = due.anti_entropy.then(|| self.next_in_turn()).flatten();
         let peers: Vec<MemberIndex> = self.peers.keys().copied().collect();
         for peer in peers {
-            let new = self.peers.get_mut(&peer).is_some_and(|p| !p.greeted);
-            if new || due.anti_entropy {
+            let new = self.peers.get(&peer).is_some_and(|p| !p.greeted);
+            if new || Some(peer) == in_turn {
                 step.absorb(self.start_anti_entropy(peer));
+            } else if due.anti_entropy {
+                step.absorb(self.remind(peer));
             }
         }
         if due.second_chance {
@@ -254,39 +257,70 @@ impl Replica {
         trees
     }
 
-    /// Opens a Merkle anti-entropy exchange with a neighbour. [`Replica::tick`] does this on its
-    /// schedule and with each new neighbour; a test or a scripted replay calls it at a moment of
-    /// its choosing.
+    /// The neighbour whose turn it is for this period's anti-entropy exchange: the one after
+    /// the last, in index order. One exchange per period, not one per neighbour: a member still
+    /// takes part in about two per period (its own and a neighbour's), which repairs a missed
+    /// key within a period or two, while the descents into keys a moment apart on two sides,
+    /// which every exchange of a busy member pays, are paid a seventh as often (docs/PROTOCOL.md
+    /// §11.3).
+    fn next_in_turn(&mut self) -> Option<MemberIndex> {
+        let last = self.exchanged_last;
+        let next = self
+            .peers
+            .keys()
+            .copied()
+            .find(|&peer| last.is_none_or(|last| peer > last))
+            .or_else(|| self.peers.keys().next().copied());
+        self.exchanged_last = next;
+        next
+    }
+
+    /// Opens a Merkle anti-entropy exchange with a neighbour, with what goes to every neighbour
+    /// each period ([`Replica::remind`]) and our relay-tree advert. [`Replica::tick`] does this
+    /// with one neighbour per period in turn and with each new neighbour; a test or a scripted
+    /// replay calls it at a moment of its choosing.
     pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
-        let mut step = Step::default();
+        let mut step = self.remind(peer);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.greeted = true;
-            let recent = std::mem::take(&mut state.parked.0);
-            let stuck: Vec<Key> = std::mem::replace(&mut state.parked.1, recent)
-                .into_iter()
-                .filter(|key| self.registers.get(key).is_some_and(Register::has_parked))
-                .collect();
-            for chunk in stuck.chunks(MAX_KEYS_PER_MESSAGE) {
-                step.messages.push((
-                    peer,
-                    SyncMessage::NeedState {
-                        keys: chunk.to_vec(),
-                    },
-                ));
-            }
             let root = self.merkle_root();
             step.messages.push((peer, SyncMessage::MerkleRoot { root }));
-            // Evidence is not part of the Merkle-repaired state: every proof we hold goes again
-            // with each exchange, so a member that missed one stops counting the equivocator.
-            for proofs in self.evidence_batches() {
-                step.messages.push((peer, SyncMessage::Evidence { proofs }));
-            }
-            // So is the relay-tree advert: a lost one costs at most one exchange period.
+            // So is the relay-tree advert: a lost one costs at most one round of exchanges.
             if let Some(advert) = self.relay.as_mut().and_then(|t| t.advert_for(peer)) {
                 step.messages.push((peer, routes(advert)));
             }
         }
         self.order(step)
+    }
+
+    /// What a neighbour gets every anti-entropy period, whether or not it is in turn for an
+    /// exchange: a request for the whole states of keys whose votes from it have waited aside
+    /// since the period before (what they wait for was evidently lost), and every equivocation
+    /// proof we hold. Both are empty unless something went wrong.
+    fn remind(&mut self, peer: MemberIndex) -> Step {
+        let mut step = Step::default();
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return step;
+        };
+        let recent = std::mem::take(&mut state.parked.0);
+        let stuck: Vec<Key> = std::mem::replace(&mut state.parked.1, recent)
+            .into_iter()
+            .filter(|key| self.registers.get(key).is_some_and(Register::has_parked))
+            .collect();
+        for chunk in stuck.chunks(MAX_KEYS_PER_MESSAGE) {
+            step.messages.push((
+                peer,
+                SyncMessage::NeedState {
+                    keys: chunk.to_vec(),
+                },
+            ));
+        }
+        // Evidence is not part of the Merkle-repaired state: every proof we hold goes again
+        // each period, so a member that missed one stops counting the equivocator.
+        for proofs in self.evidence_batches() {
+            step.messages.push((peer, SyncMessage::Evidence { proofs }));
+        }
+        step
     }
 
     pub(super) fn continue_diff(
@@ -319,14 +353,12 @@ impl Replica {
         let outcome = diff.finish();
         let differing: BTreeSet<&Vec<u8>> = outcome.differing.iter().collect();
         let mut wanted = Vec::new();
-        let busy_since = self.peers.get(&from).map(|peer| peer.roots.0);
         let grace = self.cadence.fallback();
         for raw in outcome.differing.iter().chain(outcome.local_only.iter()) {
             let Ok(key) = Key::new(raw.clone()) else {
                 continue;
             };
-            // A key we changed since this peer's previous root is still being synced by the
-            // eager push (its votes are in flight both ways, so the digests differ for now):
+            // A key we changed within a settle period is still being synced by the eager push (its votes are in flight both ways, so the digests differ for now):
             // trading whole states for it would only repeat those votes. If it stays different
             // once it has gone quiet, the next exchange repairs it.
             // So is a key whose pieces are still gathering on its tree. Not so a key whose
@@ -338,8 +370,7 @@ impl Replica {
                 .and_then(|peer| peer.known.get(&key))
                 .and_then(|known| known.unannounced)
                 .is_some_and(|since| self.env.now >= since.saturating_add(grace));
-            let busy = busy_since
-                .is_some_and(|since| self.changed_at.get(&key).is_some_and(|&at| at > since))
+            let busy = self.recently_changed(&key)
                 || self
                     .peers
                     .values()
