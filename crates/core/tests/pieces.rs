@@ -8,6 +8,7 @@ mod common;
 use beaufort_core::auth::{StandInCrypto, StandInSigner, Verifier};
 use beaufort_core::hook::AcceptAll;
 use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register};
+use beaufort_core::replica::Replica;
 use beaufort_core::state::{Ballot, Piece};
 use beaufort_core::types::{MemberIndex, Round, Value};
 use beaufort_core::vote::{vote_message, VoteKind};
@@ -15,6 +16,7 @@ use beaufort_core::wire::{decode, encode, validate, SyncMessage, WireError};
 use beaufort_crypto::aggregate::Aggregate;
 use common::{crypto, data, key, update, vote};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 const N: usize = 4;
 
@@ -493,4 +495,67 @@ fn a_proof_piece_that_holds_votes_its_keeper_never_counted_is_no_fault_in_a_whol
         b.slot(VoteKind::PreCommit, 0, 3),
         Some(Ballot::Conflicted { .. })
     ));
+}
+
+/// A piece for one value that also holds a member whose slot we fill with another value does
+/// not carry that slot: our whole state still sends the piece that fills it. Found by the
+/// 1000-seed check (n = 10, seed 813): the slot was the round-0 vote that split the round, the
+/// whole state held a round-1 PRE-COMMIT it justified, and its receiver blamed the sender.
+#[test]
+fn a_whole_state_carries_a_slot_that_a_piece_for_another_value_also_names() {
+    // Seven members (a quorum of 5): three PRE-COMMITs leave the round unsplit, so nothing is
+    // checked yet and member 3's slot stays covered, not a proof.
+    let c = crypto(7);
+    let (x, y) = (data("x"), data("y"));
+    let mut a = Replica::new(Box::new(c.signer(0)), Arc::new(c.clone()), Arc::new(AcceptAll));
+    a.add_peer(1);
+    a.add_peer(2);
+    let from_2 = |values: Vec<Value>, pieces: Vec<Piece>| SyncMessage::Updates {
+        verified: false,
+        updates: vec![with_pieces(values, pieces)],
+    };
+    // The sequence of the seed: a poisoned piece for x fills member 3's slot; a piece for y
+    // naming members 1 and 3 conflicts with it, the check drops the poisoned piece and the
+    // slot; then member 3's genuine vote for x fills the slot again, beside the piece for y.
+    let poisoned = Piece {
+        value: x.hash(),
+        ..piece(&c, VoteKind::PreCommit, &[3], &y)
+    };
+    let _ = a.receive(2, from_2(vec![x.clone()], vec![poisoned]));
+    let _ = a.receive(
+        2,
+        from_2(
+            vec![y.clone()],
+            vec![piece(&c, VoteKind::PreCommit, &[1, 3], &y)],
+        ),
+    );
+    let step = a.receive(
+        2,
+        from_2(Vec::new(), vec![piece(&c, VoteKind::PreCommit, &[3], &x)]),
+    );
+    assert!(step.faults.is_empty());
+    let held = a.state(&key()).expect("held").clone();
+    assert_eq!(
+        held.ballot(VoteKind::PreCommit, 0, 3),
+        Some(&Ballot::Covered { value: x.hash() })
+    );
+    let _ = a.flush();
+    let _ = a.receive(1, SyncMessage::NeedState { keys: vec![key()] });
+    let whole: Vec<KeyUpdate> = a
+        .flush()
+        .into_outgoing()
+        .into_iter()
+        .filter(|(to, _)| *to == 1)
+        .flat_map(|(_, message)| match message {
+            SyncMessage::Updates { updates, .. } => updates,
+            _ => Vec::new(),
+        })
+        .filter(|update| update.complete)
+        .collect();
+    assert_eq!(whole.len(), 1, "the asked-for state goes whole");
+    let fills_3_with_x = |p: &Piece| p.value == x.hash() && p.aggregate.weights.contains(3);
+    assert!(
+        whole[0].pieces.iter().any(fills_3_with_x),
+        "the piece that fills member 3's slot travels, though the piece for y names 3 too"
+    );
 }

@@ -1424,9 +1424,52 @@ fn anti_entropy_from(b: &mut Replica, a: &mut Replica) {
     panic!("the exchange did not end");
 }
 
-/// Anti-entropy repairs a key the neighbour lacks once we have left it alone for a whole
-/// exchange period, with our complete state; a key we changed since the neighbour's previous
-/// root is still being pushed, so repair leaves it to the push (no complete state for it).
+/// Each anti-entropy period opens one exchange (a Merkle root), with the neighbours in turn; a
+/// new neighbour gets one at once. Every neighbour took part in every period before, and in a
+/// busy system each exchange descends to the keys a moment apart on its two sides
+/// (docs/PROTOCOL.md §11.3).
+#[test]
+fn anti_entropy_takes_turns_one_neighbour_per_period() {
+    let c = crypto(5);
+    let mut a = linked(&c, 0, &[1, 2, 3]);
+    let roots = |step: Step| -> Vec<MemberIndex> {
+        step.into_outgoing()
+            .into_iter()
+            .filter(|(_, m)| matches!(m, SyncMessage::MerkleRoot { .. }))
+            .map(|(to, _)| to)
+            .collect()
+    };
+    assert_eq!(roots(a.tick(0)), vec![1, 2, 3], "new neighbours: at once");
+    let mut turns = Vec::new();
+    let mut now = 0;
+    while now < 20_000 {
+        now = a.next_tick().max(now + 1);
+        let opened = roots(a.tick(now));
+        assert!(opened.len() <= 1, "one exchange per period: {opened:?}");
+        turns.extend(opened);
+    }
+    // 20 s of periods of 0.5 to 1 s.
+    assert!((20..=40).contains(&turns.len()), "{} exchanges", turns.len());
+    for (i, pair) in turns.windows(2).enumerate() {
+        let next = if pair[0] == 3 { 1 } else { pair[0] + 1 };
+        assert_eq!(pair[1], next, "turn {i}: {turns:?}");
+    }
+    // A neighbour that connects meanwhile is greeted at the next tick, and joins the turns.
+    a.add_peer(4);
+    assert_eq!(roots(a.tick(now + 1)), vec![4]);
+    let mut later = Vec::new();
+    while later.len() < 4 {
+        now = a.next_tick().max(now + 2);
+        later.extend(roots(a.tick(now)));
+    }
+    let mut seen = later.clone();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![1, 2, 3, 4], "four periods, four neighbours: {later:?}");
+}
+
+/// Anti-entropy repairs a key the neighbour lacks once we have left it alone for the longest
+/// exchange period, with our complete state; a key we changed within it is still being pushed,
+/// so repair leaves it to the push (no complete state for it).
 #[test]
 fn anti_entropy_leaves_keys_the_push_is_still_syncing_alone() {
     let c = crypto(4);

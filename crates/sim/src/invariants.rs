@@ -106,7 +106,8 @@ pub struct Checker {
     own_votes: BTreeMap<(MemberIndex, Key, View, VoteKind, Round), ValueHash>,
     commit_support: BTreeMap<(Key, View, Round, ValueHash), BTreeSet<MemberIndex>>,
     certifiable: BTreeMap<(Key, View), BTreeSet<ValueHash>>,
-    voted_instances: BTreeSet<(Key, View)>,
+    /// Every (key, view) an honest member voted in or decided, with when that first happened.
+    voted_instances: BTreeMap<(Key, View), u64>,
     violations: Vec<Violation>,
 }
 
@@ -127,7 +128,7 @@ impl Checker {
             own_votes: BTreeMap::new(),
             commit_support: BTreeMap::new(),
             certifiable: BTreeMap::new(),
-            voted_instances: BTreeSet::new(),
+            voted_instances: BTreeMap::new(),
             violations: Vec::new(),
         }
     }
@@ -230,7 +231,7 @@ impl Checker {
         value: ValueHash,
         at: u64,
     ) {
-        self.voted_instances.insert((key.clone(), view));
+        self.voted_instances.entry((key.clone(), view)).or_insert(at);
         let slot = (member, key.clone(), view, kind, round);
         match self.own_votes.get(&slot) {
             Some(&earlier) if earlier != value => {
@@ -288,7 +289,9 @@ impl Checker {
         let cert = &decision.certified;
         let key = &decision.key;
         let hash = cert.value.hash();
-        self.voted_instances.insert((key.clone(), cert.view));
+        self.voted_instances
+            .entry((key.clone(), cert.view))
+            .or_insert(at);
         self.decisions.push(HonestDecision {
             member,
             key: key.clone(),
@@ -346,10 +349,14 @@ impl Checker {
         self.certifiable_value(key, cert.view, hash, at);
     }
 
-    /// The keys with a liveness gap ([`Checker::liveness_gaps`]): once the network is healed and
-    /// the run has had its liveness bound, each is a key a Byzantine member froze.
-    pub fn stalled_keys(&self, running: &[(MemberIndex, &Replica)]) -> BTreeSet<Key> {
-        self.gaps(running).into_iter().map(|(key, _)| key).collect()
+    /// The keys with a liveness gap among the instances that began by `began_by`
+    /// ([`Checker::gaps_begun_by`]): once the network is healed and the run has had its
+    /// liveness bound, each is a key a Byzantine member froze.
+    pub fn stalled_keys(&self, running: &[(MemberIndex, &Replica)], began_by: u64) -> BTreeSet<Key> {
+        self.gaps(running, began_by)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// What keeps the run from being settled: every (key, view) in which an honest member voted
@@ -357,13 +364,30 @@ impl Checker {
     /// honest members must hold the same view and certified value for every key. Empty when the
     /// run is settled.
     pub fn liveness_gaps(&self, running: &[(MemberIndex, &Replica)]) -> Vec<String> {
-        self.gaps(running).into_iter().map(|(_, gap)| gap).collect()
+        self.gaps_begun_by(running, u64::MAX)
+    }
+
+    /// [`Checker::liveness_gaps`] over the instances an honest member first voted in by
+    /// `began_by`, and the keys with none begun later: what a run that never goes quiet (a
+    /// Byzantine member proposing on its own keys for as long as it runs) must still have
+    /// settled. Such a run has an instance in flight at every moment, so the strict form fails
+    /// it at whichever moment the bound ends, however promptly every instance is decided.
+    pub fn gaps_begun_by(&self, running: &[(MemberIndex, &Replica)], began_by: u64) -> Vec<String> {
+        self.gaps(running, began_by)
+            .into_iter()
+            .map(|(_, gap)| gap)
+            .collect()
     }
 
     /// Each liveness gap with the key it is on.
-    fn gaps(&self, running: &[(MemberIndex, &Replica)]) -> Vec<(Key, String)> {
+    fn gaps(&self, running: &[(MemberIndex, &Replica)], began_by: u64) -> Vec<(Key, String)> {
         let mut gaps = Vec::new();
-        for (key, view) in &self.voted_instances {
+        let mut in_flight: BTreeSet<&Key> = BTreeSet::new();
+        for ((key, view), &began) in &self.voted_instances {
+            if began > began_by {
+                in_flight.insert(key);
+                continue;
+            }
             for (member, replica) in running {
                 let open = replica.state(key).map_or(0, |s| s.view);
                 if open <= *view {
@@ -380,7 +404,7 @@ impl Checker {
             .iter()
             .flat_map(|(_, r)| r.states().map(|(k, _)| k))
             .collect();
-        for key in keys {
+        for key in keys.into_iter().filter(|key| !in_flight.contains(key)) {
             let summary = |r: &Replica| {
                 r.state(key)
                     .map(|s| (s.view, s.current_value().map(Value::hash)))
