@@ -6,8 +6,9 @@
 mod common;
 
 use beaufort_core::auth::{StandInCrypto, StandInSigner, Verifier};
+use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::AcceptAll;
-use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register};
+use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
 use beaufort_core::replica::Replica;
 use beaufort_core::state::{Ballot, Piece};
 use beaufort_core::types::{MemberIndex, Round, Value};
@@ -507,7 +508,11 @@ fn a_whole_state_carries_a_slot_that_a_piece_for_another_value_also_names() {
     // checked yet and member 3's slot stays covered, not a proof.
     let c = crypto(7);
     let (x, y) = (data("x"), data("y"));
-    let mut a = Replica::new(Box::new(c.signer(0)), Arc::new(c.clone()), Arc::new(AcceptAll));
+    let mut a = Replica::new(
+        Box::new(c.signer(0)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    );
     a.add_peer(1);
     a.add_peer(2);
     let from_2 = |values: Vec<Value>, pieces: Vec<Piece>| SyncMessage::Updates {
@@ -558,4 +563,86 @@ fn a_whole_state_carries_a_slot_that_a_piece_for_another_value_also_names() {
         whole[0].pieces.iter().any(fills_3_with_x),
         "the piece that fills member 3's slot travels, though the piece for y names 3 too"
     );
+}
+
+/// With votes as pieces, a whole state still sends every vote as it is held, never summed: a
+/// sum that took in an unchecked bad share would be dropped whole by its receiver, our own
+/// vote with it, and a whole state is how a member gets back votes lost that way. Found by the
+/// 1000-seed datagram check with pieces (n = 4, seed 832): the third honest member never saw
+/// the split of round 0 and the key stayed open.
+#[test]
+fn a_whole_state_sends_votes_unsummed_so_a_bad_share_costs_only_itself() {
+    let c = crypto(N);
+    let x = data("x");
+    let pieces = Cadence {
+        aggregate_wait: Some(0),
+        ..Cadence::default()
+    };
+    let mut a = Replica::new(
+        Box::new(c.signer(1)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    )
+    .with_cadence(pieces);
+    a.add_peer(2);
+    a.add_peer(3);
+    // Member 0's vote for x arrives with a signature that is not over x, unchecked.
+    let bad = match vote(&c, 0, VoteKind::PreCommit, 0, &data("other")).ballot {
+        Ballot::Vote { signature, .. } => signature,
+        other => panic!("a single vote, not {other:?}"),
+    };
+    let forged = WireBallot {
+        kind: VoteKind::PreCommit,
+        round: 0,
+        member: 0,
+        ballot: Ballot::Vote {
+            value: x.hash(),
+            signature: bad,
+        },
+    };
+    let step = a.receive(
+        2,
+        SyncMessage::Updates {
+            verified: false,
+            updates: vec![update(vec![x.clone()], vec![forged], false)],
+        },
+    );
+    assert!(step.faults.is_empty());
+    assert!(
+        matches!(
+            a.state(&key())
+                .and_then(|s| s.ballot(VoteKind::PreCommit, 0, 1)),
+            Some(Ballot::Vote { .. })
+        ),
+        "member 1 voted for x"
+    );
+    let _ = a.flush();
+    let _ = a.receive(3, SyncMessage::NeedState { keys: vec![key()] });
+    let whole: Vec<KeyUpdate> = a
+        .flush()
+        .into_outgoing()
+        .into_iter()
+        .filter(|(to, _)| *to == 3)
+        .flat_map(|(_, message)| match message {
+            SyncMessage::Updates { updates, .. } => updates,
+            _ => Vec::new(),
+        })
+        .filter(|update| update.complete)
+        .collect();
+    assert_eq!(whole.len(), 1, "the asked-for state goes whole");
+    let singles: BTreeSet<MemberIndex> = whole[0].votes.iter().map(|w| w.member).collect();
+    assert_eq!(singles, BTreeSet::from([0, 1]), "each vote on its own");
+    assert!(whole[0].pieces.is_empty(), "nothing summed");
+    // Member 3 votes too, finds member 0's share bad when it checks before its COMMIT, and
+    // keeps member 1's.
+    let mut d = Member::new(3);
+    let invalid = d
+        .merge(whole[0].clone(), false)
+        .expect("no fault of member 1's");
+    assert_eq!(invalid, 1, "member 0's share is dropped");
+    assert!(matches!(
+        d.slot(VoteKind::PreCommit, 0, 1),
+        Some(Ballot::Vote { .. })
+    ));
+    assert_eq!(d.slot(VoteKind::PreCommit, 0, 0), None);
 }

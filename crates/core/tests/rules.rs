@@ -1449,7 +1449,11 @@ fn anti_entropy_takes_turns_one_neighbour_per_period() {
         turns.extend(opened);
     }
     // 20 s of periods of 0.5 to 1 s.
-    assert!((20..=40).contains(&turns.len()), "{} exchanges", turns.len());
+    assert!(
+        (20..=40).contains(&turns.len()),
+        "{} exchanges",
+        turns.len()
+    );
     for (i, pair) in turns.windows(2).enumerate() {
         let next = if pair[0] == 3 { 1 } else { pair[0] + 1 };
         assert_eq!(pair[1], next, "turn {i}: {turns:?}");
@@ -1464,7 +1468,11 @@ fn anti_entropy_takes_turns_one_neighbour_per_period() {
     }
     let mut seen = later.clone();
     seen.sort_unstable();
-    assert_eq!(seen, vec![1, 2, 3, 4], "four periods, four neighbours: {later:?}");
+    assert_eq!(
+        seen,
+        vec![1, 2, 3, 4],
+        "four periods, four neighbours: {later:?}"
+    );
 }
 
 /// Anti-entropy repairs a key the neighbour lacks once we have left it alone for the longest

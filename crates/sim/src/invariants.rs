@@ -231,7 +231,9 @@ impl Checker {
         value: ValueHash,
         at: u64,
     ) {
-        self.voted_instances.entry((key.clone(), view)).or_insert(at);
+        self.voted_instances
+            .entry((key.clone(), view))
+            .or_insert(at);
         let slot = (member, key.clone(), view, kind, round);
         match self.own_votes.get(&slot) {
             Some(&earlier) if earlier != value => {
@@ -352,7 +354,11 @@ impl Checker {
     /// The keys with a liveness gap among the instances that began by `began_by`
     /// ([`Checker::gaps_begun_by`]): once the network is healed and the run has had its
     /// liveness bound, each is a key a Byzantine member froze.
-    pub fn stalled_keys(&self, running: &[(MemberIndex, &Replica)], began_by: u64) -> BTreeSet<Key> {
+    pub fn stalled_keys(
+        &self,
+        running: &[(MemberIndex, &Replica)],
+        began_by: u64,
+    ) -> BTreeSet<Key> {
         self.gaps(running, began_by)
             .into_iter()
             .map(|(key, _)| key)

@@ -288,6 +288,46 @@ fn double_vote_is_caught() {
         .all(|k| k.3 == VoteKind::PreCommit));
 }
 
+/// A run that never goes quiet (the junk-keys adversary proposes on its own keys for as long
+/// as it runs) is judged at its deadline on the instances begun a while before it: one begun
+/// in the last moments may be in flight, one begun earlier and still open is a freeze. The
+/// strict form, which says when a run has settled, counts both.
+#[test]
+fn instances_begun_just_before_the_deadline_may_be_in_flight() {
+    let network = beaufort_crypto::hash::hash(beaufort_crypto::hash::Domain::NetworkId, &[b"test"]);
+    let crypto = beaufort_core::auth::StandInCrypto::new(network, 4);
+    let replica = |me: MemberIndex| {
+        beaufort_core::replica::Replica::new(
+            Box::new(crypto.signer(me)),
+            std::sync::Arc::new(crypto.clone()),
+            std::sync::Arc::new(beaufort_core::hook::AcceptAll),
+        )
+    };
+    let (a, b) = (replica(0), replica(1));
+    let running = [(0, &a), (1, &b)];
+    let mut checker = Checker::new(4, BTreeSet::new());
+    for (name, at) in [("early", 1_000), ("late", 9_000)] {
+        let mut state = RegisterState::default();
+        state
+            .precommits
+            .insert(0, RoundBallots::from_iter([(0, ballot(&data(name)))]));
+        checker.note_state(0, &key(name), &state, at);
+    }
+    let strict = checker.liveness_gaps(&running);
+    assert!(strict.iter().any(|gap| gap.contains("\"late\"")));
+    let judged = checker.gaps_begun_by(&running, 5_000);
+    assert_eq!(
+        judged.len(),
+        2,
+        "both members still lack 'early': {judged:?}"
+    );
+    assert!(judged.iter().all(|gap| gap.contains("\"early\"")));
+    assert_eq!(
+        checker.stalled_keys(&running, 5_000),
+        BTreeSet::from([key("early")])
+    );
+}
+
 /// The determinism auditor: a run's event hash depends on its seed and nothing else (no clock,
 /// no thread, no unordered map leaks into a run), so two runs of one seed agree event for event,
 /// and another seed gives another run.
