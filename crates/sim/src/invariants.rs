@@ -108,6 +108,8 @@ pub struct Checker {
     certifiable: BTreeMap<(Key, View), BTreeSet<ValueHash>>,
     /// Every (key, view) an honest member voted in or decided, with when that first happened.
     voted_instances: BTreeMap<(Key, View), u64>,
+    /// When an honest member first decided each (key, view).
+    first_decided: BTreeMap<(Key, View), u64>,
     violations: Vec<Violation>,
 }
 
@@ -129,6 +131,7 @@ impl Checker {
             commit_support: BTreeMap::new(),
             certifiable: BTreeMap::new(),
             voted_instances: BTreeMap::new(),
+            first_decided: BTreeMap::new(),
             violations: Vec::new(),
         }
     }
@@ -294,6 +297,9 @@ impl Checker {
         self.voted_instances
             .entry((key.clone(), cert.view))
             .or_insert(at);
+        self.first_decided
+            .entry((key.clone(), cert.view))
+            .or_insert(at);
         self.decisions.push(HonestDecision {
             member,
             key: key.clone(),
@@ -374,10 +380,12 @@ impl Checker {
     }
 
     /// [`Checker::liveness_gaps`] over the instances an honest member first voted in by
-    /// `began_by`, and the keys with none begun later: what a run that never goes quiet (a
-    /// Byzantine member proposing on its own keys for as long as it runs) must still have
-    /// settled. Such a run has an instance in flight at every moment, so the strict form fails
-    /// it at whichever moment the bound ends, however promptly every instance is decided.
+    /// `began_by`, leaving out those whose first honest decision came after it (that decision
+    /// is still spreading), and over the keys with no instance left out: what a run that never
+    /// goes quiet (a Byzantine member proposing on its own keys for as long as it runs) must
+    /// still have settled. Such a run has an instance in flight at every moment, so the strict
+    /// form fails it at whichever moment the bound ends, however promptly every instance is
+    /// decided.
     pub fn gaps_begun_by(&self, running: &[(MemberIndex, &Replica)], began_by: u64) -> Vec<String> {
         self.gaps(running, began_by)
             .into_iter()
@@ -390,7 +398,11 @@ impl Checker {
         let mut gaps = Vec::new();
         let mut in_flight: BTreeSet<&Key> = BTreeSet::new();
         for ((key, view), &began) in &self.voted_instances {
-            if began > began_by {
+            let decided_late = self
+                .first_decided
+                .get(&(key.clone(), *view))
+                .is_some_and(|&first| first > began_by);
+            if began > began_by || decided_late {
                 in_flight.insert(key);
                 continue;
             }

@@ -305,14 +305,18 @@ fn instances_begun_just_before_the_deadline_may_be_in_flight() {
     };
     let (a, b) = (replica(0), replica(1));
     let running = [(0, &a), (1, &b)];
-    let mut checker = Checker::new(4, BTreeSet::new());
-    for (name, at) in [("early", 1_000), ("late", 9_000)] {
-        let mut state = RegisterState::default();
-        state
-            .precommits
-            .insert(0, RoundBallots::from_iter([(0, ballot(&data(name)))]));
-        checker.note_state(0, &key(name), &state, at);
-    }
+    let begun = || {
+        let mut checker = Checker::new(4, BTreeSet::new());
+        for (name, at) in [("early", 1_000), ("late", 9_000)] {
+            let mut state = RegisterState::default();
+            state
+                .precommits
+                .insert(0, RoundBallots::from_iter([(0, ballot(&data(name)))]));
+            checker.note_state(0, &key(name), &state, at);
+        }
+        checker
+    };
+    let mut checker = begun();
     let strict = checker.liveness_gaps(&running);
     assert!(strict.iter().any(|gap| gap.contains("\"late\"")));
     let judged = checker.gaps_begun_by(&running, 5_000);
@@ -326,6 +330,28 @@ fn instances_begun_just_before_the_deadline_may_be_in_flight() {
         checker.stalled_keys(&running, 5_000),
         BTreeSet::from([key("early")])
     );
+    // Another member decides 'early' after 5 s: that decision is still spreading, and the two
+    // members without it are not behind yet. Decided first before 5 s, they would be.
+    let signature = Signature::from_bytes(&[0u8; 48]).expect("48 bytes");
+    let single = beaufort_crypto::aggregate::Aggregate::single(4, 2, signature).expect("in range");
+    let decision = beaufort_core::replica::Decision {
+        key: key("early"),
+        certified: beaufort_core::state::Certified {
+            view: 0,
+            round: 0,
+            value: data("early"),
+            qc: beaufort_crypto::qc::QuorumCertificate {
+                signers: single.weights,
+                signature: single.signature,
+            },
+        },
+        mine: false,
+    };
+    let mut later = begun();
+    later.note_decision(2, &decision, 9_500);
+    assert!(later.gaps_begun_by(&running, 5_000).is_empty());
+    checker.note_decision(2, &decision, 4_000);
+    assert_eq!(checker.gaps_begun_by(&running, 5_000).len(), 2);
 }
 
 /// The determinism auditor: a run's event hash depends on its seed and nothing else (no clock,
