@@ -544,23 +544,10 @@ fn a_whole_state_carries_a_slot_that_a_piece_for_another_value_also_names() {
         held.ballot(VoteKind::PreCommit, 0, 3),
         Some(&Ballot::Covered { value: x.hash() })
     );
-    let _ = a.flush();
-    let _ = a.receive(1, SyncMessage::NeedState { keys: vec![key()] });
-    let whole: Vec<KeyUpdate> = a
-        .flush()
-        .into_outgoing()
-        .into_iter()
-        .filter(|(to, _)| *to == 1)
-        .flat_map(|(_, message)| match message {
-            SyncMessage::Updates { updates, .. } => updates,
-            _ => Vec::new(),
-        })
-        .filter(|update| update.complete)
-        .collect();
-    assert_eq!(whole.len(), 1, "the asked-for state goes whole");
+    let whole = asked_whole(&mut a, 1);
     let fills_3_with_x = |p: &Piece| p.value == x.hash() && p.aggregate.weights.contains(3);
     assert!(
-        whole[0].pieces.iter().any(fills_3_with_x),
+        whole.pieces.iter().any(fills_3_with_x),
         "the piece that fills member 3's slot travels, though the piece for y names 3 too"
     );
 }
@@ -574,18 +561,7 @@ fn a_whole_state_carries_a_slot_that_a_piece_for_another_value_also_names() {
 fn a_whole_state_sends_votes_unsummed_so_a_bad_share_costs_only_itself() {
     let c = crypto(N);
     let x = data("x");
-    let pieces = Cadence {
-        aggregate_wait: Some(0),
-        ..Cadence::default()
-    };
-    let mut a = Replica::new(
-        Box::new(c.signer(1)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    )
-    .with_cadence(pieces);
-    a.add_peer(2);
-    a.add_peer(3);
+    let mut a = pieces_member(&c, 1, &[2, 3]);
     // Member 0's vote for x arrives with a signature that is not over x, unchecked.
     let bad = match vote(&c, 0, VoteKind::PreCommit, 0, &data("other")).ballot {
         Ballot::Vote { signature, .. } => signature,
@@ -616,28 +592,15 @@ fn a_whole_state_sends_votes_unsummed_so_a_bad_share_costs_only_itself() {
         ),
         "member 1 voted for x"
     );
-    let _ = a.flush();
-    let _ = a.receive(3, SyncMessage::NeedState { keys: vec![key()] });
-    let whole: Vec<KeyUpdate> = a
-        .flush()
-        .into_outgoing()
-        .into_iter()
-        .filter(|(to, _)| *to == 3)
-        .flat_map(|(_, message)| match message {
-            SyncMessage::Updates { updates, .. } => updates,
-            _ => Vec::new(),
-        })
-        .filter(|update| update.complete)
-        .collect();
-    assert_eq!(whole.len(), 1, "the asked-for state goes whole");
-    let singles: BTreeSet<MemberIndex> = whole[0].votes.iter().map(|w| w.member).collect();
+    let whole = asked_whole(&mut a, 3);
+    let singles: BTreeSet<MemberIndex> = whole.votes.iter().map(|w| w.member).collect();
     assert_eq!(singles, BTreeSet::from([0, 1]), "each vote on its own");
-    assert!(whole[0].pieces.is_empty(), "nothing summed");
+    assert!(whole.pieces.is_empty(), "nothing summed");
     // Member 3 votes too, finds member 0's share bad when it checks before its COMMIT, and
     // keeps member 1's.
     let mut d = Member::new(3);
     let invalid = d
-        .merge(whole[0].clone(), false)
+        .merge(whole.clone(), false)
         .expect("no fault of member 1's");
     assert_eq!(invalid, 1, "member 0's share is dropped");
     assert!(matches!(
@@ -656,18 +619,7 @@ fn a_whole_state_sends_votes_unsummed_so_a_bad_share_costs_only_itself() {
 fn a_whole_state_sends_a_held_single_vote_beside_a_piece_that_also_holds_it() {
     let c = crypto(N);
     let x = data("x");
-    let pieces = Cadence {
-        aggregate_wait: Some(0),
-        ..Cadence::default()
-    };
-    let mut a = Replica::new(
-        Box::new(c.signer(1)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    )
-    .with_cadence(pieces);
-    a.add_peer(2);
-    a.add_peer(3);
+    let mut a = pieces_member(&c, 1, &[2, 3]);
     let _ = a.receive(
         2,
         SyncMessage::Updates {
@@ -724,13 +676,51 @@ fn a_whole_state_sends_a_held_single_vote_beside_a_piece_that_also_holds_it() {
             .and_then(|s| s.ballot(VoteKind::PreCommit, 0, 0)),
         Some(Ballot::Covered { .. })
     ));
+    let whole = asked_whole(&mut a, 3);
+    assert!(
+        whole
+            .votes
+            .iter()
+            .any(|w| w.member == 1 && w.kind == VoteKind::PreCommit),
+        "our own vote goes on its own: {:?}",
+        whole.votes
+    );
+    let mut d = Member::new(3);
+    let _ = d.merge(whole.clone(), false).expect("no fault of ours");
+    assert!(matches!(
+        d.slot(VoteKind::PreCommit, 0, 1),
+        Some(Ballot::Vote { .. })
+    ));
+}
+
+/// Member `me`'s replica with votes as pieces (no wait) and neighbours `peers`.
+fn pieces_member(c: &StandInCrypto, me: MemberIndex, peers: &[MemberIndex]) -> Replica {
+    let pieces = Cadence {
+        aggregate_wait: Some(0),
+        ..Cadence::default()
+    };
+    let mut replica = Replica::new(
+        Box::new(c.signer(me)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    )
+    .with_cadence(pieces);
+    for &peer in peers {
+        replica.add_peer(peer);
+    }
+    replica
+}
+
+/// The whole state `a` sends `peer` once `peer` asks for the key: flushes what was pending,
+/// takes the request, and returns the one complete update the next flush carries to `peer`.
+fn asked_whole(a: &mut Replica, peer: MemberIndex) -> KeyUpdate {
     let _ = a.flush();
-    let _ = a.receive(3, SyncMessage::NeedState { keys: vec![key()] });
-    let whole: Vec<KeyUpdate> = a
+    let _ = a.receive(peer, SyncMessage::NeedState { keys: vec![key()] });
+    let mut whole: Vec<KeyUpdate> = a
         .flush()
         .into_outgoing()
         .into_iter()
-        .filter(|(to, _)| *to == 3)
+        .filter(|(to, _)| *to == peer)
         .flat_map(|(_, message)| match message {
             SyncMessage::Updates { updates, .. } => updates,
             _ => Vec::new(),
@@ -738,18 +728,5 @@ fn a_whole_state_sends_a_held_single_vote_beside_a_piece_that_also_holds_it() {
         .filter(|update| update.complete)
         .collect();
     assert_eq!(whole.len(), 1, "the asked-for state goes whole");
-    assert!(
-        whole[0]
-            .votes
-            .iter()
-            .any(|w| w.member == 1 && w.kind == VoteKind::PreCommit),
-        "our own vote goes on its own: {:?}",
-        whole[0].votes
-    );
-    let mut d = Member::new(3);
-    let _ = d.merge(whole[0].clone(), false).expect("no fault of ours");
-    assert!(matches!(
-        d.slot(VoteKind::PreCommit, 0, 1),
-        Some(Ballot::Vote { .. })
-    ));
+    whole.remove(0)
 }
