@@ -9,13 +9,14 @@ use beaufort_core::auth::{StandInCrypto, StandInSigner, Verifier};
 use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::AcceptAll;
 use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
-use beaufort_core::replica::Replica;
+use beaufort_core::relay::tree_root;
+use beaufort_core::replica::{Replica, Step};
 use beaufort_core::state::{Ballot, Piece};
 use beaufort_core::types::{MemberIndex, Round, Value};
 use beaufort_core::vote::{vote_message, VoteKind};
 use beaufort_core::wire::{decode, encode, validate, SyncMessage, WireError};
 use beaufort_crypto::aggregate::Aggregate;
-use common::{crypto, data, key, update, vote};
+use common::{crypto, data, key, learn_relay_trees, relay_overlay, update, vote};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -695,8 +696,19 @@ fn a_whole_state_sends_a_held_single_vote_beside_a_piece_that_also_holds_it() {
 
 /// Member `me`'s replica with votes as pieces (no wait) and neighbours `peers`.
 fn pieces_member(c: &StandInCrypto, me: MemberIndex, peers: &[MemberIndex]) -> Replica {
+    pieces_member_waiting(c, me, peers, 0)
+}
+
+/// Like [`pieces_member`], waiting `wait` ms on a key's tree (the fallback is 1 s more than two
+/// waits).
+fn pieces_member_waiting(
+    c: &StandInCrypto,
+    me: MemberIndex,
+    peers: &[MemberIndex],
+    wait: u64,
+) -> Replica {
     let pieces = Cadence {
-        aggregate_wait: Some(0),
+        aggregate_wait: Some(wait),
         ..Cadence::default()
     };
     let mut replica = Replica::new(
@@ -729,4 +741,117 @@ fn asked_whole(a: &mut Replica, peer: MemberIndex) -> KeyUpdate {
         .collect();
     assert_eq!(whole.len(), 1, "the asked-for state goes whole");
     whole.remove(0)
+}
+
+/// The signers of the PRE-COMMIT pieces a step sends `peer`, one set per piece.
+fn precommit_pieces_to(step: Step, peer: MemberIndex) -> Vec<BTreeSet<MemberIndex>> {
+    step.into_outgoing()
+        .into_iter()
+        .filter(|(to, _)| *to == peer)
+        .flat_map(|(_, message)| match message {
+            SyncMessage::Updates { updates, .. } => updates,
+            _ => Vec::new(),
+        })
+        .flat_map(|update| update.pieces)
+        .filter(|piece| piece.kind == VoteKind::PreCommit)
+        .map(|piece| piece.aggregate.weights.members().map(|(m, _)| m).collect())
+        .collect()
+}
+
+/// On a key's tree only the way up waits a fixed time. A child of ours gets what the rest of
+/// the tree reports, which comes back down through our parent: one piece once the parent has
+/// reported, not our partial sum when the wait is up and the rest in more pieces after (that
+/// doubled the pieces sent down: at n = 100, 650 B of pieces per transaction became 330). A
+/// quorum held sooner goes at once; a parent that never reports holds the child back only
+/// until the fallback.
+#[test]
+fn a_child_on_a_keys_tree_gets_one_piece_once_the_parent_reports_or_a_quorum_is_held() {
+    let n = 7; // quorum 5
+    let wait = 300;
+    let fallback = 1_000 + 2 * wait;
+    let c = crypto(n);
+    let x = data("x");
+    let root = tree_root(key().as_bytes(), 0, n);
+    let overlay = relay_overlay();
+    // A member of the overlay with a parent and a child on the key's tree.
+    let mut scout = pieces_member_waiting(&c, 0, &overlay[0], wait);
+    let trees = learn_relay_trees(&mut scout, n);
+    let (me, parent, children) = (0..n)
+        .find_map(|m| {
+            let links = trees[m].tree_towards(root)?;
+            let parent = links.parent?;
+            (!links.children.is_empty()).then_some((m as MemberIndex, parent, links.children))
+        })
+        .expect("the overlay has such a member for this key");
+    let child = children[0];
+    let others: Vec<MemberIndex> = (0..n as MemberIndex)
+        .filter(|m| *m != me && *m != parent && !children.contains(m))
+        .collect();
+    let proposer = others[0];
+    let precommit_piece = |members: &[MemberIndex]| SyncMessage::Updates {
+        verified: false,
+        updates: vec![with_pieces(
+            Vec::new(),
+            vec![piece(&c, VoteKind::PreCommit, members, &x)],
+        )],
+    };
+    enum Then {
+        ParentReports,
+        QuorumFromTheChild,
+        Silence,
+    }
+    for then in [Then::ParentReports, Then::QuorumFromTheChild, Then::Silence] {
+        let mut a = pieces_member_waiting(&c, me, &overlay[usize::from(me)], wait);
+        let _ = learn_relay_trees(&mut a, n);
+        let _ = a.tick(0);
+        // The body comes with its proposer's vote (a single vote, which is no report); we
+        // vote; the children report their sides. Our parent has not reported.
+        let opening = update(
+            vec![x.clone()],
+            vec![vote(&c, proposer, VoteKind::PreCommit, 0, &x)],
+            false,
+        );
+        let step = a.receive(
+            parent,
+            SyncMessage::Updates {
+                verified: false,
+                updates: vec![opening],
+            },
+        );
+        assert!(step.faults.is_empty());
+        for &side in &children {
+            let step = a.receive(side, precommit_piece(&[side]));
+            assert!(step.faults.is_empty());
+        }
+        let mut early = a.flush();
+        early.absorb(a.tick(wait + 100));
+        early.absorb(a.flush());
+        assert!(
+            precommit_pieces_to(early, child).is_empty(),
+            "past the wait, the child still waits for the parent's side"
+        );
+        let (step, at) = match then {
+            Then::ParentReports => (a.receive(parent, precommit_piece(&[parent])), wait + 200),
+            Then::QuorumFromTheChild => (a.receive(child, precommit_piece(&others)), wait + 200),
+            Then::Silence => (Step::default(), fallback + 1),
+        };
+        assert!(step.faults.is_empty());
+        let mut sent = a.tick(at);
+        sent.absorb(a.flush());
+        let pieces = precommit_pieces_to(sent, child);
+        assert_eq!(pieces.len(), 1, "one piece down: {pieces:?}");
+        assert!(pieces[0].contains(&me) && !pieces[0].contains(&child));
+        if let Then::ParentReports = then {
+            assert!(
+                pieces[0].contains(&parent),
+                "the parent's side goes down with ours"
+            );
+        }
+        let mut later = a.tick(at + 2 * fallback);
+        later.absorb(a.flush());
+        assert!(
+            precommit_pieces_to(later, child).is_empty(),
+            "nothing twice"
+        );
+    }
 }

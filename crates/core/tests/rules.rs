@@ -8,7 +8,6 @@ use beaufort_core::hook::{AcceptAll, HookError};
 use beaufort_core::register::{
     Context, InvalidState, KeyUpdate, MergeOutcome, Register, UpdateCertificate, WireBallot,
 };
-use beaufort_core::relay::RelayTrees;
 use beaufort_core::replica::{FaultReason, Replica, Step};
 use beaufort_core::state::{Ballot, Certified};
 use beaufort_core::types::{Key, MemberIndex, Value, MAX_ROUND};
@@ -18,7 +17,7 @@ use beaufort_core::wire::{
 };
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Domain};
-use common::{crypto, data, key, update, vote, Cluster};
+use common::{crypto, data, key, learn_relay_trees, update, vote, Cluster};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -1276,57 +1275,6 @@ fn a_named_certificate_for_a_body_we_lack_asks_for_the_whole_state() {
 
 /// The overlay of the relay tests: member 0's neighbours are 1, 2 and 4; member 1 reaches
 /// member 4 only through 0, while member 2 is linked to 4 directly.
-fn relay_overlay() -> Vec<Vec<MemberIndex>> {
-    vec![
-        vec![1, 2, 4],
-        vec![0, 3],
-        vec![0, 4, 5],
-        vec![1, 5, 6],
-        vec![0, 2, 6],
-        vec![2, 3, 6],
-        vec![3, 4, 5],
-    ]
-}
-
-/// Settles relay trees on [`relay_overlay`] (in a consortium of `n`) and hands member 0's
-/// replica its neighbours' adverts, as their `Routes` messages would.
-fn learn_relay_trees(a: &mut Replica, n: usize) {
-    let adjacency = relay_overlay();
-    let mut trees: Vec<RelayTrees> = (0..n)
-        .map(|m| RelayTrees::new(m as MemberIndex, n, 1))
-        .collect();
-    for (m, neighbours) in adjacency.iter().enumerate() {
-        for &peer in neighbours {
-            trees[m].link_up(peer);
-        }
-    }
-    loop {
-        let mut mail = Vec::new();
-        for (m, t) in trees.iter_mut().enumerate() {
-            for (to, advert) in t.take_owed() {
-                mail.push((usize::from(to), m as MemberIndex, advert));
-            }
-        }
-        if mail.is_empty() {
-            break;
-        }
-        for (to, from, advert) in mail {
-            trees[to].heard(from, advert);
-        }
-    }
-    for &peer in &adjacency[0] {
-        let advert = trees[usize::from(peer)].advert_for(0).expect("a neighbour");
-        let step = a.receive(
-            peer,
-            SyncMessage::Routes {
-                hops: advert.hops,
-                wants: advert.wants,
-            },
-        );
-        assert!(step.faults.is_empty());
-    }
-}
-
 /// With relay trees, a vote goes at once only to the neighbours whose tree for the vote's
 /// origin runs through us; the others get it after the grace period (two `second_chance` calls
 /// at most), unless they have shown they hold it meanwhile.

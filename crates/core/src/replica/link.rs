@@ -326,10 +326,15 @@ pub(super) fn delta(
             if saturated.has_quorum(state, known, (kind, round, value), peer, quorum) {
                 return;
             }
-            if !due && !may_go(pieces, state, known, peer, (kind, round)) {
+            if !due && !may_go(pieces, state, known, peer, (kind, round), quorum) {
                 known.tree_held.hold(id);
+                // Only the way up waits a fixed time for what the children bring. A child gets
+                // what the rest of the tree reports, which comes back down from the root, or a
+                // quorum (`may_go`): it used to be sent our partial sum once the wait was up, and
+                // the rest in one more piece per arrival, which doubled the pieces sent down.
+                // Bounded like a peer off the tree, for a parent that withholds.
                 let wait = match pieces.tree {
-                    Some(tree) if tree.links.contains(peer) => pieces.wait,
+                    Some(tree) if tree.links.parent == Some(peer) => pieces.wait,
                     Some(_) => pieces.fallback,
                     None => 0,
                 };

@@ -55,14 +55,17 @@ impl KeyTree {
 
 /// Whether votes of (kind, round) may go to `peer` now. Without a known tree they go at once.
 /// To a tree link: once we have voted in it ourselves and every other link has reported, or
-/// after we already started sending it that round. To a peer off the tree: only when their
-/// fallback time is up (the caller's `due`).
+/// after we already started sending it that round; to a child also once we hold a quorum of
+/// signers in (kind, round), which settles the round for it (a value's quorum, or a split)
+/// whatever the links still to report bring. To a peer off the tree: only when their fallback
+/// time is up (the caller's `due`), as for a child whose parent never reports.
 pub(super) fn may_go(
     pieces: &PiecePush<'_>,
     state: &RegisterState,
     known: &Known,
     peer: MemberIndex,
     group: (VoteKind, Round),
+    quorum: usize,
 ) -> bool {
     let Some(tree) = pieces.tree else {
         return true;
@@ -71,8 +74,16 @@ pub(super) fn may_go(
         return false;
     }
     let (kind, round) = group;
+    let down = tree.links.children.contains(&peer);
+    let decisive = || {
+        state
+            .ballots(kind)
+            .get(&round)
+            .is_some_and(|ballots| ballots.len() >= quorum)
+    };
     known.opened.contains(&group)
-        || (state.ballot(kind, round, pieces.me).is_some() && tree.others_reported(peer, group))
+        || (state.ballot(kind, round, pieces.me).is_some()
+            && (tree.others_reported(peer, group) || down && decisive()))
 }
 
 /// The pieces that carry the votes of `members` in one group: their single votes and the held

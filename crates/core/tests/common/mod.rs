@@ -7,6 +7,7 @@
 use beaufort_core::auth::{StandInCrypto, Verifier};
 use beaufort_core::hook::{AcceptAll, ValidationHook};
 use beaufort_core::register::{KeyUpdate, WireBallot};
+use beaufort_core::relay::RelayTrees;
 use beaufort_core::replica::{Decision, Replica, Step};
 use beaufort_core::state::Ballot;
 use beaufort_core::types::Round;
@@ -161,4 +162,62 @@ pub fn update(values: Vec<Value>, votes: Vec<WireBallot>, complete: bool) -> Key
         complete,
         short_refs: false,
     }
+}
+
+/// A seven-member overlay for relay-tree tests: each member's neighbours (members 7 and up, in
+/// a larger consortium, have none).
+pub fn relay_overlay() -> Vec<Vec<MemberIndex>> {
+    vec![
+        vec![1, 2, 4],
+        vec![0, 3],
+        vec![0, 4, 5],
+        vec![1, 5, 6],
+        vec![0, 2, 6],
+        vec![2, 3, 6],
+        vec![3, 4, 5],
+    ]
+}
+
+/// Settles relay trees on [`relay_overlay`] (in a consortium of `n`) and hands `a`, one of its
+/// seven members, its neighbours' adverts, as their `Routes` messages would. Returns every
+/// member's settled trees, from which a test reads the shape of a key's tree.
+pub fn learn_relay_trees(a: &mut Replica, n: usize) -> Vec<RelayTrees> {
+    let adjacency = relay_overlay();
+    let mut trees: Vec<RelayTrees> = (0..n)
+        .map(|m| RelayTrees::new(m as MemberIndex, n, 1))
+        .collect();
+    for (m, neighbours) in adjacency.iter().enumerate() {
+        for &peer in neighbours {
+            trees[m].link_up(peer);
+        }
+    }
+    loop {
+        let mut mail = Vec::new();
+        for (m, t) in trees.iter_mut().enumerate() {
+            for (to, advert) in t.take_owed() {
+                mail.push((usize::from(to), m as MemberIndex, advert));
+            }
+        }
+        if mail.is_empty() {
+            break;
+        }
+        for (to, from, advert) in mail {
+            trees[to].heard(from, advert);
+        }
+    }
+    let me = a.me();
+    for &peer in &adjacency[usize::from(me)] {
+        let advert = trees[usize::from(peer)]
+            .advert_for(me)
+            .expect("a neighbour");
+        let step = a.receive(
+            peer,
+            SyncMessage::Routes {
+                hops: advert.hops,
+                wants: advert.wants,
+            },
+        );
+        assert!(step.faults.is_empty());
+    }
+    trees
 }
