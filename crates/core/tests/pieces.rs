@@ -16,7 +16,7 @@ use beaufort_core::types::{MemberIndex, Round, Value};
 use beaufort_core::vote::{vote_message, VoteKind};
 use beaufort_core::wire::{decode, encode, validate, SyncMessage, WireError};
 use beaufort_crypto::aggregate::Aggregate;
-use common::{crypto, data, key, learn_relay_trees, relay_overlay, update, vote};
+use common::{crypto, data, key, learn_relay_trees, pushed, relay_overlay, update, vote};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -728,15 +728,8 @@ fn pieces_member_waiting(
 fn asked_whole(a: &mut Replica, peer: MemberIndex) -> KeyUpdate {
     let _ = a.flush();
     let _ = a.receive(peer, SyncMessage::NeedState { keys: vec![key()] });
-    let mut whole: Vec<KeyUpdate> = a
-        .flush()
-        .into_outgoing()
+    let mut whole: Vec<KeyUpdate> = pushed(&a.flush(), Some(peer))
         .into_iter()
-        .filter(|(to, _)| *to == peer)
-        .flat_map(|(_, message)| match message {
-            SyncMessage::Updates { updates, .. } => updates,
-            _ => Vec::new(),
-        })
         .filter(|update| update.complete)
         .collect();
     assert_eq!(whole.len(), 1, "the asked-for state goes whole");
@@ -745,13 +738,8 @@ fn asked_whole(a: &mut Replica, peer: MemberIndex) -> KeyUpdate {
 
 /// The signers of the PRE-COMMIT pieces a step sends `peer`, one set per piece.
 fn precommit_pieces_to(step: Step, peer: MemberIndex) -> Vec<BTreeSet<MemberIndex>> {
-    step.into_outgoing()
+    pushed(&step, Some(peer))
         .into_iter()
-        .filter(|(to, _)| *to == peer)
-        .flat_map(|(_, message)| match message {
-            SyncMessage::Updates { updates, .. } => updates,
-            _ => Vec::new(),
-        })
         .flat_map(|update| update.pieces)
         .filter(|piece| piece.kind == VoteKind::PreCommit)
         .map(|piece| piece.aggregate.weights.members().map(|(m, _)| m).collect())

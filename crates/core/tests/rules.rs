@@ -17,7 +17,7 @@ use beaufort_core::wire::{
 };
 use beaufort_crypto::bls::Signature;
 use beaufort_crypto::hash::{hash, Domain};
-use common::{crypto, data, key, learn_relay_trees, update, vote, Cluster};
+use common::{crypto, data, key, learn_relay_trees, pushed, update, vote, Cluster};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -995,17 +995,6 @@ fn linked(c: &StandInCrypto, me: MemberIndex, peers: &[MemberIndex]) -> Replica 
 /// Member 0's replica with neighbours `peers`, for the push tests.
 fn pusher(c: &StandInCrypto, peers: &[MemberIndex]) -> Replica {
     linked(c, 0, peers)
-}
-
-/// The key updates a step pushes to `peer` (to everyone with `None`).
-fn pushed(step: &Step, peer: Option<MemberIndex>) -> Vec<KeyUpdate> {
-    step.outgoing()
-        .filter(|(to, _)| peer.is_none_or(|p| *to == p))
-        .flat_map(|(_, m)| match m {
-            SyncMessage::Updates { updates, .. } => updates.clone(),
-            _ => vec![],
-        })
-        .collect()
 }
 
 /// Once a neighbour is known to hold a PRE-COMMIT quorum for a value, the eager push stops

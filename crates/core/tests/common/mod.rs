@@ -221,3 +221,14 @@ pub fn learn_relay_trees(a: &mut Replica, n: usize) -> Vec<RelayTrees> {
     }
     trees
 }
+
+/// The key updates a step pushes to `peer` (to everyone with `None`).
+pub fn pushed(step: &Step, peer: Option<MemberIndex>) -> Vec<KeyUpdate> {
+    step.outgoing()
+        .filter(|(to, _)| peer.is_none_or(|p| *to == p))
+        .flat_map(|(_, m)| match m {
+            SyncMessage::Updates { updates, .. } => updates.clone(),
+            _ => vec![],
+        })
+        .collect()
+}
