@@ -221,6 +221,18 @@ impl RelayTrees {
             .unwrap_or(UNREACHABLE)
     }
 
+    /// Whether `neighbour` is further from `origin` than we are (or gave no route to it): what
+    /// `origin` sends along its relay tree may reach us before it reaches that neighbour.
+    pub fn further(&self, neighbour: MemberIndex, origin: MemberIndex) -> bool {
+        let theirs = self
+            .neighbours
+            .get(&neighbour)
+            .and_then(|n| n.hops.as_ref())
+            .and_then(|hops| hops.get(usize::from(origin)).copied())
+            .unwrap_or(UNREACHABLE);
+        theirs > self.hops_to(origin)
+    }
+
     /// Our parents for `origin`: up to `parents` neighbours one hop closer to it, lowest
     /// tie-break first. Empty for ourselves and for origins we know no route to.
     pub fn parents_of(&self, origin: MemberIndex) -> &[MemberIndex] {

@@ -16,7 +16,7 @@ use beaufort_core::types::{MemberIndex, Round, Value};
 use beaufort_core::vote::{vote_message, VoteKind};
 use beaufort_core::wire::{decode, encode, validate, SyncMessage, WireError};
 use beaufort_crypto::aggregate::Aggregate;
-use common::{crypto, data, key, learn_relay_trees, pushed, relay_overlay, update, vote};
+use common::{crypto, data, key, learn_relay_trees, piece, pushed, relay_overlay, update, vote};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -76,28 +76,6 @@ impl Member {
 
     fn slot(&self, kind: VoteKind, round: Round, member: MemberIndex) -> Option<Ballot> {
         self.register.state.ballot(kind, round, member).copied()
-    }
-}
-
-/// The piece of `members`' votes for `value` (each once), validly signed.
-fn piece(c: &StandInCrypto, kind: VoteKind, members: &[MemberIndex], value: &Value) -> Piece {
-    let mut sum: Option<Aggregate> = None;
-    for &member in members {
-        let share = match vote(c, member, kind, 0, value).ballot {
-            Ballot::Vote { signature, .. } => signature,
-            other => panic!("a single vote, not {other:?}"),
-        };
-        let single = Aggregate::single(c.members(), member, share).expect("in range");
-        match sum.as_mut() {
-            Some(sum) => assert!(c.combine(sum, &single)),
-            None => sum = Some(single),
-        }
-    }
-    Piece {
-        kind,
-        round: 0,
-        value: value.hash(),
-        aggregate: sum.expect("at least one member"),
     }
 }
 

@@ -1,10 +1,11 @@
 //! What one link carries: our record of what a neighbour holds for each key (slots and bodies
 //! sent either way), and the delta that pushes it only what it may lack (docs/PROTOCOL.md §11.1).
 
-use super::tree_push::{combine, companion, holds_commit_quorum, may_go, Push};
+use super::bodies::Relayed;
+use super::tree_push::{combine, holds_commit_quorum, may_go, Push};
 use crate::register::{KeyUpdate, Register, UpdateCertificate, WireBallot};
 use crate::state::{Ballot, Piece, RegisterState};
-use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, RETAINED_ROUNDS};
+use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUND, RETAINED_ROUNDS};
 use crate::vote::VoteKind;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +21,13 @@ pub(super) struct Known {
     pub(super) seen: (usize, usize),
     pub(super) slots: SlotSet,
     pub(super) values: BTreeSet<ValueHash>,
+    /// Bodies the peer evidently holds though none crossed this link: it sent us its own
+    /// PRE-COMMIT for them (an honest member votes only for a body it holds). Kept apart from
+    /// `values`, which both ends agree on for short names.
+    pub(super) holds: BTreeSet<ValueHash>,
+    /// Values whose companion single PRE-COMMIT crossed the link either way: the body's relay
+    /// tree has passed here (`tree_push::companion`).
+    pub(super) relayed: BTreeSet<ValueHash>,
     /// Votes the relay trees held back from this peer since the last [`crate::replica::Replica::second_chance`].
     pub(super) held_recently: Vec<SentSlot>,
     /// Votes held back before that call; the next call makes them due.
@@ -60,6 +68,12 @@ impl Known {
         if self.values.len() > 2 * state.values.len() + 64 {
             self.values.retain(|hash| state.values.contains_key(hash));
         }
+        if self.holds.len() > 2 * state.values.len() + 64 {
+            self.holds.retain(|hash| state.values.contains_key(hash));
+        }
+        if self.relayed.len() > 2 * state.values.len() + 64 {
+            self.relayed.retain(|hash| state.values.contains_key(hash));
+        }
         let held = |&(kind, round): &(VoteKind, Round)| state.ballots(kind).contains_key(&round);
         if self.heard.len() > 4 * RETAINED_ROUNDS {
             self.heard.retain(held);
@@ -67,6 +81,68 @@ impl Known {
         if self.opened.len() > 4 * RETAINED_ROUNDS {
             self.opened.retain(held);
         }
+    }
+
+    /// Whether the peer holds this body: it crossed the link, or the peer voted for it.
+    pub(super) fn holds_body(&self, hash: &ValueHash) -> bool {
+        self.values.contains(hash) || self.holds.contains(hash)
+    }
+
+    /// Records what an update from the peer, in the view of this record, shows it holds, so we
+    /// never send it back: its slots (those out of range are not recorded, the merge rejects
+    /// them, so a hostile update cannot grow the record), the (kind, round)s it reported pieces
+    /// in, its bodies, and the bodies it voted for itself (`holds`). `ours` is our state of the
+    /// key, which decides which slots a piece carries.
+    pub(super) fn record_received(
+        &mut self,
+        from: MemberIndex,
+        update: &KeyUpdate,
+        ours: &RegisterState,
+        members: usize,
+    ) {
+        self.in_view = true;
+        for w in &update.votes {
+            if usize::from(w.member) < members && w.round <= MAX_ROUND {
+                self.slots.insert(sent_slot(w));
+            }
+        }
+        for piece in &update.pieces {
+            let weights = &piece.aggregate.weights;
+            if piece.round <= MAX_ROUND && weights.validate(members).is_ok() {
+                for member in carried_slots(ours, piece) {
+                    self.slots.insert((piece.kind, piece.round, member, false));
+                }
+                self.heard_from([(piece.kind, piece.round)]);
+            }
+        }
+        self.values.extend(update.values.iter().map(|v| v.hash()));
+        // An honest member PRE-COMMITs only to a body it holds. A short name is of a body that
+        // crossed the link already.
+        if !update.short_refs {
+            let own_votes = update.votes.iter().filter_map(|w| match w.ballot {
+                Ballot::Vote { value, .. } if w.member == from && w.kind == VoteKind::PreCommit => {
+                    Some(value)
+                }
+                _ => None,
+            });
+            let own_pieces = update
+                .pieces
+                .iter()
+                .filter(|p| p.kind == VoteKind::PreCommit && p.aggregate.weights.contains(from))
+                .map(|p| p.value);
+            self.holds.extend(own_votes.chain(own_pieces));
+        }
+        self.forget_dropped(ours);
+    }
+
+    /// Records the single PRE-COMMITs of an update from the peer (its names resolved): each
+    /// carried its body's relay tree past this link.
+    pub(super) fn relayed_from(&mut self, update: &KeyUpdate) {
+        self.relayed
+            .extend(update.votes.iter().filter_map(|w| match w.ballot {
+                Ballot::Vote { value, .. } if w.kind == VoteKind::PreCommit => Some(value),
+                _ => None,
+            }));
     }
 
     /// The peer sent us pieces of these (kind, round)s.
@@ -225,7 +301,7 @@ impl QuorumKnowledge {
 /// or what split a round) and must still cross: recorded as crossed, it was left out of whole
 /// states, whose later votes it justified, and their sender was blamed (1000-seed check, n = 10
 /// seed 813: a round-1 PRE-COMMIT sent without the round-0 piece that split its round).
-pub(super) fn carried_slots<'a>(
+fn carried_slots<'a>(
     state: &'a RegisterState,
     piece: &'a Piece,
 ) -> impl Iterator<Item = MemberIndex> + 'a {
@@ -264,9 +340,10 @@ pub(super) fn delta(
     let (quorum, relay) = (push.quorum, push.relay);
     let state = &register.state;
     // The link carried the decided value in the view it closed: the certificate can name it.
-    let peer_has_decided_body = state.accepted.as_ref().is_some_and(|cert| {
-        known.view == Some(cert.view) && known.values.contains(&cert.value.hash())
-    });
+    let peer_has_decided_body = state
+        .accepted
+        .as_ref()
+        .is_some_and(|cert| known.view == Some(cert.view) && known.holds_body(&cert.value.hash()));
     // With pieces the key's tree brings every member the decision's COMMIT quorum, so a new
     // view is announced on its own (its certificate alone) only to a tree link that may still
     // lack that quorum; the others get the certificate with our first vote or body of the view,
@@ -443,61 +520,45 @@ pub(super) fn delta(
     if known.tree_held.is_empty() {
         known.tree_due = None;
     }
-    let hashes: Vec<ValueHash> = if fresh {
+    let mut hashes: Vec<ValueHash> = if fresh {
         state.values.keys().copied().collect()
     } else {
         register.values_since(value_from).to_vec()
     };
-    let mut hashes: Vec<ValueHash> = hashes
-        .into_iter()
-        .filter(|hash| !known.values.contains(hash) && state.values.contains_key(hash))
-        .collect();
-    if let (Some(pieces), false) = (&push.pieces, whole) {
-        // A body is kept only beside a vote that names it, and the key's tree may hold every
-        // such vote back, so a body leaves with one single vote for it: the first one that is
-        // not ours, which is the proposer's as the body spreads, and it spreads along the
-        // proposer's relay tree like that vote would. A body the tree holds back still crosses
-        // this link with the first piece that names it (below).
-        hashes.retain(|&hash| {
-            let named = votes
-                .iter()
-                .any(|w| w.kind == VoteKind::PreCommit && w.ballot.vote_value() == Some(hash))
-                || bundle
-                    .keys()
-                    .any(|&(kind, _, value)| kind == VoteKind::PreCommit && value == hash);
-            if named {
-                return true;
-            }
-            match companion(state, hash, pieces.me) {
-                Some(
-                    wire @ WireBallot {
-                        ballot: Ballot::Vote { .. },
-                        ..
-                    },
-                ) => {
-                    if relay.is_some_and(|trees| !trees.relays(wire.member, peer)) {
-                        return false;
-                    }
-                    known.slots.insert(sent_slot(&wire));
-                    votes.push(wire);
-                }
-                Some(wire) => bundle
-                    .entry((wire.kind, wire.round, hash))
-                    .or_default()
-                    .push(wire.member),
-                None => {}
-            }
-            true
-        });
-        for &(_, _, value) in bundle.keys() {
-            if !hashes.contains(&value)
-                && !known.values.contains(&value)
-                && state.values.contains_key(&value)
+    if let (Some(pieces), false) = (&push.pieces, fresh) {
+        // Another member's single PRE-COMMIT held since we last looked (it may come after its
+        // body, which came beside a piece) takes the body on along that member's relay tree.
+        for &(kind, round, member) in register.slots_since(slot_from) {
+            if let (VoteKind::PreCommit, Some(Ballot::Vote { value, .. })) =
+                (kind, state.ballot(kind, round, member))
             {
-                hashes.push(value);
+                if member != pieces.me && !hashes.contains(value) {
+                    hashes.push(*value);
+                }
             }
         }
     }
+    hashes.retain(|hash| state.values.contains_key(hash));
+    let hashes: Vec<ValueHash> = match (&push.pieces, whole) {
+        (Some(pieces), false) => {
+            let relayed = Relayed {
+                state,
+                pieces,
+                relay,
+                peer,
+                released,
+            };
+            let named = bundle
+                .keys()
+                .filter(|&&(kind, _, _)| kind == VoteKind::PreCommit)
+                .map(|&(_, _, value)| value);
+            relayed.bodies(known, hashes, named, &mut votes)
+        }
+        _ => hashes
+            .into_iter()
+            .filter(|hash| !known.values.contains(hash))
+            .collect(),
+    };
     known.values.extend(hashes.iter().copied());
     let values: Vec<Value> = hashes
         .into_iter()

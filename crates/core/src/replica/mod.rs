@@ -22,18 +22,19 @@ use crate::register::{
 use crate::relay::{Advert, RelayTrees};
 use crate::stall::StallWatch;
 use crate::state::{syncing_digest, Ballot, Certified, RegisterState};
-use crate::types::{Key, MemberIndex, Value, ValueHash, View, MAX_ROUND};
+use crate::types::{Key, MemberIndex, Value, ValueHash, View};
 use crate::vote::{vote_message, Equivocation};
 use crate::wire::{SyncMessage, MAX_PROOFS_PER_MESSAGE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod bodies;
 mod link;
 mod schedule;
 mod step;
 mod tree_push;
 
-use link::{carried_slots, sent_slot, Known};
+use link::Known;
 pub use step::{Decision, FaultReason, PeerFault, Step, StepStats};
 
 /// Most keys whose per-peer delta bookkeeping we keep; beyond it the bookkeeping is reset, which
@@ -497,27 +498,9 @@ impl Replica {
                 };
             }
             if known.view == Some(update.view) {
-                known.in_view = true;
-                for w in &update.votes {
-                    if usize::from(w.member) < members && w.round <= MAX_ROUND {
-                        known.slots.insert(sent_slot(w));
-                    }
-                }
                 let empty = RegisterState::default();
                 let ours = self.registers.get(&key).map_or(&empty, |r| &r.state);
-                for piece in &update.pieces {
-                    let weights = &piece.aggregate.weights;
-                    if piece.round <= MAX_ROUND && weights.validate(members).is_ok() {
-                        for member in carried_slots(ours, piece) {
-                            known.slots.insert((piece.kind, piece.round, member, false));
-                        }
-                        known.heard_from([(piece.kind, piece.round)]);
-                    }
-                }
-                known.values.extend(update.values.iter().map(|v| v.hash()));
-                if let Some(register) = self.registers.get(&key) {
-                    known.forget_dropped(&register.state);
-                }
+                known.record_received(from, &update, ours, members);
             }
         }
         // On a key's tree, a link's report may be what other links' pieces wait for, even when
@@ -543,6 +526,14 @@ impl Replica {
             return;
         }
         self.resolve_named_certificate(&mut update);
+        if let Some(known) = self
+            .peers
+            .get_mut(&from)
+            .and_then(|peer| peer.known.get_mut(&key))
+            .filter(|known| known.view == Some(update.view))
+        {
+            known.relayed_from(&update);
+        }
         let register = self.registers.entry(key.clone()).or_default();
         let before = register.state.view;
         let ctx = self.env.context(&key);

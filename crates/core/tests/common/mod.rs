@@ -9,11 +9,12 @@ use beaufort_core::hook::{AcceptAll, ValidationHook};
 use beaufort_core::register::{KeyUpdate, WireBallot};
 use beaufort_core::relay::RelayTrees;
 use beaufort_core::replica::{Decision, Replica, Step};
-use beaufort_core::state::Ballot;
+use beaufort_core::state::{Ballot, Piece};
 use beaufort_core::types::Round;
 use beaufort_core::types::{Key, MemberIndex, Value};
 use beaufort_core::vote::{vote_message, VoteKind, VoteSubject};
 use beaufort_core::wire::{decode, encode, SyncMessage};
+use beaufort_crypto::aggregate::Aggregate;
 use beaufort_crypto::hash::{hash, Domain};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -231,4 +232,26 @@ pub fn pushed(step: &Step, peer: Option<MemberIndex>) -> Vec<KeyUpdate> {
             _ => vec![],
         })
         .collect()
+}
+
+/// The piece of `members`' votes for `value` (each once), validly signed.
+pub fn piece(c: &StandInCrypto, kind: VoteKind, members: &[MemberIndex], value: &Value) -> Piece {
+    let mut sum: Option<Aggregate> = None;
+    for &member in members {
+        let share = match vote(c, member, kind, 0, value).ballot {
+            Ballot::Vote { signature, .. } => signature,
+            other => panic!("a single vote, not {other:?}"),
+        };
+        let single = Aggregate::single(c.members(), member, share).expect("in range");
+        match sum.as_mut() {
+            Some(sum) => assert!(c.combine(sum, &single)),
+            None => sum = Some(single),
+        }
+    }
+    Piece {
+        kind,
+        round: 0,
+        value: value.hash(),
+        aggregate: sum.expect("at least one member"),
+    }
 }
