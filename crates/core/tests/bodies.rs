@@ -5,34 +5,23 @@
 mod common;
 
 use beaufort_core::auth::StandInCrypto;
-use beaufort_core::cadence::Cadence;
-use beaufort_core::hook::AcceptAll;
 use beaufort_core::register::KeyUpdate;
 use beaufort_core::relay::{tree_root, RelayTrees, TreeLinks};
 use beaufort_core::replica::{Replica, Step};
 use beaufort_core::types::{MemberIndex, Value};
 use beaufort_core::vote::VoteKind;
 use beaufort_core::wire::SyncMessage;
-use common::{crypto, data, key, learn_relay_trees, piece, pushed, relay_overlay, update, vote};
-use std::sync::Arc;
+use common::{
+    crypto, data, key, learn_relay_trees, piece, pieces_member_waiting, pushed, relay_overlay,
+    update, vote,
+};
 
 const N: usize = 7;
 const WAIT: u64 = 300;
 
+/// Member `me` of [`relay_overlay`], votes as pieces.
 fn member(c: &StandInCrypto, me: MemberIndex) -> Replica {
-    let mut replica = Replica::new(
-        Box::new(c.signer(me)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    )
-    .with_cadence(Cadence {
-        aggregate_wait: Some(WAIT),
-        ..Cadence::default()
-    });
-    for &peer in &relay_overlay()[usize::from(me)] {
-        replica.add_peer(peer);
-    }
-    replica
+    pieces_member_waiting(c, me, &relay_overlay()[usize::from(me)], WAIT)
 }
 
 fn send(a: &mut Replica, from: MemberIndex, update: KeyUpdate) {

@@ -6,7 +6,6 @@
 mod common;
 
 use beaufort_core::auth::{StandInCrypto, StandInSigner, Verifier};
-use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::AcceptAll;
 use beaufort_core::register::{Context, InvalidState, KeyUpdate, Register, WireBallot};
 use beaufort_core::relay::tree_root;
@@ -16,7 +15,10 @@ use beaufort_core::types::{MemberIndex, Round, Value};
 use beaufort_core::vote::{vote_message, VoteKind};
 use beaufort_core::wire::{decode, encode, validate, SyncMessage, WireError};
 use beaufort_crypto::aggregate::Aggregate;
-use common::{crypto, data, key, learn_relay_trees, piece, pushed, relay_overlay, update, vote};
+use common::{
+    crypto, data, key, learn_relay_trees, piece, pieces_member_waiting, pushed, relay_overlay,
+    update, vote,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -675,30 +677,6 @@ fn a_whole_state_sends_a_held_single_vote_beside_a_piece_that_also_holds_it() {
 /// Member `me`'s replica with votes as pieces (no wait) and neighbours `peers`.
 fn pieces_member(c: &StandInCrypto, me: MemberIndex, peers: &[MemberIndex]) -> Replica {
     pieces_member_waiting(c, me, peers, 0)
-}
-
-/// Like [`pieces_member`], waiting `wait` ms on a key's tree (the fallback is 1 s more than two
-/// waits).
-fn pieces_member_waiting(
-    c: &StandInCrypto,
-    me: MemberIndex,
-    peers: &[MemberIndex],
-    wait: u64,
-) -> Replica {
-    let pieces = Cadence {
-        aggregate_wait: Some(wait),
-        ..Cadence::default()
-    };
-    let mut replica = Replica::new(
-        Box::new(c.signer(me)),
-        Arc::new(c.clone()),
-        Arc::new(AcceptAll),
-    )
-    .with_cadence(pieces);
-    for &peer in peers {
-        replica.add_peer(peer);
-    }
-    replica
 }
 
 /// The whole state `a` sends `peer` once `peer` asks for the key: flushes what was pending,

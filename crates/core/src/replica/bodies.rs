@@ -28,19 +28,19 @@ pub(super) struct Relayed<'a, 'b> {
 }
 
 impl Relayed<'_, '_> {
-    /// The bodies to send: of `fresh` (bodies held, or named by another member's single
+    /// The bodies to send: of `candidates` (bodies held, or named by another member's single
     /// PRE-COMMIT, since we last looked), those whose companion goes to this peer now, which
     /// joins `votes`; and of `named` (the values of the PRE-COMMIT pieces this flush sends),
     /// those the pieces may need. None the peer evidently holds.
     pub fn bodies(
         &self,
         known: &mut Known,
-        fresh: Vec<ValueHash>,
+        candidates: Vec<ValueHash>,
         named: impl Iterator<Item = ValueHash>,
         votes: &mut Vec<WireBallot>,
     ) -> Vec<ValueHash> {
         let mut bodies: Vec<ValueHash> = Vec::new();
-        for hash in fresh {
+        for hash in candidates {
             if known.relayed.contains(&hash) {
                 continue;
             }

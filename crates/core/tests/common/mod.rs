@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use beaufort_core::auth::{StandInCrypto, Verifier};
+use beaufort_core::cadence::Cadence;
 use beaufort_core::hook::{AcceptAll, ValidationHook};
 use beaufort_core::register::{KeyUpdate, WireBallot};
 use beaufort_core::relay::RelayTrees;
@@ -254,4 +255,28 @@ pub fn piece(c: &StandInCrypto, kind: VoteKind, members: &[MemberIndex], value: 
         value: value.hash(),
         aggregate: sum.expect("at least one member"),
     }
+}
+
+/// Member `me`'s replica with votes as pieces, waiting `wait` ms on a key's tree (the fallback
+/// is 1 s more than two waits), and neighbours `peers`.
+pub fn pieces_member_waiting(
+    c: &StandInCrypto,
+    me: MemberIndex,
+    peers: &[MemberIndex],
+    wait: u64,
+) -> Replica {
+    let pieces = Cadence {
+        aggregate_wait: Some(wait),
+        ..Cadence::default()
+    };
+    let mut replica = Replica::new(
+        Box::new(c.signer(me)),
+        Arc::new(c.clone()),
+        Arc::new(AcceptAll),
+    )
+    .with_cadence(pieces);
+    for &peer in peers {
+        replica.add_peer(peer);
+    }
+    replica
 }
