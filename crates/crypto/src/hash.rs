@@ -4,8 +4,10 @@
 //! purpose (a Merkle leaf, a value, a vote message) can never be confused with a digest of the same
 //! bytes computed for another purpose.
 
+use blake3::hazmat::{hash_derive_key_context, ContextKey, HasherExt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// A 32-byte BLAKE3 digest.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
@@ -60,6 +62,29 @@ pub enum Domain {
 }
 
 impl Domain {
+    /// Every domain, in declaration order (a domain's position is its discriminant).
+    const ALL: [Domain; 10] = [
+        Domain::Value,
+        Domain::VoteMessage,
+        Domain::MerkleLeaf,
+        Domain::MerkleNode,
+        Domain::RegisterState,
+        Domain::BlsCoefficient,
+        Domain::NetworkId,
+        Domain::BatchScalar,
+        Domain::ContractSource,
+        Domain::Other,
+    ];
+
+    /// A hasher in this domain's derive-key mode. The context's key is derived once per process:
+    /// deriving it costs a BLAKE3 compression, as much again as hashing a short message, and
+    /// the simulator hashes millions of short messages (the same digests either way).
+    fn hasher(self) -> blake3::Hasher {
+        static KEYS: OnceLock<[ContextKey; Domain::ALL.len()]> = OnceLock::new();
+        let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| hash_derive_key_context(d.context())));
+        blake3::Hasher::new_from_context_key(&keys[self as usize])
+    }
+
     fn context(self) -> &'static str {
         match self {
             Domain::Value => "beaufort v1 value",
@@ -79,7 +104,7 @@ impl Domain {
 /// Hashes `parts` under `domain`. Each part is length-prefixed, so `["ab", "c"]` and `["a", "bc"]`
 /// hash differently.
 pub fn hash(domain: Domain, parts: &[&[u8]]) -> Digest {
-    let mut hasher = blake3::Hasher::new_derive_key(domain.context());
+    let mut hasher = domain.hasher();
     for part in parts {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
@@ -90,7 +115,7 @@ pub fn hash(domain: Domain, parts: &[&[u8]]) -> Digest {
 /// Like [`hash`], but returns `N` bytes of BLAKE3's extendable output (used to derive scalars with
 /// negligible modular bias).
 pub fn hash_xof<const N: usize>(domain: Domain, parts: &[&[u8]]) -> [u8; N] {
-    let mut hasher = blake3::Hasher::new_derive_key(domain.context());
+    let mut hasher = domain.hasher();
     for part in parts {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
@@ -103,7 +128,7 @@ pub fn hash_xof<const N: usize>(domain: Domain, parts: &[&[u8]]) -> [u8; N] {
 /// Hashes two child digests into their parent (Merkle inner node). Kept separate from [`hash`]
 /// because it is the hot path of the Merkle tree and needs no length prefixes.
 pub fn hash_pair(left: &Digest, right: &Digest) -> Digest {
-    let mut hasher = blake3::Hasher::new_derive_key(Domain::MerkleNode.context());
+    let mut hasher = Domain::MerkleNode.hasher();
     hasher.update(&left.0);
     hasher.update(&right.0);
     Digest(*hasher.finalize().as_bytes())
@@ -112,6 +137,25 @@ pub fn hash_pair(left: &Digest, right: &Digest) -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_domain_hashes_as_blake3_derive_key_with_its_context() {
+        for (position, domain) in Domain::ALL.into_iter().enumerate() {
+            assert_eq!(domain as usize, position);
+            let mut expected = blake3::Hasher::new_derive_key(domain.context());
+            expected.update(&1u64.to_le_bytes());
+            expected.update(b"x");
+            assert_eq!(hash(domain, &[b"x"]).0, *expected.finalize().as_bytes());
+        }
+        let (left, right) = (Digest([1; 32]), Digest([2; 32]));
+        let mut expected = [0u8; 64];
+        expected[..32].copy_from_slice(&left.0);
+        expected[32..].copy_from_slice(&right.0);
+        assert_eq!(
+            hash_pair(&left, &right).0,
+            blake3::derive_key(Domain::MerkleNode.context(), &expected)
+        );
+    }
 
     #[test]
     fn domains_separate_equal_inputs() {

@@ -382,6 +382,10 @@ pub(super) fn delta(
     // With pieces: the members of each group to send, combined at the end.
     let mut bundle: BTreeMap<(VoteKind, Round, ValueHash), Vec<MemberIndex>> = BTreeMap::new();
     let mut saturated = QuorumKnowledge::default();
+    // The (kind, round)s the key's tree holds back from this peer, as found during this delta:
+    // nothing else in a delta reopens one but a send in it, so each is asked once, not once per
+    // held slot at every flush.
+    let mut closed: Vec<(VoteKind, Round)> = Vec::new();
     let mut offer = |kind, round, member, ballot: Ballot, known: &mut Known, due: bool| {
         let wire = WireBallot {
             kind,
@@ -403,7 +407,14 @@ pub(super) fn delta(
             if saturated.has_quorum(state, known, (kind, round, value), peer, quorum) {
                 return;
             }
-            if !due && !may_go(pieces, state, known, peer, (kind, round), quorum) {
+            let shut = || {
+                closed.contains(&(kind, round))
+                    || !may_go(pieces, state, known, peer, (kind, round), quorum)
+            };
+            if !due && shut() {
+                if !closed.contains(&(kind, round)) {
+                    closed.push((kind, round));
+                }
                 known.tree_held.hold(id);
                 // Only the way up waits a fixed time for what the children bring. A child gets
                 // what the rest of the tree reports, which comes back down from the root, or a
@@ -420,6 +431,7 @@ pub(super) fn delta(
                 return;
             }
             known.opened.insert((kind, round));
+            closed.retain(|&group| group != (kind, round));
             known.slots.insert(id);
             saturated.count_sent((kind, round, value));
             bundle.entry((kind, round, value)).or_default().push(member);

@@ -33,6 +33,7 @@ mod link;
 mod schedule;
 mod step;
 mod tree_push;
+mod wakes;
 
 use link::Known;
 pub use step::{Decision, FaultReason, PeerFault, Step, StepStats};
@@ -67,7 +68,7 @@ struct Peer {
     busy: bool,
     /// Keys with votes held back from this peer while pieces gather on the key's tree, with
     /// when the hold ends at the latest. At most one entry per register.
-    tree_wake: BTreeMap<Key, u64>,
+    tree_wake: wakes::TreeWakes,
 }
 
 /// What every register of a replica shares: who we are, how to check signatures, the

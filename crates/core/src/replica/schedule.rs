@@ -145,12 +145,7 @@ impl Replica {
             }
             let mut keys = std::mem::take(&mut peer.owed);
             keys.extend(dirty.iter().cloned());
-            keys.extend(
-                peer.tree_wake
-                    .iter()
-                    .filter(|(_, &due)| due <= now)
-                    .map(|(key, _)| key.clone()),
-            );
+            keys.extend(peer.tree_wake.due(now).cloned());
             let mut updates = Vec::new();
             let mut verified = true;
             for key in &keys {
@@ -188,8 +183,8 @@ impl Replica {
                 }
                 let wake = known.tree_due.filter(|_| !known.tree_held.is_empty());
                 match wake {
-                    Some(due) if peer.tree_wake.get(key) != Some(&due) => {
-                        peer.tree_wake.insert(key.clone(), due);
+                    Some(due) if peer.tree_wake.get(key) != Some(due) => {
+                        peer.tree_wake.set(key, due);
                     }
                     None if !peer.tree_wake.is_empty() => {
                         peer.tree_wake.remove(key);
@@ -224,14 +219,10 @@ impl Replica {
             return trees;
         };
         let members = self.env.verifier.members();
-        let woken = self.peers.values().flat_map(|peer| {
-            peer.owed.iter().chain(
-                peer.tree_wake
-                    .iter()
-                    .filter(move |(_, &due)| due <= now)
-                    .map(|(key, _)| key),
-            )
-        });
+        let woken = self
+            .peers
+            .values()
+            .flat_map(|peer| peer.owed.iter().chain(peer.tree_wake.due(now)));
         for key in dirty.iter().chain(woken) {
             if trees.contains_key(key) {
                 continue;
@@ -374,7 +365,7 @@ impl Replica {
                 || self
                     .peers
                     .values()
-                    .any(|peer| peer.tree_wake.contains_key(&key));
+                    .any(|peer| peer.tree_wake.contains(&key));
             if busy && !unannounced {
                 continue;
             }
