@@ -31,8 +31,16 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const UNREACHABLE: u8 = u8::MAX;
 
 /// Longest route believed: a longer claimed route counts as none, which ends a count to
-/// infinity after a link breaks.
-const MAX_HOPS: u8 = UNREACHABLE - 1;
+/// infinity after a member crashes or a link breaks. Far above the overlay's diameter (about 5 at
+/// n = 2048 with 7 neighbours); a member a longer route away is flooded, as one without a route
+/// is. It was 254: routes to a crashed member then counted up for seconds (each step one advert
+/// and one link latency), and a key whose tree was rooted there waited for its fallback in the
+/// meantime (docs/PROTOCOL.md §11.2).
+const MAX_HOPS: u8 = 15;
+
+/// How many roots a key's tree may try in one view (docs/PROTOCOL.md §11.2.1): the first one a
+/// route is known to is taken, so a crashed root costs the time routes take to show it gone.
+pub const ROOT_CANDIDATES: u64 = 4;
 
 /// One neighbour as the trees know it.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +64,8 @@ pub struct RelayTrees {
     neighbours: BTreeMap<MemberIndex, Neighbour>,
     /// Our hop count to every origin.
     hops: Vec<u8>,
+    /// Origins we knew a route to and know none to any more: crashed, or cut off.
+    gone: BTreeSet<MemberIndex>,
     /// Our parents for every origin, `parents` slots per origin, [`NO_PARENT`] where there are
     /// fewer: recomputed with the hop counts, since every vote flushed and every advert asks.
     chosen: Vec<MemberIndex>,
@@ -98,6 +108,12 @@ impl TreeLinks {
 /// the view, so every member picks the same root and the load of being root rotates with each
 /// decision.
 pub fn tree_root(key: &[u8], view: u64, members: usize) -> MemberIndex {
+    root_candidate(key, view, members, 0)
+}
+
+/// The `attempt`th root a key's tree may take in `view` (0 is [`tree_root`]): a fixed mix, so
+/// every member tries the same roots in the same order.
+pub fn root_candidate(key: &[u8], view: u64, members: usize, attempt: u64) -> MemberIndex {
     let mut x = view ^ 0x6a09_e667_f3bc_c908;
     for chunk in key.chunks(8) {
         let mut word = [0u8; 8];
@@ -105,7 +121,7 @@ pub fn tree_root(key: &[u8], view: u64, members: usize) -> MemberIndex {
         x = mix(x ^ u64::from_le_bytes(word));
     }
     let members = u64::try_from(members.max(1)).unwrap_or(u64::MAX);
-    member(usize::try_from(mix(x) % members).unwrap_or(0))
+    member(usize::try_from(mix(x.wrapping_add(attempt)) % members).unwrap_or(0))
 }
 
 /// What a member tells one neighbour (the body of a `Routes` message).
@@ -128,6 +144,7 @@ impl RelayTrees {
             parents: parents.max(1),
             neighbours: BTreeMap::new(),
             hops: Vec::new(),
+            gone: BTreeSet::new(),
             chosen: Vec::new(),
             owed: BTreeSet::new(),
         };
@@ -266,6 +283,18 @@ impl RelayTrees {
         candidates.sort_unstable();
     }
 
+    /// Our links in the tree `key`'s votes gather on in `view`, or `None` when we know no route
+    /// to its root (then pieces go to every neighbour). A root we had a route to and lost is
+    /// taken to be gone (crashed, or cut off) and the next of its [`ROOT_CANDIDATES`] is tried;
+    /// members that agree on who is gone agree on the root. A member never yet heard of (at
+    /// start, while adverts spread) is not skipped: every member still agrees on it then.
+    pub fn key_tree(&self, key: &[u8], view: u64) -> Option<TreeLinks> {
+        (0..ROOT_CANDIDATES)
+            .map(|attempt| root_candidate(key, view, self.members, attempt))
+            .find(|root| !self.gone.contains(root))
+            .and_then(|root| self.tree_towards(root))
+    }
+
     /// Our links in the tree towards `root`, or `None` when we know no route to it or run more
     /// than one parent per origin (then a neighbour that wants the root from us need not be our
     /// child, and the links would not be symmetric). A neighbour is our child when its advert
@@ -327,6 +356,13 @@ impl RelayTrees {
             })
             .collect();
         let changed = hops != self.hops;
+        for (origin, (&now, &before)) in hops.iter().zip(&self.hops).enumerate() {
+            if now != UNREACHABLE {
+                self.gone.remove(&member(origin));
+            } else if before != UNREACHABLE {
+                self.gone.insert(member(origin));
+            }
+        }
         self.hops = hops;
         let mut chosen = vec![NO_PARENT; self.members * self.parents];
         let mut candidates = Vec::new();

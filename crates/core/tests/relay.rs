@@ -2,7 +2,7 @@
 //! every origin's votes from its chosen parents, along shortest paths, and nobody else sends
 //! them at once; a member without a route is flooded.
 
-use beaufort_core::relay::{Advert, RelayTrees, UNREACHABLE};
+use beaufort_core::relay::{root_candidate, Advert, RelayTrees, UNREACHABLE};
 use beaufort_core::types::MemberIndex;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -223,4 +223,42 @@ fn a_keys_tree_is_one_spanning_tree_whose_links_both_ends_agree_on() {
     }
     let two_parents = settled(&adjacency, 2);
     assert!(two_parents[3].tree_towards(0).is_none());
+}
+
+/// A crashed member (every link to it down) stops being routed to within a few advert rounds,
+/// not after a count to 254, and a key whose first root it was gathers on the tree of its next
+/// candidate root, the same at every member.
+#[test]
+fn routes_to_a_crashed_member_end_soon_and_its_keys_gather_on_the_next_root() {
+    let n = 30;
+    let adjacency = circulant(n, &[1, 4, 11]);
+    let mut trees = settled(&adjacency, 1);
+    let key = (0u32..)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|key| root_candidate(key, 3, n, 0) != root_candidate(key, 3, n, 1))
+        .expect("two candidates differ for some key");
+    let crashed = root_candidate(&key, 3, n, 0);
+    let next = root_candidate(&key, 3, n, 1);
+    for &peer in &adjacency[usize::from(crashed)] {
+        trees[usize::from(peer)].link_down(crashed);
+        trees[usize::from(crashed)].link_down(peer);
+    }
+    let rounds = exchange(&mut trees);
+    assert!(rounds <= 40, "routes settled only after {rounds} rounds");
+    for (m, t) in trees.iter().enumerate() {
+        if m == usize::from(crashed) {
+            continue;
+        }
+        assert_eq!(
+            t.hops_to(crashed),
+            UNREACHABLE,
+            "{m} still routes to {crashed}"
+        );
+        let tree = t.key_tree(&key, 3).expect("a route to the next root");
+        assert_eq!(
+            tree,
+            t.tree_towards(next).expect("a route to the next root")
+        );
+        assert_eq!(tree.parent.is_none(), m == usize::from(next));
+    }
 }

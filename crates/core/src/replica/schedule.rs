@@ -10,7 +10,7 @@ use super::{Replica, Step, MAX_TRACKED_KEYS_PER_PEER};
 use crate::cadence::Timers;
 use crate::merkle::MerkleDiff;
 use crate::register::Register;
-use crate::relay::{tree_root, Advert};
+use crate::relay::Advert;
 use crate::types::{Key, MemberIndex};
 use crate::wire::{SyncMessage, MAX_KEYS_PER_MESSAGE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -218,7 +218,6 @@ impl Replica {
         let (Some(_), Some(relay)) = (self.cadence.aggregate_wait, self.relay.as_ref()) else {
             return trees;
         };
-        let members = self.env.verifier.members();
         let woken = self
             .peers
             .values()
@@ -231,18 +230,16 @@ impl Replica {
                 continue;
             };
             let view = register.state.view;
-            let tree = relay
-                .tree_towards(tree_root(key.as_bytes(), view, members))
-                .map(|links| {
-                    let heard = links
-                        .all()
-                        .filter_map(|link| {
-                            let known = self.peers.get(&link)?.known.get(key)?;
-                            (known.view == Some(view)).then(|| (link, known.heard.clone()))
-                        })
-                        .collect();
-                    KeyTree { links, heard }
-                });
+            let tree = relay.key_tree(key.as_bytes(), view).map(|links| {
+                let heard = links
+                    .all()
+                    .filter_map(|link| {
+                        let known = self.peers.get(&link)?.known.get(key)?;
+                        (known.view == Some(view)).then(|| (link, known.heard.clone()))
+                    })
+                    .collect();
+                KeyTree { links, heard }
+            });
             trees.insert(key.clone(), tree);
         }
         trees
