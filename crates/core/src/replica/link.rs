@@ -83,18 +83,6 @@ impl Known {
         }
     }
 
-    /// Whether nothing waits on this record in `view`: no vote held back or due again.
-    /// Forgetting such a record of a quiet key costs at most a certificate sent again should the
-    /// key wake; `unannounced` may go with it, for anti-entropy repairs a quiet key anyway.
-    pub(super) fn idle_in(&self, view: View) -> bool {
-        self.view == Some(view)
-            && self.tree_held.is_empty()
-            && self.tree_due.is_none()
-            && self.retry.is_empty()
-            && self.held_recently.is_empty()
-            && self.held_earlier.is_empty()
-    }
-
     /// Whether the peer holds this body: it crossed the link, or the peer voted for it.
     pub(super) fn holds_body(&self, hash: &ValueHash) -> bool {
         self.values.contains(hash) || self.holds.contains(hash)

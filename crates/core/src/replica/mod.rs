@@ -769,52 +769,11 @@ impl Replica {
     }
 
     /// Forgets change times older than one [`Cadence::settle`]: no exchange leaves those keys
-    /// alone any more. Those keys went quiet, so their links' records go too where nothing is
-    /// pending on them ([`Replica::forget_quiet_links`]).
+    /// alone any more.
     fn prune_changed_at(&mut self) {
         let (now, settle) = (self.env.now, self.cadence.settle());
-        let mut quiet = Vec::new();
-        self.changed_at.retain(|key, &mut at| {
-            let changing = now < at.saturating_add(settle);
-            if !changing {
-                quiet.push(key.clone());
-            }
-            changing
-        });
-        for key in quiet {
-            self.forget_quiet_links(&key);
-        }
-    }
-
-    /// Drops what each link records of a key that went quiet with no vote open in its view
-    /// (decided, and nobody has proposed since), where nothing is held, owed or awaited on that
-    /// link. Such a record only stops a certificate from crossing the link again if the key
-    /// wakes; kept, every key ever written cost each member one record per neighbour (at
-    /// n = 100 after 6 s, 144 of the 354 MB the simulator's members held at their peak).
-    fn forget_quiet_links(&mut self, key: &Key) {
-        let Some(register) = self.registers.get(key) else {
-            return;
-        };
-        let state = &register.state;
-        if state.vote_count() > 0 || !state.pieces.is_empty() || register.has_parked() {
-            return;
-        }
-        for peer in self.peers.values_mut() {
-            let idle = peer
-                .known
-                .get(key)
-                .is_some_and(|known| known.idle_in(state.view));
-            if idle
-                && !peer.owed.contains(key)
-                && !peer.asked.contains(key)
-                && !peer.holding.contains(key)
-                && !peer.tree_wake.contains(key)
-                && !peer.parked.0.contains(key)
-                && !peer.parked.1.contains(key)
-            {
-                peer.known.remove(key);
-            }
-        }
+        self.changed_at
+            .retain(|_, &mut at| now < at.saturating_add(settle));
     }
 
     /// Whether `key` changed within one [`Cadence::settle`]: the eager push is still bringing
