@@ -38,8 +38,9 @@ pub const UNREACHABLE: u8 = u8::MAX;
 /// meantime (docs/PROTOCOL.md §11.2).
 const MAX_HOPS: u8 = 15;
 
-/// How many roots a key's tree may try in one view (docs/PROTOCOL.md §11.2.1): the first one a
-/// route is known to is taken, so a crashed root costs the time routes take to show it gone.
+/// How many roots a key's tree may try in one view (docs/PROTOCOL.md §11.2.1): the first one
+/// not lost (see [`RelayTrees::key_tree`]) is taken, so a crashed root costs the time routes take
+/// to show it gone.
 pub const ROOT_CANDIDATES: u64 = 4;
 
 /// One neighbour as the trees know it.

@@ -407,12 +407,9 @@ pub(super) fn delta(
             if saturated.has_quorum(state, known, (kind, round, value), peer, quorum) {
                 return;
             }
-            let shut = || {
-                closed.contains(&(kind, round))
-                    || !may_go(pieces, state, known, peer, (kind, round), quorum)
-            };
-            if !due && shut() {
-                if !closed.contains(&(kind, round)) {
+            let was_closed = closed.contains(&(kind, round));
+            if !due && (was_closed || !may_go(pieces, state, known, peer, (kind, round), quorum)) {
+                if !was_closed {
                     closed.push((kind, round));
                 }
                 known.tree_held.hold(id);
