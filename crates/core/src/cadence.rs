@@ -53,12 +53,21 @@ impl Cadence {
 }
 
 impl Cadence {
-    /// The longest anti-entropy period: how long after a key's change it still counts as being
-    /// synced by the eager push, so its Merkle leaf shows what was decided before and an
-    /// exchange leaves it alone (docs/PROTOCOL.md §11.3).
+    /// How long after a key's change it still counts as being synced by the eager push, so its
+    /// Merkle leaf shows what was decided before and an exchange leaves it alone
+    /// (docs/PROTOCOL.md §11.3): the longest anti-entropy period, and with pieces at least the
+    /// [`Cadence::fallback`], the push's own repair of a failed tree. A view takes longer than
+    /// one period with pieces (1.1–1.2 s at n = 100), so a shorter window showed keys still in
+    /// flight to exchanges, and members whose windows opened a few hops apart disagreed on
+    /// decided keys: half of the Merkle bytes.
     pub fn settle(&self) -> u64 {
         let (lo, hi) = self.anti_entropy_every;
-        lo.max(hi)
+        let push_repair = if self.aggregate_wait.is_some() {
+            self.fallback()
+        } else {
+            0
+        };
+        lo.max(hi).max(push_repair)
     }
 }
 

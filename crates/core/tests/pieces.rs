@@ -799,3 +799,39 @@ fn a_child_on_a_keys_tree_gets_one_piece_once_the_parent_reports_or_a_quorum_is_
         );
     }
 }
+
+/// With pieces a view takes longer than an anti-entropy period, and the push repairs a failed
+/// tree itself at its fallback: a key changed since then is left to the push until that
+/// fallback has passed, not only one period. With a one-period window, exchanges descended to
+/// keys still in flight and to decided keys whose windows opened a few hops apart (half of the
+/// Merkle bytes at n = 100).
+#[test]
+fn with_pieces_a_changed_key_is_left_to_the_push_until_its_fallback() {
+    let c = crypto(4);
+    let mut a = pieces_member_waiting(&c, 0, &[1], 300);
+    let mut b = pieces_member_waiting(&c, 1, &[0], 300);
+    let _ = a.tick(1_000);
+    let _ = b.tick(1_000);
+    let (step, _) = a.propose(key(), data("x")).expect("a proposal");
+    assert!(step.faults.is_empty());
+    let _ = a.tick(2_000);
+    let _ = b.tick(2_000);
+    assert_eq!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "a period has passed, the push's fallback (1 s and two waits) has not"
+    );
+    let _ = a.tick(2_599);
+    assert_eq!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "still within the fallback"
+    );
+    let _ = a.tick(2_600);
+    let _ = b.tick(2_600);
+    assert_ne!(
+        a.merkle_root(),
+        b.merkle_root(),
+        "the fallback has passed: the difference is anti-entropy's to repair"
+    );
+}

@@ -251,7 +251,7 @@ impl Replica {
     }
 
     /// Brings the Merkle leaves of changed keys up to date. A key that first changed within the
-    /// longest anti-entropy period is still being synced by the eager push, so its leaf holds
+    /// settle window ([`Cadence::settle`]) is still being synced by the eager push, so its leaf holds
     /// only the view it was in when that window opened ([`syncing_digest`]; a key that was in
     /// its first view then has none yet): replicas that hold different parts of an open view's
     /// votes, or that are a moment apart in its decision, then compare equal, and an exchange

@@ -30,7 +30,7 @@ impl Replica {
     /// neighbour has meanwhile shown it holds them or a quorum of their group. A runtime calls
     /// this every few link latencies; it repairs relay trees cut by a crash, a partition or a
     /// withholding member. Without trees nothing is ever held back and this does nothing.
-    /// [`Replica::tick`] calls it every [`Cadence::second_chance_every`].
+    /// [`Replica::tick`] calls it every [`crate::cadence::Cadence::second_chance_every`].
     pub fn second_chance(&mut self) {
         for peer in self.peers.values_mut() {
             let holding = std::mem::take(&mut peer.holding);
@@ -54,10 +54,10 @@ impl Replica {
     /// Tells the replica the time (milliseconds on any monotone clock; a smaller value than
     /// before is ignored) and runs what is due by then: registers waiting out a split round's
     /// [`crate::register::patience`], the re-wiring decision, and the periodic duties of the
-    /// [`Cadence`]: the eager push to ready links, the relay trees' second chance, and
-    /// anti-entropy with every neighbour (with a new neighbour at once). The runtime calls this
-    /// at [`Replica::next_tick`] (or more often); a replica never ticked never leaves a split
-    /// round and never pushes anything on its own.
+    /// [`crate::cadence::Cadence`]: the eager push to ready links, the relay trees' second
+    /// chance, and anti-entropy with one neighbour per period in turn (with a new neighbour at
+    /// once). The runtime calls this at [`Replica::next_tick`] (or more often); a replica never
+    /// ticked never leaves a split round and never pushes anything on its own.
     pub fn tick(&mut self, now: u64) -> Step {
         self.env.now = self.env.now.max(now);
         let now = self.env.now;
@@ -264,7 +264,7 @@ impl Replica {
     }
 
     /// Opens a Merkle anti-entropy exchange with a neighbour, with what goes to every neighbour
-    /// each period ([`Replica::remind`]) and our relay-tree advert. [`Replica::tick`] does this
+    /// each period (proofs and parked requests) and our relay-tree advert. [`Replica::tick`] does this
     /// with one neighbour per period in turn and with each new neighbour; a test or a scripted
     /// replay calls it at a moment of its choosing.
     pub fn start_anti_entropy(&mut self, peer: MemberIndex) -> Step {
