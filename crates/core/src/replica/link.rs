@@ -9,7 +9,11 @@ use crate::types::{Key, MemberIndex, Round, Value, ValueHash, View, MAX_ROUND, R
 use crate::vote::VoteKind;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What we believe a neighbour holds for one key: what it sent us and what we sent it.
+/// What we believe a neighbour holds for one key: what it sent us and what we sent it. Most
+/// keys on most links are quiet (decided, nothing held back), and a record is kept for every
+/// key ever written on every link, so what only an open view needs lives in a [`Traffic`]
+/// allocated on first write and dropped once empty again ([`Known::compact`]): at n = 100 the
+/// records were most of the simulator's memory and grew with the store.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Known {
     pub(super) view: Option<View>,
@@ -19,6 +23,22 @@ pub(super) struct Known {
     pub(super) in_view: bool,
     /// How far into the register's change logs (slots, bodies) we have looked for this peer.
     pub(super) seen: (usize, usize),
+    /// With pieces, when (by the replica's clock) our view opened without a word to this peer
+    /// (it was off the key's tree and not known to hold the COMMIT quorum), so only the tree
+    /// told it of the decision: if the tree failed it, anti-entropy must not leave the key for
+    /// later as one still being synced once a fallback has passed since then (docs/PROTOCOL.md
+    /// §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a later view on either
+    /// side, a new connection, or the repair itself.
+    pub(super) unannounced: Option<u64>,
+    /// What crossed the link in `view` and what is held back from it; `None` when empty.
+    traffic: Option<Box<Traffic>>,
+}
+
+/// The part of a link's record of one key that only a view in progress fills: the slots and
+/// bodies that crossed, and the votes held back. Read through [`Known`] (`Deref`); the first
+/// write allocates it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Traffic {
     pub(super) slots: SlotSet,
     pub(super) values: BTreeSet<ValueHash>,
     /// Bodies the peer evidently holds though none crossed this link: it sent us its own
@@ -46,16 +66,73 @@ pub(super) struct Known {
     /// When (by the replica's clock) `tree_held` goes regardless: the wait for the other tree
     /// links, or the fallback for a peer off the tree.
     pub(super) tree_due: Option<u64>,
-    /// With pieces, when (by the replica's clock) our view opened without a word to this peer
-    /// (it was off the key's tree and not known to hold the COMMIT quorum), so only the tree
-    /// told it of the decision: if the tree failed it, anti-entropy must not leave the key for
-    /// later as one still being synced once a fallback has passed since then (docs/PROTOCOL.md
-    /// §11.2.1, "Decisions"). Cleared with the record: a whole state sent, a later view on either
-    /// side, a new connection, or the repair itself.
-    pub(super) unannounced: Option<u64>,
+}
+
+/// What a record without traffic reads as.
+static NO_TRAFFIC: Traffic = Traffic {
+    slots: SlotSet { rounds: Vec::new() },
+    values: BTreeSet::new(),
+    holds: BTreeSet::new(),
+    relayed: BTreeSet::new(),
+    held_recently: Vec::new(),
+    held_earlier: Vec::new(),
+    retry: Vec::new(),
+    heard: BTreeSet::new(),
+    opened: BTreeSet::new(),
+    tree_held: HeldSlots {
+        ids: SlotSet { rounds: Vec::new() },
+    },
+    tree_due: None,
+};
+
+impl Traffic {
+    /// Whether nothing is recorded or held: the record may drop it.
+    fn is_empty(&self) -> bool {
+        self.slots.rounds.is_empty()
+            && self.values.is_empty()
+            && self.holds.is_empty()
+            && self.relayed.is_empty()
+            && self.held_recently.is_empty()
+            && self.held_earlier.is_empty()
+            && self.retry.is_empty()
+            && self.heard.is_empty()
+            && self.opened.is_empty()
+            && self.tree_held.is_empty()
+            && self.tree_due.is_none()
+    }
+}
+
+impl std::ops::Deref for Known {
+    type Target = Traffic;
+
+    fn deref(&self) -> &Traffic {
+        self.traffic.as_deref().unwrap_or(&NO_TRAFFIC)
+    }
+}
+
+impl std::ops::DerefMut for Known {
+    fn deref_mut(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(Box::default)
+    }
 }
 
 impl Known {
+    /// A record of a peer in `view`, nothing known of it yet.
+    pub(super) fn of_view(view: View) -> Known {
+        Known {
+            view: Some(view),
+            ..Known::default()
+        }
+    }
+
+    /// Drops the traffic once nothing is recorded or held in it (after a write that may have
+    /// allocated it for nothing, or a view that moved on).
+    pub(super) fn compact(&mut self) {
+        if self.traffic.as_deref().is_some_and(Traffic::is_empty) {
+            self.traffic = None;
+        }
+    }
+
     /// Forgets slots and bodies of rounds the register no longer holds, once the record outgrows
     /// what a state can hold: a view driven through many rounds, or a peer sending votes for
     /// rounds we drop, must not grow the record without bound. Forgetting only costs a resend.
@@ -633,6 +710,30 @@ pub(super) fn delta(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A quiet key's record is a few words: its traffic is allocated by the first write and
+    /// dropped once empty again, and without it the record reads as empty.
+    #[test]
+    fn a_record_keeps_its_traffic_only_while_something_is_in_it() {
+        assert!(
+            std::mem::size_of::<Known>() <= 72,
+            "what only an open view needs belongs in Traffic"
+        );
+        let mut known = Known::of_view(3);
+        assert!(known.traffic.is_none());
+        assert!(
+            known.slots.rounds.is_empty() && known.heard.is_empty() && known.tree_held.is_empty()
+        );
+        known.heard.insert((VoteKind::PreCommit, 0));
+        assert!(known.traffic.is_some(), "the first write allocates it");
+        known.compact();
+        assert!(known.traffic.is_some(), "kept while something is in it");
+        assert!(known.heard.contains(&(VoteKind::PreCommit, 0)));
+        known.heard.clear();
+        known.compact();
+        assert!(known.traffic.is_none(), "dropped once empty");
+        assert_eq!(known.view, Some(3), "the record itself stays");
+    }
 
     /// A slot held again (a flush that finds the peer's view unannounced offers everything
     /// anew) is held once; taking empties the set, in group order with members ascending.

@@ -493,16 +493,14 @@ impl Replica {
         if let Some(peer) = self.peers.get_mut(&from) {
             let known = peer.known.entry(key.clone()).or_default();
             if known.view.is_none_or(|view| update.view > view) {
-                *known = Known {
-                    view: Some(update.view),
-                    ..Known::default()
-                };
+                *known = Known::of_view(update.view);
             }
             if known.view == Some(update.view) {
                 let empty = RegisterState::default();
                 let ours = self.registers.get(&key).map_or(&empty, |r| &r.state);
                 known.record_received(from, &update, ours, members);
             }
+            known.compact();
         }
         // On a key's tree, a link's report may be what other links' pieces wait for, even when
         // it brings nothing new: the next flush looks again.
@@ -534,6 +532,7 @@ impl Replica {
             .filter(|known| known.view == Some(update.view))
         {
             known.relayed_from(&update);
+            known.compact();
         }
         let register = self.registers.entry(key.clone()).or_default();
         let before = register.state.view;

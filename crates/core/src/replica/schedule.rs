@@ -47,6 +47,7 @@ impl Replica {
                 if !known.held_earlier.is_empty() {
                     peer.holding.insert(key);
                 }
+                known.compact();
             }
         }
     }
@@ -178,6 +179,7 @@ impl Replica {
                     }),
                 };
                 let update = delta(key, register, known, peer_id, &push, whole);
+                known.compact();
                 if !known.held_recently.is_empty() {
                     peer.holding.insert(key.clone());
                 }
